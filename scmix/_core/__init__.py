@@ -1,0 +1,1 @@
+"""Array-level numerical engines of scmix. Nothing in here knows about AnnData."""

@@ -1,0 +1,126 @@
+"""Family-independent numba kernels over a gene chunk (layout in ``families/base.py``)."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_parallel = numba.njit(parallel=True, cache=True, nogil=True)
+
+
+@_parallel
+def log_factorial_sums(x):
+    """``sum_i log(x_ij!)`` per gene, shape ``(n_genes,)``."""
+    out = np.zeros(x.shape[0])
+    for g in numba.prange(x.shape[0]):
+        total = 0.0
+        for i in range(x.shape[1]):
+            if x[g, i] > 1.0:
+                total += math.lgamma(x[g, i] + 1.0)
+        out[g] = total
+    return out
+
+
+@_parallel
+def _weighted_rate(x, size_factors, resp, active):
+    n_comp = resp.shape[1]
+    out = np.empty((active.shape[0], n_comp))
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        for k in range(n_comp):
+            num = 0.0
+            den = 0.0
+            for i in range(x.shape[1]):
+                num += resp[g, k, i] * x[g, i]
+                den += resp[g, k, i] * size_factors[i]
+            out[a, k] = num / den if den > 0.0 else np.nan
+    return out
+
+
+def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
+    """``sum_i r_ijk x_ij / sum_i r_ijk s_i``: the Poisson MLE of mu_jk (NaN without weight)."""
+    if active is None:
+        active = np.arange(x.shape[0])
+    return _weighted_rate(x, size_factors, resp, active)
+
+
+@_parallel
+def e_step(log_prob, log_weights, active, loglik):
+    """Turn ``log_prob`` into responsibilities in place and sum the log-likelihood.
+
+    For each active gene j and cell i, with ``l_k = log pi_jk + log f_ijk``:
+    ``r_ijk = exp(l_k - logsumexp_k l)`` and ``loglik_j = sum_i logsumexp_k l``.
+    Subtracting the maximum first keeps well-separated components from underflowing.
+    """
+    n_comp = log_prob.shape[1]
+    n_cells = log_prob.shape[2]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        total = 0.0
+        for i in range(n_cells):
+            top = -np.inf
+            for k in range(n_comp):
+                v = log_weights[g, k] + log_prob[g, k, i]
+                log_prob[g, k, i] = v
+                if v > top:
+                    top = v
+            acc = 0.0
+            for k in range(n_comp):
+                e = math.exp(log_prob[g, k, i] - top)
+                log_prob[g, k, i] = e
+                acc += e
+            for k in range(n_comp):
+                log_prob[g, k, i] /= acc
+            total += top + math.log(acc)
+        loglik[g] = total
+
+
+@_parallel
+def responsibility_sums(resp, active):
+    """``sum_i r_ijk`` for the active genes, shape ``(len(active), n_components)``."""
+    out = np.zeros((active.shape[0], resp.shape[1]))
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        for k in range(resp.shape[1]):
+            total = 0.0
+            for i in range(resp.shape[2]):
+                total += resp[g, k, i]
+            out[a, k] = total
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _distinct_sorted(row):
+    values = np.sort(row[row > 0.0])
+    n = 0
+    for v in range(values.shape[0]):
+        if v == 0 or values[v] != values[v - 1]:
+            values[n] = values[v]
+            n += 1
+    return values[:n]
+
+
+@_parallel
+def count_levels(x):
+    """The distinct non-zero counts of each gene and each cell's index into them.
+
+    Returns ``values`` (n_genes, n_levels_max), padded with 0, ``n_levels``
+    (n_genes,) and ``level`` (n_genes, n_cells) int32, -1 for a zero count.
+    Terms with special functions (lgamma, digamma) depend on a cell only
+    through its count, so they are evaluated once per level, not once per cell.
+    """
+    n_genes, n_cells = x.shape
+    n_levels = np.zeros(n_genes, dtype=np.int64)
+    for g in numba.prange(n_genes):
+        n_levels[g] = _distinct_sorted(x[g]).shape[0]
+    values = np.zeros((n_genes, max(1, n_levels.max())))
+    level = np.full((n_genes, n_cells), -1, dtype=np.int32)
+    for g in numba.prange(n_genes):
+        distinct = _distinct_sorted(x[g])
+        values[g, : distinct.shape[0]] = distinct
+        for i in range(n_cells):
+            if x[g, i] > 0.0:
+                level[g, i] = np.searchsorted(distinct, x[g, i])
+    return values, n_levels, level

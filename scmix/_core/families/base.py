@@ -1,0 +1,91 @@
+"""The interface between the EM driver and a distribution family.
+
+A family knows its log-pmf and its M-step; the driver (:mod:`scmix._core.em`)
+knows neither. Arrays of a gene chunk, all float64 and C-contiguous:
+
+They travel together in a :class:`ChunkData`:
+
+* ``x``: counts, shape ``(n_genes, n_cells)`` (genes first, so that the loop over
+  cells of one gene reads contiguous memory);
+* ``size_factors`` and ``log_size_factors``: shape ``(n_cells,)``;
+* ``resp`` / ``out``: shape ``(n_genes, n_components, n_cells)``;
+* parameters: a dict of arrays of shape ``(n_genes, n_components)``;
+* ``active``: int64 indices of the genes still iterating. Kernels touch only
+  those rows, which is how converged genes leave the computation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .._kernels import count_levels, log_factorial_sums, weighted_rate
+
+#: Means are kept above this floor so that log(mu) stays finite.
+MU_MIN = 1e-10
+
+
+@dataclass
+class ChunkData:
+    """The counts of a gene chunk with what the kernels derive from them once."""
+
+    x: np.ndarray  # (n_genes, n_cells) float64
+    size_factors: np.ndarray  # (n_cells,)
+
+    @cached_property
+    def log_size_factors(self) -> np.ndarray:
+        return np.log(self.size_factors)
+
+    @cached_property
+    def levels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(values, n_levels, level)`` of :func:`~scmix._core._kernels.count_levels`:
+        the distinct non-zero counts per gene and each cell's index into them."""
+        return count_levels(self.x)
+
+    @property
+    def n_cells(self) -> int:
+        return self.x.shape[1]
+
+
+class Family(ABC):
+    """A count distribution with mean ``s_i * mu_jk`` and per-component parameters."""
+
+    #: Short name used in the public API (``family="nb"``).
+    name: str
+    #: Names of the per-component parameter arrays; ``"mu"`` comes first.
+    param_names: tuple[str, ...]
+
+    @property
+    def n_free_params(self) -> int:
+        """Free parameters per component (the weights are counted by the caller)."""
+        return len(self.param_names)
+
+    def log_prob_constant(self, data: ChunkData) -> np.ndarray:
+        """Per-gene term of the log-likelihood that no parameter changes.
+
+        ``log_prob`` leaves out ``-log(x_ij!)``, which is the same for every
+        component; the driver adds ``-sum_i log(x_ij!)`` to each gene's total.
+        """
+        return -log_factorial_sums(data.x)
+
+    def initial_params(self, data: ChunkData, resp) -> dict[str, np.ndarray]:
+        """Parameters from (hard or soft) starting responsibilities, by moments."""
+        mu = weighted_rate(data.x, data.size_factors, resp)
+        np.maximum(mu, MU_MIN, out=mu)
+        return {"mu": mu}
+
+    @abstractmethod
+    def log_prob(self, data: ChunkData, params, active, out) -> None:
+        """Write ``log f(x_ij | s_i mu_jk, ...) + log(x_ij!)`` into ``out[active]``."""
+
+    @abstractmethod
+    def m_step(self, data: ChunkData, resp, params, active) -> None:
+        """Update ``params[...][active]`` in place so that the expected
+        complete-data log-likelihood ``sum_i r_ijk log f(x_ij | ...)`` does not decrease."""
+
+    @abstractmethod
+    def dispersion(self, params) -> np.ndarray:
+        """phi = 1 / theta, shape ``(n_genes, n_components)``; 0 means Poisson."""

@@ -1,0 +1,226 @@
+r"""Negative binomial family, parametrised by mean and inverse dispersion theta.
+
+With :math:`m = s_i \mu_{jk}` and :math:`\theta = \theta_{jk}`,
+
+.. math::
+
+    \log f(x) = \log\Gamma(x+\theta) - \log\Gamma(\theta) - \log x!
+                - \theta \log(1 + m/\theta) + x \log\frac{m}{\theta + m},
+
+written with ``log1p`` so that it stays exact as theta grows towards the
+Poisson limit. The M-step maximises the weighted log-likelihood
+:math:`Q(a, b) = \sum_i r_{ijk} \log f(x_{ij})` over :math:`a = \log\mu`,
+:math:`b = \log\theta` by Newton's method (falling back to a scaled gradient
+step where the Hessian is not negative definite) with step halving: a step is
+taken only if Q does not decrease, so EM stays monotone (a generalised EM).
+theta is kept in ``[THETA_MIN, THETA_MAX]``; a component at ``THETA_MAX`` is
+Poisson-like (dispersion below 1e-8) and reported with dispersion 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
+from .base import MU_MIN, ChunkData, Family
+
+THETA_MIN = 1e-6
+THETA_MAX = 1e8
+_LOG_MU_MIN = math.log(MU_MIN)
+_LOG_THETA_MIN = math.log(THETA_MIN)
+_LOG_THETA_MAX = math.log(THETA_MAX)
+#: Largest Newton step in log mu or log theta (a factor of e^3 per step).
+_MAX_STEP = 3.0
+_MAX_HALVINGS = 30
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _nb_log_prob(x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out):
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        table = np.empty(n_levels[g])
+        for k in range(n_comp):
+            th = theta[g, k]
+            for u in range(n_levels[g]):
+                table[u] = lgamma_ratio(values[g, u], th)
+            log_mu_minus_log_th = math.log(mu[g, k]) - math.log(th)
+            for i in range(n_cells):
+                m = size_factors[i] * mu[g, k]
+                l1 = math.log1p(m / th)
+                if level[g, i] < 0:
+                    out[g, k, i] = -th * l1
+                else:
+                    out[g, k, i] = (
+                        table[level[g, i]]
+                        - th * l1
+                        + x[g, i] * (log_size_factors[i] + log_mu_minus_log_th - l1)
+                    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_mu, log_theta):
+    """Q = sum_i r_i log f(x_i) (without log x!), its gradient and Hessian in (log mu, log theta).
+
+    ``level_weight[u]`` is the summed weight of the cells whose count is
+    ``values[u]``: the lgamma / digamma / trigamma terms are evaluated once per level.
+    """
+    mu = math.exp(log_mu)
+    th = math.exp(log_theta)
+    inv_th = 1.0 / th
+    q = 0.0
+    ga = 0.0
+    gt = 0.0
+    haa = 0.0
+    htt = 0.0
+    hat = 0.0
+    # one division and one log1p per cell: t = theta + m, p = theta / t
+    for i in range(x.shape[0]):
+        ri = r[i]
+        if ri == 0.0:
+            continue
+        m = size_factors[i] * mu
+        l1 = math.log1p(m * inv_th)
+        inv_t = 1.0 / (th + m)
+        p = th * inv_t
+        xi = x[i]
+        q += ri * (xi * (log_size_factors[i] + log_mu - log_theta - l1) - th * l1)
+        ga += ri * (xi - m) * p
+        gt += ri * ((m - xi) * inv_t - l1)
+        haa -= ri * m * (xi + th) * p * inv_t
+        htt += ri * (m * m * inv_th + xi) * inv_t * inv_t
+        hat += ri * (xi - m) * m * inv_t * inv_t
+    for u in range(level_weight.shape[0]):
+        w = level_weight[u]
+        if w == 0.0:
+            continue
+        q += w * lgamma_ratio(values[u], th)
+        gt += w * digamma_ratio(values[u], th)
+        htt += w * trigamma_ratio(values[u], th)
+    # chain rule from theta to log theta
+    gb = th * gt
+    hbb = th * th * htt + gb
+    hab = th * hat
+    return q, ga, gb, haa, hab, hbb
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _nb_m_step(
+    x, size_factors, log_size_factors, values, n_levels, level, resp, mu, theta, active,
+    max_newton, tol,
+):
+    n_comp = mu.shape[1]
+    n_cells = x.shape[1]
+    for pair in numba.prange(active.shape[0] * n_comp):
+        g = active[pair // n_comp]
+        k = pair % n_comp
+        r = resp[g, k]
+        level_weight = np.zeros(n_levels[g])
+        weight = 0.0
+        for i in range(n_cells):
+            weight += r[i]
+            if level[g, i] >= 0:
+                level_weight[level[g, i]] += r[i]
+        if weight < 1e-10:
+            continue  # an emptied component keeps its parameters
+        xg = x[g]
+        vg = values[g]
+        a = math.log(mu[g, k])
+        b = math.log(theta[g, k])
+        q, ga, gb, haa, hab, hbb = _objective(
+            xg, size_factors, log_size_factors, r, vg, level_weight, a, b
+        )
+        for _ in range(max_newton):
+            det = haa * hbb - hab * hab
+            if haa < 0.0 and hbb < 0.0 and det > 0.0:
+                da = -(hbb * ga - hab * gb) / det
+                db = -(haa * gb - hab * ga) / det
+            else:  # not concave here: scaled gradient ascent
+                da = -ga / haa if haa < 0.0 else 0.0
+                db = gb / abs(hbb) if hbb != 0.0 else 0.0
+            da = min(max(da, -_MAX_STEP), _MAX_STEP)
+            db = min(max(db, -_MAX_STEP), _MAX_STEP)
+            # predicted gain (the Newton decrement): below rounding noise, Q is at its optimum
+            if ga * da + gb * db <= 1e-13 * (abs(q) + 1.0):
+                break
+            step = 1.0
+            accepted = False
+            a_new = a
+            b_new = b
+            res = (q, ga, gb, haa, hab, hbb)
+            for _h in range(_MAX_HALVINGS):
+                a_new = max(a + step * da, _LOG_MU_MIN)
+                b_new = min(max(b + step * db, _LOG_THETA_MIN), _LOG_THETA_MAX)
+                if a_new == a and b_new == b:
+                    break
+                res = _objective(xg, size_factors, log_size_factors, r, vg, level_weight, a_new, b_new)
+                if res[0] >= q:
+                    accepted = True
+                    break
+                step *= 0.5
+            if not accepted:
+                break
+            moved = max(abs(a_new - a), abs(b_new - b))
+            gain = res[0] - q
+            a = a_new
+            b = b_new
+            q, ga, gb, haa, hab, hbb = res
+            if moved < tol or gain <= tol * tol * (abs(q) + 1.0):
+                break
+        mu[g, k] = math.exp(a)
+        theta[g, k] = math.exp(b)
+
+
+class NegativeBinomial(Family):
+    """Negative binomial with mean ``s_i * mu_jk`` and inverse dispersion ``theta_jk``.
+
+    Parameters
+    ----------
+    max_newton
+        Newton iterations per M-step. One is enough for a monotone (generalised)
+        EM; a few make each EM iteration closer to an exact M-step.
+    newton_tol
+        Stop the inner Newton iterations once a step moves ``log mu`` and
+        ``log theta`` by less than this.
+    """
+
+    name = "nb"
+    param_names = ("mu", "theta")
+
+    def __init__(self, max_newton: int = 4, newton_tol: float = 1e-8):
+        self.max_newton = max_newton
+        self.newton_tol = newton_tol
+
+    def initial_params(self, data: ChunkData, resp) -> dict[str, np.ndarray]:
+        """Means as in the Poisson case; theta from the moments with offsets,
+        ``1/theta = sum r [(x - s mu)^2 - s mu] / sum r (s mu)^2``, clipped to the range."""
+        params = super().initial_params(data, resp)
+        mu = params["mu"]
+        fitted = data.size_factors[None, None, :] * mu[:, :, None]
+        excess = np.einsum("gki,gki->gk", resp, (data.x[:, None, :] - fitted) ** 2 - fitted)
+        scale = np.einsum("gki,gki->gk", resp, fitted**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = excess / scale
+        phi = np.where(np.isfinite(phi) & (phi > 1.0 / THETA_MAX), phi, 1.0 / THETA_MAX)
+        params["theta"] = np.clip(1.0 / phi, THETA_MIN, THETA_MAX)
+        return params
+
+    def log_prob(self, data: ChunkData, params, active, out) -> None:
+        _nb_log_prob(
+            data.x, data.size_factors, data.log_size_factors, *data.levels,
+            params["mu"], params["theta"], active, out,
+        )
+
+    def m_step(self, data: ChunkData, resp, params, active) -> None:
+        _nb_m_step(
+            data.x, data.size_factors, data.log_size_factors, *data.levels, resp,
+            params["mu"], params["theta"], active, self.max_newton, self.newton_tol,
+        )
+
+    def dispersion(self, params) -> np.ndarray:
+        theta = params["theta"]
+        return np.where(theta >= THETA_MAX * (1 - 1e-12), 0.0, 1.0 / theta)

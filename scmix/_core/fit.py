@@ -1,0 +1,123 @@
+"""Fit a mixture to every gene (column) of a count matrix, chunk by chunk.
+
+This is the one implementation behind both faces of scmix:
+:func:`scmix.tl.fit_mixture` (AnnData) and the estimators in :mod:`scmix.models`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunks import as_column_sliceable, chunk_size_for, dense_chunk, iter_chunks
+from .em import fit_chunk
+from .families import Family
+
+
+@dataclass
+class MixtureFit:
+    """Per-gene results for all ``n_genes`` columns; genes without any count have
+    ``fitted=False``, NaN parameters and ``converged=False``."""
+
+    family: Family
+    n_components: int
+    params: dict[str, np.ndarray]  # each (n_genes, K), components by increasing mean
+    weights: np.ndarray  # (n_genes, K)
+    loglik: np.ndarray  # (n_genes,)
+    converged: np.ndarray  # (n_genes,) bool
+    n_iter: np.ndarray  # (n_genes,)
+    fitted: np.ndarray  # (n_genes,) bool
+    resp: np.ndarray | None  # (n_cells, n_genes, K) float32
+    trace: np.ndarray | None  # (max n_iter + 1, n_genes)
+
+    @property
+    def dispersion(self) -> np.ndarray:
+        """phi = 1/theta per gene and component (0 for Poisson-like)."""
+        return self.family.dispersion(self.params)
+
+
+def fit_matrix(
+    X,
+    size_factors: np.ndarray,
+    *,
+    family: Family,
+    n_components: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    random_state: int | None,
+    chunk_size: int | None = None,
+    store_resp: bool = True,
+    keep_trace: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> MixtureFit:
+    """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC).
+
+    ``X`` must hold valid counts and ``size_factors`` positive finite values (the
+    callers validate). Random starts use uniforms drawn once per gene from
+    ``random_state``, so results do not depend on ``chunk_size``.
+    ``progress`` is called with the number of genes finished after each chunk.
+    """
+    n_cells, n_genes = X.shape
+    size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
+    if chunk_size is None:
+        chunk_size = chunk_size_for(n_cells, n_components)
+    uniforms = np.random.default_rng(random_state).random((n_genes, max(n_init, 1), n_components))
+    X = as_column_sliceable(X)
+
+    shape = (n_genes, n_components)
+    params = {name: np.full(shape, np.nan) for name in family.param_names}
+    weights = np.full(shape, np.nan)
+    loglik = np.full(n_genes, np.nan)
+    converged = np.zeros(n_genes, dtype=bool)
+    n_iter = np.zeros(n_genes, dtype=np.int64)
+    fitted = np.zeros(n_genes, dtype=bool)
+    resp = np.full((n_cells, n_genes, n_components), np.nan, dtype=np.float32) if store_resp else None
+    traces = []
+
+    for chunk in iter_chunks(n_genes, chunk_size):
+        x = dense_chunk(X, chunk)
+        has_counts = x.any(axis=1)
+        genes = np.arange(chunk.start, chunk.stop)[has_counts]
+        fitted[genes] = True
+        if genes.size:
+            result = fit_chunk(
+                family, np.ascontiguousarray(x[has_counts]), size_factors, n_components,
+                n_init=n_init, max_iter=max_iter, tol=tol, uniforms=uniforms[genes],
+                keep_trace=keep_trace,
+            )
+            for name in params:
+                params[name][genes] = result.params[name]
+            weights[genes] = result.weights
+            loglik[genes] = result.loglik
+            converged[genes] = result.converged
+            n_iter[genes] = result.n_iter
+            if resp is not None:
+                resp[:, genes, :] = result.resp.transpose(2, 0, 1)
+            if keep_trace:
+                traces.append((genes, result.trace))
+        if progress is not None:
+            progress(chunk.stop)
+
+    n_empty = int((~fitted).sum())
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {n_genes} genes have no non-zero count and were not fitted "
+            "(NaN parameters, converged=False).",
+            stacklevel=3,
+        )
+    return MixtureFit(
+        family, n_components, params, weights, loglik, converged, n_iter, fitted, resp,
+        _merge_traces(traces, n_genes) if keep_trace else None,
+    )
+
+
+def _merge_traces(traces, n_genes: int) -> np.ndarray:
+    rows = max((t.shape[0] for _, t in traces), default=0)
+    merged = np.full((rows, n_genes), np.nan)
+    for genes, trace in traces:
+        merged[: trace.shape[0], genes] = trace
+    return merged

@@ -1,0 +1,73 @@
+"""Starting points for EM: hard labels of the cells of each gene.
+
+Every start works on ``y = log1p(x / s)``, the depth-normalised expression:
+
+* start 0 splits the cells of each gene into K groups of equal size by the
+  rank of y (deterministic);
+* later starts use k-means++ seeding on y followed by a few Lloyd iterations,
+  driven by uniforms drawn once per gene, so that a gene's start does not
+  depend on which chunk it is processed in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_LLOYD_ITERATIONS = 10
+
+
+def normalised_expression(x: np.ndarray, size_factors: np.ndarray) -> np.ndarray:
+    """``log1p(x / s)``, shape ``(n_genes, n_cells)``."""
+    return np.log1p(x / size_factors[None, :])
+
+
+def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
+    """Label cells 0..K-1 by the rank of y within each gene (equal-size groups)."""
+    n_cells = y.shape[1]
+    order = np.argsort(y, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(n_cells)[None, :], axis=1)
+    return (ranks * n_components) // n_cells
+
+
+def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
+    """k-means++ seeds (one uniform per centre, ``uniforms`` of shape (n_genes, K)),
+    then Lloyd iterations; labels ordered by centre so that label 0 is the lowest."""
+    n_genes, n_cells = y.shape
+    rows = np.arange(n_genes)
+    centres = np.empty((n_genes, n_components))
+    first = np.minimum((uniforms[:, 0] * n_cells).astype(np.int64), n_cells - 1)
+    centres[:, 0] = y[rows, first]
+    dist2 = (y - centres[:, :1]) ** 2
+    for k in range(1, n_components):
+        cumulative = np.cumsum(dist2, axis=1)
+        target = uniforms[:, k] * cumulative[:, -1]
+        pick = np.minimum((cumulative < target[:, None]).sum(axis=1), n_cells - 1)
+        centres[:, k] = y[rows, pick]
+        np.minimum(dist2, (y - centres[:, k : k + 1]) ** 2, out=dist2)
+    for _ in range(_LLOYD_ITERATIONS):
+        labels = np.argmin(np.abs(y[:, None, :] - centres[:, :, None]), axis=1)
+        for k in range(n_components):
+            member = labels == k
+            count = member.sum(axis=1)
+            total = np.where(member, y, 0.0).sum(axis=1)
+            centres[:, k] = np.where(count > 0, total / np.maximum(count, 1), centres[:, k])
+    centres.sort(axis=1)
+    return np.argmin(np.abs(y[:, None, :] - centres[:, :, None]), axis=1)
+
+
+def starting_labels(
+    x: np.ndarray, size_factors: np.ndarray, n_components: int, start: int, uniforms: np.ndarray
+) -> np.ndarray:
+    """Hard labels for start number ``start`` (``uniforms``: shape (n_genes, n_init, K))."""
+    y = normalised_expression(x, size_factors)
+    if start == 0 or n_components == 1:
+        return quantile_labels(y, n_components)
+    return kmeanspp_labels(y, n_components, uniforms[:, start, :])
+
+
+def one_hot(labels: np.ndarray, n_components: int, out: np.ndarray) -> np.ndarray:
+    """Write the responsibilities of hard labels into ``out`` (n_genes, K, n_cells)."""
+    for k in range(n_components):
+        np.equal(labels, k, out=out[:, k, :], casting="unsafe")
+    return out

@@ -1,0 +1,192 @@
+"""scikit-learn-style mixture estimators on arrays, batched over columns (genes).
+
+These are the array face of the engine behind :func:`scmix.tl.fit_mixture`:
+``fit(X, size_factors)`` fits one K-component mixture per column of ``X``
+(cells x genes), with means scaled by each cell's size factor:
+
+.. math::
+
+    x_{ij} \\sim \\sum_k \\pi_{jk} f(\\cdot \\mid s_i \\mu_{jk}, \\theta_{jk}).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._core import selection, validation
+from ._core.families.base import ChunkData
+from ._core.families import Family, NegativeBinomial, Poisson
+from ._core.fit import MixtureFit, fit_matrix
+from ._core._kernels import e_step
+
+DEFAULT_N_INIT = 3
+DEFAULT_MAX_ITER = 1000
+DEFAULT_TOL = 1e-6
+
+
+class _CountMixture:
+    """Shared driver of the count mixtures; subclasses name their family."""
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        *,
+        n_init: int = DEFAULT_N_INIT,
+        max_iter: int = DEFAULT_MAX_ITER,
+        tol: float = DEFAULT_TOL,
+        random_state: int | None = 0,
+        chunk_size: int | None = None,
+    ):
+        self.n_components = n_components
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.chunk_size = chunk_size
+
+    def _make_family(self) -> Family:
+        raise NotImplementedError
+
+    # -- fitting ---------------------------------------------------------------------
+    def fit(self, X, size_factors=None):
+        """Fit one mixture per column of ``X`` (n_cells, n_genes), dense or sparse.
+
+        ``size_factors``: shape (n_cells,), positive; ``None`` means all ones.
+        Columns without any count are not fitted (NaN parameters, ``converged_`` False).
+        """
+        X, size_factors = self._check_data(X, size_factors)
+        validation.check_n_components(self.n_components, X.shape[0])
+        fit = fit_matrix(
+            X, size_factors, family=self._make_family(), n_components=self.n_components,
+            n_init=validation.check_positive_int(self.n_init, "n_init"),
+            max_iter=validation.check_positive_int(self.max_iter, "max_iter"),
+            tol=validation.check_tol(self.tol), random_state=self.random_state,
+            chunk_size=self.chunk_size, store_resp=False,
+        )
+        self._set_fitted(fit, X.shape[0])
+        return self
+
+    def _set_fitted(self, fit: MixtureFit, n_cells: int) -> None:
+        self.family_ = fit.family
+        self.params_ = fit.params
+        self.means_ = fit.params["mu"]
+        self.dispersions_ = fit.dispersion
+        self.weights_ = fit.weights
+        self.converged_ = fit.converged
+        self.n_iter_ = fit.n_iter
+        self.lower_bound_ = fit.loglik
+        self.n_features_in_ = fit.weights.shape[0]
+        self.n_cells_fit_ = n_cells
+
+    def _check_data(self, X, size_factors):
+        if not hasattr(X, "shape") or len(X.shape) != 2:
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-dimensional (cells x genes), got shape {X.shape}.")
+        validation.check_counts(X)
+        if size_factors is None:
+            size_factors = np.ones(X.shape[0])
+        return X, validation.check_size_factors(size_factors, X.shape[0])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "means_"):
+            raise RuntimeError(f"This {type(self).__name__} is not fitted yet: call fit(X) first.")
+
+    # -- evaluation ------------------------------------------------------------------
+    def _e_step(self, X, size_factors):
+        """Responsibilities (n_genes, K, n_cells) and per-gene log-likelihoods."""
+        self._check_fitted()
+        X, size_factors = self._check_data(X, size_factors)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} genes; the model was fitted on {self.n_features_in_}.")
+        x = np.ascontiguousarray(np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=np.float64).T)
+        fitted = np.flatnonzero(np.isfinite(self.means_).all(axis=1))
+        resp = np.full((x.shape[0], self.n_components, x.shape[1]), np.nan)
+        loglik = np.full(x.shape[0], np.nan)
+        if fitted.size:
+            data = ChunkData(np.ascontiguousarray(x[fitted]), size_factors)
+            params = {name: np.ascontiguousarray(v[fitted]) for name, v in self.params_.items()}
+            buf = np.empty((fitted.size, self.n_components, x.shape[1]))
+            every = np.arange(fitted.size)
+            self.family_.log_prob(data, params, every, buf)
+            ll = np.empty(fitted.size)
+            with np.errstate(divide="ignore"):
+                e_step(buf, np.log(self.weights_[fitted]), every, ll)
+            resp[fitted] = buf
+            loglik[fitted] = ll + self.family_.log_prob_constant(data)
+        return resp, loglik
+
+    def predict_proba(self, X, size_factors=None) -> np.ndarray:
+        """Responsibilities r_ijk, shape (n_cells, n_genes, K); NaN for unfitted genes."""
+        resp, _ = self._e_step(X, size_factors)
+        return resp.transpose(2, 0, 1)
+
+    def predict(self, X, size_factors=None) -> np.ndarray:
+        """Most probable component per cell and gene, shape (n_cells, n_genes); -1 if unfitted."""
+        proba = self.predict_proba(X, size_factors)
+        labels = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=2)
+        labels[:, ~np.isfinite(self.means_).all(axis=1)] = -1
+        return labels
+
+    def log_likelihood(self, X, size_factors=None) -> np.ndarray:
+        """Total log-likelihood per gene, shape (n_genes,)."""
+        return self._e_step(X, size_factors)[1]
+
+    def score(self, X, size_factors=None) -> np.ndarray:
+        """Mean log-likelihood per cell, for each gene: shape (n_genes,)."""
+        return self.log_likelihood(X, size_factors) / X.shape[0]
+
+    def bic(self, X, size_factors=None) -> np.ndarray:
+        """BIC per gene, ``-2 loglik + (K p + K - 1) log n``, shape (n_genes,)."""
+        return selection.bic(
+            self.log_likelihood(X, size_factors), self.n_components,
+            self._make_family().n_free_params, X.shape[0],
+        )
+
+
+class NegativeBinomialMixture(_CountMixture):
+    """Mixture of negative binomials with size-factor offsets, one per column.
+
+    Component k of gene j has mean ``s_i * means_[j, k]`` and variance
+    ``m + m^2 * dispersions_[j, k]``.
+
+    Parameters
+    ----------
+    n_components
+        K, the number of components.
+    n_init
+        Starts per gene (the first splits cells by quantiles of x/s, the others
+        use k-means++ on log1p(x/s)); the best log-likelihood per gene is kept.
+    max_iter, tol
+        EM stops for a gene when its log-likelihood rises by at most ``tol`` per
+        cell, or after ``max_iter`` iterations (``converged_`` False).
+    random_state
+        Seed of the random starts; results are deterministic for a given seed.
+    chunk_size
+        Genes per chunk (memory); results do not depend on it.
+
+    Attributes
+    ----------
+    means_, dispersions_, weights_ : ndarray of shape (n_genes, K)
+        Components sorted by increasing mean; dispersion 0 marks a Poisson-like component.
+    converged_, n_iter_ : ndarray of shape (n_genes,)
+    lower_bound_ : ndarray of shape (n_genes,)
+        The maximised marginal log-likelihood of each gene (a total over cells).
+    """
+
+    def _make_family(self) -> Family:
+        return NegativeBinomial()
+
+
+class PoissonMixture(_CountMixture):
+    """Mixture of Poissons with size-factor offsets, one per column.
+
+    Same parameters and attributes as :class:`NegativeBinomialMixture`;
+    ``dispersions_`` is all zeros.
+    """
+
+    def _make_family(self) -> Family:
+        return Poisson()
+
+
+__all__ = ["NegativeBinomialMixture", "PoissonMixture"]

@@ -1,0 +1,263 @@
+"""``scmix.tl.fit_mixture``: per-gene count mixtures with size-factor offsets."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from .. import __version__
+from .._core import selection, validation
+from .._core.families import get_family
+from .._core.fit import MixtureFit, fit_matrix
+from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
+from ._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
+
+#: ``store_responsibilities="auto"`` stores them below this size (float32 bytes).
+RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20
+
+
+def fit_mixture(
+    adata: AnnData,
+    n_components: int = 2,
+    *,
+    family: Literal["nb", "poisson"] = "nb",
+    size_factors: str | np.ndarray | None = "size_factors",
+    layer: str | None = None,
+    mask_var: str | np.ndarray | list[str] | None = None,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    random_state: int | None = 0,
+    bic_threshold: float = selection.DEFAULT_BIC_THRESHOLD,
+    min_weight: float = selection.DEFAULT_MIN_WEIGHT,
+    key_added: str = "scmix",
+    store_responsibilities: bool | Literal["auto"] = "auto",
+    keep_trace: bool = False,
+    chunk_size: int | None = None,
+    copy: bool = False,
+) -> AnnData | None:
+    r"""Fit a K-component count mixture with size-factor offsets to every selected gene.
+
+    For gene j and cell i with size factor :math:`s_i`,
+
+    .. math::
+
+        p(x_{ij}) = \sum_{k=1}^{K} \pi_{jk}\, f(x_{ij} \mid s_i \mu_{jk}, \theta_{jk}),
+
+    with f the negative binomial of mean :math:`m = s_i\mu_{jk}` and variance
+    :math:`m + m^2/\theta_{jk}` (``family="nb"``) or the Poisson (``"poisson"``).
+    Parameters are estimated by EM (a generalised EM for the NB: each M-step is
+    a safeguarded Newton step, so the log-likelihood never decreases). The
+    one-component model is fitted too, for model selection:
+    :math:`\mathrm{BIC}_K = -2\ell_K + (Kp + K - 1)\log n` (p = 2 for NB, 1 for
+    Poisson), :math:`\Delta\mathrm{BIC} = \mathrm{BIC}_1 - \mathrm{BIC}_K`,
+    :math:`\mathrm{LRT} = 2(\ell_K - \ell_1)`.
+
+    A gene is called **bimodal** when ``delta_bic > bic_threshold``, every
+    component weight is at least ``min_weight`` and the K-component fit converged.
+    With ``size_factors`` as offsets, a gene whose counts are bimodal only
+    because the size factors are is *not* called bimodal.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes, raw counts in ``X`` or ``layer`` (dense or sparse).
+    n_components
+        K >= 1.
+    family
+        ``"nb"`` (negative binomial) or ``"poisson"``.
+    size_factors
+        ``.obs`` column, array of length ``n_obs`` or ``None`` (all ones: no offsets).
+    layer
+        Layer holding the counts; ``None`` uses ``X``.
+    mask_var
+        Genes to fit: a boolean ``.var`` column (e.g. ``"spike_in"``), a boolean
+        array or a list of gene names. Others get NaN / False in the outputs.
+    n_init
+        Starts per gene (the first splits cells by quantiles of x/s, the others
+        use k-means++ on log1p(x/s)); the best log-likelihood is kept.
+    max_iter, tol
+        EM stops for a gene once its log-likelihood rises by at most ``tol`` per
+        cell; genes still rising after ``max_iter`` iterations are reported
+        with ``converged=False``.
+    random_state
+        Seed of the random starts; the result is deterministic for a given seed
+        and does not depend on ``chunk_size``.
+    bic_threshold, min_weight
+        The bimodality call (defaults: 10, "very strong" evidence on the Kass and
+        Raftery scale; 0.05).
+    key_added
+        Prefix of the outputs.
+    store_responsibilities
+        ``True``, ``False`` or ``"auto"`` (store when the float32 array takes at
+        most ``RESPONSIBILITIES_AUTO_LIMIT`` = 512 MiB).
+    keep_trace
+        Keep each gene's log-likelihood at every EM iteration (best start) in
+        ``.uns[key]["trace"]``, shape (iterations + 1, n_fitted_genes), NaN after a gene stopped.
+    chunk_size
+        Genes processed at once; by default chosen so a chunk takes about 256 MiB.
+    copy
+        Work on and return a copy instead of writing to ``adata``.
+
+    Returns
+    -------
+    ``None`` (or the annotated copy), with in ``.var`` (K components by increasing mean):
+
+    ``{key}_mean_{k}``, ``{key}_dispersion_{k}``, ``{key}_weight_{k}``
+        :math:`\mu_{jk}` per unit size factor, :math:`\phi_{jk} = 1/\theta_{jk}`
+        (0 for Poisson or Poisson-like), :math:`\pi_{jk}`.
+    ``{key}_single_mean``, ``{key}_single_dispersion``
+        The one-component fit.
+    ``{key}_loglik``, ``{key}_loglik_1``, ``{key}_bic``, ``{key}_bic_1``, ``{key}_delta_bic``, ``{key}_lrt``
+        Model selection.
+    ``{key}_bimodal``, ``{key}_converged``, ``{key}_n_iter``
+        The call and diagnostics (genes without any count: not converged, 0 iterations).
+
+    ``.obsm["{key}_responsibilities"]``: float32 (n_obs, n_fitted_genes, K).
+    ``.uns[key]``: ``params`` (every argument), ``var_names`` (the fitted genes,
+    in ``.obsm`` order), ``n_components``, ``family``, ``version``.
+    Nothing is written unless the whole fit succeeds.
+    """
+    fam = get_family(family)
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}.")
+    if store_responsibilities not in (True, False, "auto"):
+        raise ValueError(
+            f"store_responsibilities must be True, False or 'auto', got {store_responsibilities!r}."
+        )
+    n_init = validation.check_positive_int(n_init, "n_init")
+    max_iter = validation.check_positive_int(max_iter, "max_iter")
+    tol = validation.check_tol(tol)
+    n_components = validation.check_n_components(n_components, adata.n_obs)
+
+    counts = get_counts(adata, layer)
+    genes = gene_mask(adata, mask_var)
+    sf = get_size_factors(adata, size_factors)
+    selected = np.flatnonzero(genes)
+    X = counts[:, selected] if not genes.all() else counts
+    if sparse.issparse(X) and not sparse.isspmatrix(X):
+        X = sparse.csr_matrix(X)
+    validation.check_counts(
+        X, what="X" if layer is None else f"layer {layer!r}",
+        cell_names=adata.obs_names, gene_names=adata.var_names[selected],
+    )
+    store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
+
+    options = dict(
+        n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state,
+        chunk_size=chunk_size,
+    )
+    fit = fit_matrix(
+        X, sf, family=fam, n_components=n_components, store_resp=store,
+        keep_trace=keep_trace, **options,
+    )
+    single = fit if n_components == 1 else fit_matrix(
+        X, sf, family=fam, n_components=1, store_resp=False, **options
+    )
+
+    params = dict(
+        n_components=n_components, family=family,
+        size_factors=describe_size_factors(size_factors), layer=layer,
+        mask_var=describe_mask(mask_var), n_init=n_init, max_iter=max_iter, tol=tol,
+        random_state=random_state, bic_threshold=bic_threshold, min_weight=min_weight,
+        key_added=key_added, store_responsibilities=store_responsibilities,
+        keep_trace=keep_trace,
+    )
+    target = adata.copy() if copy else adata
+    _write_results(
+        target, key_added, selected, fit, single, params,
+        bic_threshold=bic_threshold, min_weight=min_weight,
+    )
+    return target if copy else None
+
+
+def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
+    if option != "auto":
+        return bool(option)
+    size = 4 * n_obs * n_genes * n_components
+    if size <= RESPONSIBILITIES_AUTO_LIMIT:
+        return True
+    warnings.warn(
+        f"Not storing responsibilities: they would take {size / 2**30:.1f} GiB "
+        f"(limit {RESPONSIBILITIES_AUTO_LIMIT / 2**30:.1f} GiB for 'auto'); "
+        "pass store_responsibilities=True to keep them anyway, or fit fewer genes.",
+        stacklevel=3,
+    )
+    return False
+
+
+def model_selection_table(fit: MixtureFit, single: MixtureFit, n_cells: int, *,
+                          bic_threshold: float, min_weight: float) -> dict[str, np.ndarray]:
+    """Per-gene BIC, delta BIC, LRT and the bimodality call (NaN / False where not fitted)."""
+    p = fit.family.n_free_params
+    bic_k = selection.bic(fit.loglik, fit.n_components, p, n_cells)
+    bic_1 = selection.bic(single.loglik, 1, p, n_cells)
+    delta = bic_1 - bic_k
+    return {
+        "loglik": fit.loglik,
+        "loglik_1": single.loglik,
+        "bic": bic_k,
+        "bic_1": bic_1,
+        "delta_bic": delta,
+        "lrt": 2.0 * (fit.loglik - single.loglik),
+        "bimodal": selection.bimodal_call(
+            delta, fit.weights, fit.converged, bic_threshold=bic_threshold, min_weight=min_weight
+        ) & fit.fitted,
+    }
+
+
+def _write_results(adata, key, selected, fit, single, params, *, bic_threshold, min_weight):
+    """Write every output at once: build the columns first, then assign."""
+    n_vars = adata.n_vars
+    columns: dict[str, np.ndarray] = {}
+
+    def spread(values, fill):
+        full = np.full(n_vars, fill, dtype=values.dtype)
+        full[selected] = values
+        return full
+
+    dispersion = fit.dispersion
+    for k in range(fit.n_components):
+        columns[f"{key}_mean_{k}"] = spread(fit.params["mu"][:, k], np.nan)
+        columns[f"{key}_dispersion_{k}"] = spread(dispersion[:, k], np.nan)
+        columns[f"{key}_weight_{k}"] = spread(fit.weights[:, k], np.nan)
+    columns[f"{key}_single_mean"] = spread(single.params["mu"][:, 0], np.nan)
+    columns[f"{key}_single_dispersion"] = spread(single.dispersion[:, 0], np.nan)
+    table = model_selection_table(
+        fit, single, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
+    )
+    for name, values in table.items():
+        columns[f"{key}_{name}"] = spread(values, False if values.dtype == bool else np.nan)
+    columns[f"{key}_converged"] = spread(fit.converged, False)
+    columns[f"{key}_n_iter"] = spread(fit.n_iter, 0)
+
+    new_var = pd.DataFrame(columns, index=adata.var_names)
+    uns = {
+        "params": params,
+        "var_names": np.asarray(adata.var_names[selected], dtype=object),
+        "n_components": fit.n_components,
+        "family": fit.family.name,
+        "version": __version__,
+    }
+    if fit.trace is not None:
+        uns["trace"] = fit.trace
+
+    # from here on only assignments, which do not fail
+    # component columns of an earlier fit with more components under the same key
+    pattern = re.compile(rf"{re.escape(key)}_(mean|dispersion|weight)_\d+")
+    stale = [c for c in adata.var.columns if pattern.fullmatch(c) and c not in new_var]
+    adata.var.drop(columns=stale, inplace=True)
+    for name in new_var.columns:
+        adata.var[name] = new_var[name].to_numpy()
+    resp_key = f"{key}_responsibilities"
+    if fit.resp is not None:
+        adata.obsm[resp_key] = fit.resp
+    elif resp_key in adata.obsm:
+        del adata.obsm[resp_key]
+    adata.uns[key] = uns
