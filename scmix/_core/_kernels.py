@@ -7,10 +7,10 @@ import math
 import numba
 import numpy as np
 
-_parallel = numba.njit(parallel=True, cache=True, nogil=True)
+from ._threading import gene_kernel
 
 
-@_parallel
+@gene_kernel
 def log_factorial_sums(x):
     """``sum_i log(x_ij!)`` per gene, shape ``(n_genes,)``."""
     out = np.zeros(x.shape[0])
@@ -23,7 +23,7 @@ def log_factorial_sums(x):
     return out
 
 
-@_parallel
+@gene_kernel
 def _weighted_rate(x, size_factors, resp, active):
     n_comp = resp.shape[1]
     out = np.empty((active.shape[0], n_comp))
@@ -43,10 +43,10 @@ def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
     """``sum_i r_ijk x_ij / sum_i r_ijk s_i``: the Poisson MLE of mu_jk (NaN without weight)."""
     if active is None:
         active = np.arange(x.shape[0])
-    return _weighted_rate(x, size_factors, resp, active)
+    return _weighted_rate(x, size_factors, resp, active, work=resp.shape[1] * x.shape[1] * active.size)
 
 
-@_parallel
+@gene_kernel
 def e_step(log_prob, log_weights, active, loglik):
     """Turn ``log_prob`` into responsibilities in place and sum the log-likelihood.
 
@@ -77,7 +77,7 @@ def e_step(log_prob, log_weights, active, loglik):
         loglik[g] = total
 
 
-@_parallel
+@gene_kernel
 def responsibility_sums(resp, active):
     """``sum_i r_ijk`` for the active genes, shape ``(len(active), n_components)``."""
     out = np.zeros((active.shape[0], resp.shape[1]))
@@ -102,7 +102,7 @@ def _distinct_sorted(row):
     return values[:n]
 
 
-@_parallel
+@gene_kernel
 def count_levels(x):
     """The distinct non-zero counts of each gene and each cell's index into them.
 

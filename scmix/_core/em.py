@@ -9,9 +9,10 @@ For each gene j, EM maximises the marginal log-likelihood
 
 One iteration: E-step (responsibilities and :math:`\\ell_j` at the current
 parameters), convergence test, then the M-step (:math:`\\pi_{jk} = \\bar r_{jk}`
-and the family's update). A gene has converged when :math:`\\ell_j` rose by at
-most ``tol * n_cells`` (``tol`` is per cell, as in scikit-learn) and then leaves
-the active set, so that the kernels skip it.
+and the family's update), accelerated by SQUAREM with a monotone safeguard.
+A gene has converged when :math:`\\ell_j` rose by at most ``tol * n_cells`` in
+one EM step (``tol`` is per cell, as in scikit-learn) and then leaves the active
+set, so that the kernels skip it.
 """
 
 from __future__ import annotations
@@ -39,49 +40,169 @@ class ChunkFit:
     trace: np.ndarray | None  # (n_iter + 1, n_genes) log-likelihood per iteration, NaN after stopping
 
 
+# Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
+# the phase says at which point it was taken.
+_START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED = range(6)
+_ALPHA_GROWTH = 4.0
+
+
 def run_em(
     family: Family, data: ChunkData, params, weights, resp, *,
-    max_iter: int, tol: float, constant, keep_trace: bool = False,
+    max_iter: int, tol: float, constant, keep_trace: bool = False, accelerate: bool = True,
 ):
     """Iterate EM from ``params`` / ``weights`` (updated in place) for every gene.
 
+    With ``accelerate``, EM steps are grouped in SQUAREM cycles (Varadhan and
+    Roland 2008, scheme S3): from three successive EM points theta0, theta1 = F(theta0),
+    theta2 = F(theta1) in log-parameter space, r = theta1 - theta0,
+    v = theta2 - 2 theta1 + theta0, alpha = -|r| / |v| and the extrapolation
+    theta' = theta0 - 2 alpha r + alpha^2 v is followed by one EM step,
+    theta3 = F(theta'). theta3 is kept only if its log-likelihood is at least that
+    of theta2; otherwise the gene returns to theta2 (alpha = -1 is plain EM). The
+    log-likelihood at the accepted points therefore never decreases.
+
     ``resp`` is the work buffer; on return it holds each gene's responsibilities
-    at its returned parameters. Returns ``(loglik, converged, n_iter, trace)``.
+    at its returned parameters. Returns ``(loglik, converged, n_iter, trace)``;
+    ``n_iter`` counts EM steps (M-steps), ``trace`` the log-likelihood at each
+    accepted point, shape (points, n_genes), NaN after a gene stopped.
     """
     n_genes, n_cells = data.x.shape
+    threshold = tol * n_cells
     loglik = np.full(n_genes, -np.inf)
-    previous = np.full(n_genes, -np.inf)
+    last = np.full(n_genes, -np.inf)  # log-likelihood at the last accepted point
     converged = np.zeros(n_genes, dtype=bool)
     n_iter = np.zeros(n_genes, dtype=np.int64)
-    trace = np.full((max_iter + 1, n_genes), np.nan) if keep_trace else None
-    active = np.arange(n_genes)
+    phase = np.full(n_genes, _START, dtype=np.int8)
+    n_points = np.zeros(n_genes, dtype=np.int64)
+    trace = np.full((2 * max_iter + 2, n_genes), np.nan) if keep_trace else None
+    squarem = _Squarem(family, params, weights) if accelerate else None
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
-    for iteration in range(max_iter + 1):
+    active = np.arange(n_genes)
+    first = True
+    while active.size:
         family.log_prob(data, params, active, resp)
-        e_step(resp, log_weights, active, loglik)
+        e_step(resp, log_weights, active, loglik, work=active.size * resp[0].size)
+        ll = loglik[active]
+        ph = phase[active]
+
+        stabilised = ph == _STABILISED
+        accepted = stabilised & (ll >= squarem.loglik2[active]) if squarem else stabilised
+        revert = (stabilised & ~accepted) | ((ph == _EXTRAPOLATED) & ~np.isfinite(ll))
+        # points of the monotone sequence: recorded, and where a gene may stop
+        point = (ph == _START) | (ph == _EM1) | (ph == _EM2) | accepted
+        checked = point & ~(first & (ph == _START))
+        done = checked & (ll - last[active] <= threshold)
         if trace is not None:
-            trace[iteration, active] = loglik[active] + constant[active]
-        if iteration > 0:
-            done = loglik[active] - previous[active] <= tol * n_cells
-            converged[active[done]] = True
-            active = active[~done]
-        if iteration == max_iter or active.size == 0:
-            break
-        weights[active] = responsibility_sums(resp, active) / n_cells
+            recorded = active[point]
+            trace[n_points[recorded], recorded] = loglik[recorded] + constant[recorded]
+            n_points[recorded] += 1
+        last[active[point]] = ll[point]
+        converged[active[done]] = True
+        stop = done | ((point | (ph == _REVERTED)) & (n_iter[active] >= max_iter))
+
+        go = ~stop & ~revert
+        restart = go & ((ph == _START) | accepted | (ph == _REVERTED))
+        em2 = go & (ph == _EM2)
+        m_step = restart | (go & ((ph == _EM1) | (ph == _EXTRAPOLATED)))
+        if squarem is None:
+            em2 = np.zeros_like(em2)
+            m_step = go
+        else:
+            squarem.save(0, active[restart])
+            squarem.save(1, active[go & (ph == _EM1)])
+            squarem.extrapolate(active[em2], ll[em2])
+            squarem.revert(active[revert])
+        update = active[m_step]
+        if update.size:
+            sums = responsibility_sums(resp, update, work=update.size * resp[0].size)
+            weights[update] = sums / n_cells
+            family.m_step(data, resp, params, update)
+            n_iter[update] += 1
+        changed = active[m_step | em2 | revert]
         with np.errstate(divide="ignore"):
-            log_weights[active] = np.log(weights[active])
-        family.m_step(data, resp, params, active)
-        previous[active] = loglik[active]
-        n_iter[active] += 1
+            log_weights[changed] = np.log(weights[changed])
+        if squarem is not None:
+            phase[active[restart]] = _EM1
+            phase[active[go & (ph == _EM1)]] = _EM2
+            phase[active[em2]] = _EXTRAPOLATED
+            phase[active[go & (ph == _EXTRAPOLATED)]] = _STABILISED
+            phase[active[revert]] = _REVERTED
+        active = active[~stop]
+        first = False
     if trace is not None:
-        trace = trace[: n_iter.max() + 1]
+        trace = trace[: n_points.max()]
     return loglik + constant, converged, n_iter, trace
+
+
+class _Squarem:
+    """Per-gene SQUAREM bookkeeping in log space: log weights, then each log parameter."""
+
+    def __init__(self, family: Family, params, weights):
+        self.family = family
+        self.params = params
+        self.weights = weights
+        n_genes, n_comp = weights.shape
+        size = n_comp * (1 + len(params))
+        self.points = np.full((3, n_genes, size), np.nan)
+        self.loglik2 = np.full(n_genes, -np.inf)
+        self.alpha_max = np.ones(n_genes)
+
+    def _pack(self, genes) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            blocks = [np.log(self.weights[genes])]
+            blocks += [np.log(self.params[name][genes]) for name in self.params]
+        return np.concatenate(blocks, axis=1)
+
+    def _unpack(self, z, genes) -> None:
+        n_comp = self.weights.shape[1]
+        log_w = z[:, :n_comp]
+        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+        self.weights[genes] = w / w.sum(axis=1, keepdims=True)
+        for b, name in enumerate(self.params, start=1):
+            # a long extrapolation may leave the float range; clip_params bounds it
+            block = np.clip(z[:, b * n_comp : (b + 1) * n_comp], -700.0, 700.0)
+            self.params[name][genes] = np.exp(block)
+        self.family.clip_params(self.params, genes)
+
+    def save(self, which: int, genes) -> None:
+        self.points[which, genes] = self._pack(genes)
+
+    def extrapolate(self, genes, loglik2) -> None:
+        """Move ``genes`` from their third EM point theta2 to theta'."""
+        if not genes.size:
+            return
+        z2 = self._pack(genes)
+        self.points[2, genes] = z2
+        self.loglik2[genes] = loglik2
+        z0, z1 = self.points[0, genes], self.points[1, genes]
+        r = z1 - z0
+        v = z2 - z1 - r
+        with np.errstate(invalid="ignore", divide="ignore"):
+            alpha = -np.sqrt(np.sum(r * r, axis=1) / np.sum(v * v, axis=1))
+        alpha = np.where(np.isfinite(alpha), alpha, -1.0)
+        alpha = np.clip(alpha, -self.alpha_max[genes], -1.0)
+        # a step at its cap may grow next time
+        at_cap = alpha <= -self.alpha_max[genes]
+        self.alpha_max[genes[at_cap]] *= _ALPHA_GROWTH
+        with np.errstate(invalid="ignore"):
+            z = z0 - 2.0 * alpha[:, None] * r + (alpha * alpha)[:, None] * v
+        bad = ~np.isfinite(z).all(axis=1) | (alpha == -1.0)
+        z[bad] = z2[bad]  # -inf log weights (emptied components) or plain EM
+        self._unpack(z, genes)
+
+    def revert(self, genes) -> None:
+        """Back to theta2 after a failed extrapolation, with a shorter maximal step."""
+        if not genes.size:
+            return
+        self._unpack(self.points[2, genes], genes)
+        self.alpha_max[genes] = np.maximum(1.0, self.alpha_max[genes] / _ALPHA_GROWTH)
 
 
 def fit_chunk(
     family: Family, x: np.ndarray, size_factors: np.ndarray, n_components: int, *,
     n_init: int, max_iter: int, tol: float, uniforms: np.ndarray, keep_trace: bool = False,
+    accelerate: bool = True, single: ChunkFit | None = None,
 ) -> ChunkFit:
     """Fit a K-component mixture to every gene (row) of ``x`` from ``n_init`` starts.
 
@@ -93,6 +214,12 @@ def fit_chunk(
         Shape ``(n_cells,)``, positive.
     uniforms
         Uniform draws for the random starts, shape ``(n_genes, n_init, K)``.
+    accelerate
+        SQUAREM acceleration (see :func:`run_em`); off gives plain EM.
+    single
+        The one-component fit of the same genes. When given (K > 1), one more
+        start splits it into K almost equal components, so that the K-component
+        log-likelihood cannot end below the one-component one (the LRT stays >= 0).
 
     The best start per gene (highest marginal log-likelihood) is kept; its
     components are sorted by increasing mean and a final E-step makes the
@@ -102,19 +229,12 @@ def fit_chunk(
     data = ChunkData(x, size_factors)
     constant = family.log_prob_constant(data)
     resp = np.empty((n_genes, n_components, n_cells))
-    n_starts = 1 if n_components == 1 else n_init
     best = None
-    for start in range(n_starts):
-        labels = starting_labels(x, size_factors, n_components, start, uniforms)
-        one_hot(labels, n_components, resp)
-        params = family.initial_params(data, resp)
-        weights = resp.mean(axis=2)
-        # no component starts empty: a floor of one cell's worth of weight
-        np.maximum(weights, 1.0 / n_cells, out=weights)
-        weights /= weights.sum(axis=1, keepdims=True)
+    for params, weights in _starts(family, data, n_components, n_init, uniforms, resp, single):
         loglik, converged, n_iter, trace = run_em(
             family, data, params, weights, resp,
             max_iter=max_iter, tol=tol, constant=constant, keep_trace=keep_trace,
+            accelerate=accelerate,
         )
         run = ChunkFit(params, weights, loglik, converged, n_iter, None, trace)
         best = run if best is None else _keep_better(best, run)
@@ -129,6 +249,28 @@ def fit_chunk(
     with np.errstate(divide="ignore"):
         e_step(resp, np.log(weights), every, loglik)
     return ChunkFit(params, weights, loglik + constant, best.converged, best.n_iter, resp, best.trace)
+
+
+#: Relative spread of the means when the one-component fit is split into K.
+_SPLIT = 1e-3
+
+
+def _starts(family, data, n_components, n_init, uniforms, resp, single):
+    """Yield ``(params, weights)`` of each start: hard labels first, then the split."""
+    n_cells = data.n_cells
+    for start in range(1 if n_components == 1 else n_init):
+        labels = starting_labels(data.x, data.size_factors, n_components, start, uniforms)
+        one_hot(labels, n_components, resp)
+        params = family.initial_params(data, resp)
+        weights = resp.mean(axis=2)
+        # no component starts empty: a floor of one cell's worth of weight
+        np.maximum(weights, 1.0 / n_cells, out=weights)
+        weights /= weights.sum(axis=1, keepdims=True)
+        yield params, weights
+    if single is not None and n_components > 1:
+        params = {name: np.repeat(v, n_components, axis=1) for name, v in single.params.items()}
+        params["mu"] *= np.exp(_SPLIT * (np.arange(n_components) - (n_components - 1) / 2))
+        yield params, np.full((data.x.shape[0], n_components), 1.0 / n_components)
 
 
 def _keep_better(best: ChunkFit, run: ChunkFit) -> ChunkFit:

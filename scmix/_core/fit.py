@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunks import as_column_sliceable, chunk_size_for, dense_chunk, iter_chunks
-from .em import fit_chunk
+from .em import ChunkFit, fit_chunk
 from .families import Family
 
 
@@ -30,8 +30,30 @@ class MixtureFit:
     converged: np.ndarray  # (n_genes,) bool
     n_iter: np.ndarray  # (n_genes,)
     fitted: np.ndarray  # (n_genes,) bool
-    resp: np.ndarray | None  # (n_cells, n_genes, K) float32
-    trace: np.ndarray | None  # (max n_iter + 1, n_genes)
+    resp: np.ndarray | None = None  # (n_cells, n_genes, K) float32
+    trace: np.ndarray | None = None  # (points, n_genes), see run_em
+    single: MixtureFit | None = None  # the one-component fit (itself when K = 1)
+
+    @classmethod
+    def empty(cls, family: Family, n_components: int, n_genes: int) -> MixtureFit:
+        shape = (n_genes, n_components)
+        return cls(
+            family, n_components, {name: np.full(shape, np.nan) for name in family.param_names},
+            np.full(shape, np.nan), np.full(n_genes, np.nan), np.zeros(n_genes, dtype=bool),
+            np.zeros(n_genes, dtype=np.int64), np.zeros(n_genes, dtype=bool),
+        )
+
+    def fill(self, genes: np.ndarray, chunk: ChunkFit) -> None:
+        """Copy a chunk's results into the rows ``genes``."""
+        for name in self.params:
+            self.params[name][genes] = chunk.params[name]
+        self.weights[genes] = chunk.weights
+        self.loglik[genes] = chunk.loglik
+        self.converged[genes] = chunk.converged
+        self.n_iter[genes] = chunk.n_iter
+        self.fitted[genes] = True
+        if self.resp is not None:
+            self.resp[:, genes, :] = chunk.resp.transpose(2, 0, 1)
 
     @property
     def dispersion(self) -> np.ndarray:
@@ -52,12 +74,15 @@ def fit_matrix(
     chunk_size: int | None = None,
     store_resp: bool = True,
     keep_trace: bool = False,
+    accelerate: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> MixtureFit:
     """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC).
 
-    ``X`` must hold valid counts and ``size_factors`` positive finite values (the
-    callers validate). Random starts use uniforms drawn once per gene from
+    The one-component model is always fitted as well (``result.single``): it is
+    needed for model selection and serves as one more start of the K-component
+    fit. ``X`` must hold valid counts and ``size_factors`` positive finite values
+    (the callers validate). Random starts use uniforms drawn once per gene from
     ``random_state``, so results do not depend on ``chunk_size``.
     ``progress`` is called with the number of genes finished after each chunk.
     """
@@ -67,52 +92,46 @@ def fit_matrix(
         chunk_size = chunk_size_for(n_cells, n_components)
     uniforms = np.random.default_rng(random_state).random((n_genes, max(n_init, 1), n_components))
     X = as_column_sliceable(X)
-
-    shape = (n_genes, n_components)
-    params = {name: np.full(shape, np.nan) for name in family.param_names}
-    weights = np.full(shape, np.nan)
-    loglik = np.full(n_genes, np.nan)
-    converged = np.zeros(n_genes, dtype=bool)
-    n_iter = np.zeros(n_genes, dtype=np.int64)
-    fitted = np.zeros(n_genes, dtype=bool)
-    resp = np.full((n_cells, n_genes, n_components), np.nan, dtype=np.float32) if store_resp else None
+    result = MixtureFit.empty(family, n_components, n_genes)
+    single = result if n_components == 1 else MixtureFit.empty(family, 1, n_genes)
+    result.single = single
+    if store_resp:
+        result.resp = np.full((n_cells, n_genes, n_components), np.nan, dtype=np.float32)
     traces = []
+    options = dict(n_init=n_init, max_iter=max_iter, tol=tol, accelerate=accelerate)
 
     for chunk in iter_chunks(n_genes, chunk_size):
         x = dense_chunk(X, chunk)
         has_counts = x.any(axis=1)
         genes = np.arange(chunk.start, chunk.stop)[has_counts]
-        fitted[genes] = True
         if genes.size:
-            result = fit_chunk(
-                family, np.ascontiguousarray(x[has_counts]), size_factors, n_components,
-                n_init=n_init, max_iter=max_iter, tol=tol, uniforms=uniforms[genes],
-                keep_trace=keep_trace,
+            x = np.ascontiguousarray(x[has_counts])
+            one = fit_chunk(
+                family, x, size_factors, 1, uniforms=uniforms[genes, :, :1],
+                keep_trace=keep_trace and n_components == 1, **options,
             )
-            for name in params:
-                params[name][genes] = result.params[name]
-            weights[genes] = result.weights
-            loglik[genes] = result.loglik
-            converged[genes] = result.converged
-            n_iter[genes] = result.n_iter
-            if resp is not None:
-                resp[:, genes, :] = result.resp.transpose(2, 0, 1)
+            fitted = one if n_components == 1 else fit_chunk(
+                family, x, size_factors, n_components, uniforms=uniforms[genes],
+                keep_trace=keep_trace, single=one, **options,
+            )
+            if single is not result:
+                single.fill(genes, one)
+            result.fill(genes, fitted)
             if keep_trace:
-                traces.append((genes, result.trace))
+                traces.append((genes, fitted.trace))
         if progress is not None:
             progress(chunk.stop)
 
-    n_empty = int((~fitted).sum())
+    n_empty = int((~result.fitted).sum())
     if n_empty:
         warnings.warn(
             f"{n_empty} of {n_genes} genes have no non-zero count and were not fitted "
             "(NaN parameters, converged=False).",
             stacklevel=3,
         )
-    return MixtureFit(
-        family, n_components, params, weights, loglik, converged, n_iter, fitted, resp,
-        _merge_traces(traces, n_genes) if keep_trace else None,
-    )
+    if keep_trace:
+        result.trace = _merge_traces(traces, n_genes)
+    return result
 
 
 def _merge_traces(traces, n_genes: int) -> np.ndarray:

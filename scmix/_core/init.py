@@ -4,6 +4,10 @@ Every start works on ``y = log1p(x / s)``, the depth-normalised expression:
 
 * start 0 splits the cells of each gene into K groups of equal size by the
   rank of y (deterministic);
+* start 1 nests the components: K equal groups by the rank of ``|y - median|``,
+  so that a tight component sits inside broad ones (deterministic). Mixtures
+  of a narrow and a wide NB with similar means are common optima that
+  splitting by level does not reach;
 * later starts use k-means++ seeding on y followed by a few Lloyd iterations,
   driven by uniforms drawn once per gene, so that a gene's start does not
   depend on which chunk it is processed in.
@@ -63,6 +67,8 @@ def starting_labels(
     y = normalised_expression(x, size_factors)
     if start == 0 or n_components == 1:
         return quantile_labels(y, n_components)
+    if start == 1:
+        return quantile_labels(np.abs(y - np.median(y, axis=1, keepdims=True)), n_components)
     return kmeanspp_labels(y, n_components, uniforms[:, start, :])
 
 

@@ -157,9 +157,6 @@ def fit_mixture(
         X, sf, family=fam, n_components=n_components, store_resp=store,
         keep_trace=keep_trace, **options,
     )
-    single = fit if n_components == 1 else fit_matrix(
-        X, sf, family=fam, n_components=1, store_resp=False, **options
-    )
 
     params = dict(
         n_components=n_components, family=family,
@@ -167,11 +164,11 @@ def fit_mixture(
         mask_var=describe_mask(mask_var), n_init=n_init, max_iter=max_iter, tol=tol,
         random_state=random_state, bic_threshold=bic_threshold, min_weight=min_weight,
         key_added=key_added, store_responsibilities=store_responsibilities,
-        keep_trace=keep_trace,
+        keep_trace=keep_trace, chunk_size=chunk_size,
     )
     target = adata.copy() if copy else adata
     _write_results(
-        target, key_added, selected, fit, single, params,
+        target, key_added, selected, fit, params,
         bic_threshold=bic_threshold, min_weight=min_weight,
     )
     return target if copy else None
@@ -192,9 +189,10 @@ def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
     return False
 
 
-def model_selection_table(fit: MixtureFit, single: MixtureFit, n_cells: int, *,
+def model_selection_table(fit: MixtureFit, n_cells: int, *,
                           bic_threshold: float, min_weight: float) -> dict[str, np.ndarray]:
     """Per-gene BIC, delta BIC, LRT and the bimodality call (NaN / False where not fitted)."""
+    single = fit.single
     p = fit.family.n_free_params
     bic_k = selection.bic(fit.loglik, fit.n_components, p, n_cells)
     bic_1 = selection.bic(single.loglik, 1, p, n_cells)
@@ -212,7 +210,7 @@ def model_selection_table(fit: MixtureFit, single: MixtureFit, n_cells: int, *,
     }
 
 
-def _write_results(adata, key, selected, fit, single, params, *, bic_threshold, min_weight):
+def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight):
     """Write every output at once: build the columns first, then assign."""
     n_vars = adata.n_vars
     columns: dict[str, np.ndarray] = {}
@@ -227,10 +225,10 @@ def _write_results(adata, key, selected, fit, single, params, *, bic_threshold, 
         columns[f"{key}_mean_{k}"] = spread(fit.params["mu"][:, k], np.nan)
         columns[f"{key}_dispersion_{k}"] = spread(dispersion[:, k], np.nan)
         columns[f"{key}_weight_{k}"] = spread(fit.weights[:, k], np.nan)
-    columns[f"{key}_single_mean"] = spread(single.params["mu"][:, 0], np.nan)
-    columns[f"{key}_single_dispersion"] = spread(single.dispersion[:, 0], np.nan)
+    columns[f"{key}_single_mean"] = spread(fit.single.params["mu"][:, 0], np.nan)
+    columns[f"{key}_single_dispersion"] = spread(fit.single.dispersion[:, 0], np.nan)
     table = model_selection_table(
-        fit, single, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
+        fit, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
     )
     for name, values in table.items():
         columns[f"{key}_{name}"] = spread(values, False if values.dtype == bool else np.nan)

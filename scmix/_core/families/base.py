@@ -77,6 +77,10 @@ class Family(ABC):
         np.maximum(mu, MU_MIN, out=mu)
         return {"mu": mu}
 
+    def clip_params(self, params, genes) -> None:
+        """Bring ``params[...][genes]`` back into their allowed range (after extrapolation)."""
+        params["mu"][genes] = np.maximum(params["mu"][genes], MU_MIN)
+
     @abstractmethod
     def log_prob(self, data: ChunkData, params, active, out) -> None:
         """Write ``log f(x_ij | s_i mu_jk, ...) + log(x_ij!)`` into ``out[active]``."""

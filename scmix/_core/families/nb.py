@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
+from .._threading import gene_kernel
 from .base import MU_MIN, ChunkData, Family
 
 THETA_MIN = 1e-6
@@ -37,7 +38,7 @@ _MAX_STEP = 3.0
 _MAX_HALVINGS = 30
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@gene_kernel
 def _nb_log_prob(x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out):
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
@@ -108,7 +109,7 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
     return q, ga, gb, haa, hab, hbb
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@gene_kernel
 def _nb_m_step(
     x, size_factors, log_size_factors, values, n_levels, level, resp, mu, theta, active,
     max_newton, tol,
@@ -171,8 +172,9 @@ def _nb_m_step(
             q, ga, gb, haa, hab, hbb = res
             if moved < tol or gain <= tol * tol * (abs(q) + 1.0):
                 break
-        mu[g, k] = math.exp(a)
-        theta[g, k] = math.exp(b)
+        mu[g, k] = max(math.exp(a), MU_MIN)
+        # exp(log(x)) can overshoot the bound in the last bit
+        theta[g, k] = min(max(math.exp(b), THETA_MIN), THETA_MAX)
 
 
 class NegativeBinomial(Family):
@@ -209,16 +211,21 @@ class NegativeBinomial(Family):
         params["theta"] = np.clip(1.0 / phi, THETA_MIN, THETA_MAX)
         return params
 
+    def clip_params(self, params, genes) -> None:
+        super().clip_params(params, genes)
+        params["theta"][genes] = np.clip(params["theta"][genes], THETA_MIN, THETA_MAX)
+
     def log_prob(self, data: ChunkData, params, active, out) -> None:
         _nb_log_prob(
             data.x, data.size_factors, data.log_size_factors, *data.levels,
-            params["mu"], params["theta"], active, out,
+            params["mu"], params["theta"], active, out, work=active.size * out[0].size,
         )
 
     def m_step(self, data: ChunkData, resp, params, active) -> None:
         _nb_m_step(
             data.x, data.size_factors, data.log_size_factors, *data.levels, resp,
             params["mu"], params["theta"], active, self.max_newton, self.newton_tol,
+            work=active.size * resp[0].size,
         )
 
     def dispersion(self, params) -> np.ndarray:

@@ -8,10 +8,11 @@ import numba
 import numpy as np
 
 from .._kernels import weighted_rate
+from .._threading import gene_kernel
 from .base import MU_MIN, ChunkData, Family
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@gene_kernel
 def _poisson_log_prob(x, size_factors, log_size_factors, mu, active, out):
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
@@ -40,7 +41,10 @@ class Poisson(Family):
     param_names = ("mu",)
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
-        _poisson_log_prob(data.x, data.size_factors, data.log_size_factors, params["mu"], active, out)
+        _poisson_log_prob(
+            data.x, data.size_factors, data.log_size_factors, params["mu"], active, out,
+            work=active.size * out[0].size,
+        )
 
     def m_step(self, data: ChunkData, resp, params, active) -> None:
         mu = weighted_rate(data.x, data.size_factors, resp, active)
@@ -50,4 +54,5 @@ class Poisson(Family):
         params["mu"][active] = np.maximum(mu, MU_MIN)
 
     def dispersion(self, params) -> np.ndarray:
-        return np.zeros_like(params["mu"])
+        # NaN where the gene was not fitted, as for the other parameters
+        return np.where(np.isnan(params["mu"]), np.nan, 0.0)

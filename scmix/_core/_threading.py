@@ -1,0 +1,42 @@
+"""Kernels compiled twice: threaded over genes for large work, serial for small.
+
+numba's thread pool costs a few microseconds per call on an idle machine but
+milliseconds when the cores are busy, and EM ends with long tails of calls on a
+handful of still-active genes. Those go to the serial build.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numba
+
+#: Entries (genes x cells x components) below which a call runs serially.
+PARALLEL_MIN_WORK = 200_000
+
+
+class GeneKernel:
+    """A numba kernel whose outer ``prange`` runs over genes (or gene x component pairs)."""
+
+    def __init__(self, function):
+        self.parallel = numba.njit(parallel=True, cache=True, nogil=True)(function)
+        # a distinct function object (and qualname), so the two builds cache separately
+        serial = types.FunctionType(
+            function.__code__, function.__globals__, function.__name__ + "_serial",
+            function.__defaults__, function.__closure__,
+        )
+        serial.__qualname__ = function.__qualname__ + "_serial"
+        serial.__doc__ = function.__doc__
+        self.serial = numba.njit(cache=True, nogil=True)(serial)
+        self.__doc__ = function.__doc__
+        self.__name__ = function.__name__
+
+    def __call__(self, *args, work: int | None = None):
+        if work is not None and work < PARALLEL_MIN_WORK:
+            return self.serial(*args)
+        return self.parallel(*args)
+
+
+def gene_kernel(function) -> GeneKernel:
+    """Decorator: compile ``function`` as a :class:`GeneKernel`."""
+    return GeneKernel(function)
