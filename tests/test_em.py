@@ -1,0 +1,265 @@
+"""The EM engine: monotone log-likelihood, independent references, recovery, invariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize, sparse, special
+
+import scmix
+from scmix._core.families import THETA_MAX, get_family
+from scmix._core.fit import fit_matrix
+from scmix.models import NegativeBinomialMixture, PoissonMixture
+
+
+def _fit(X, s, family="nb", n_components=2, **options):
+    settings = dict(n_init=3, max_iter=1000, tol=1e-6, random_state=0, store_resp=False)
+    settings.update(options)
+    return fit_matrix(
+        X, s, family=get_family(family), n_components=n_components, **settings
+    )
+
+
+def _assert_non_decreasing(trace, scale):
+    """Every step of every gene's trace rises, up to rounding of the log-likelihood."""
+    assert trace is not None and trace.shape[0] >= 2
+    for j in range(trace.shape[1]):
+        values = trace[:, j][np.isfinite(trace[:, j])]
+        steps = np.diff(values)
+        assert steps.min(initial=0.0) >= -1e-10 * scale[j], (j, steps.min())
+
+
+def nb_loglik(x, s, weights, mu, theta):
+    """Marginal log-likelihood of a NB mixture, straight from scipy.stats."""
+    from scipy import stats
+
+    m = s[:, None] * mu[None, :]
+    logpmf = stats.nbinom.logpmf(x[:, None], theta[None, :], theta[None, :] / (theta + m))
+    return special.logsumexp(logpmf + np.log(weights)[None, :], axis=1).sum()
+
+
+def poisson_loglik(x, s, weights, mu):
+    from scipy import stats
+
+    logpmf = stats.poisson.logpmf(x[:, None], s[:, None] * mu[None, :])
+    return special.logsumexp(logpmf + np.log(weights)[None, :], axis=1).sum()
+
+
+# -- monotonicity ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["nb", "poisson"])
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_em_loglik_never_decreases_simulated(family, accelerate):
+    adata = scmix.datasets.simulate(
+        n_cells=600, n_genes=30, n_components=2, fold_change=2.0, random_state=3
+    )
+    s = adata.obs["size_factors"].to_numpy()
+    for k in (1, 2, 3):
+        fit = _fit(adata.X, s, family, k, keep_trace=True, accelerate=accelerate, tol=1e-8)
+        _assert_non_decreasing(fit.trace, np.abs(fit.loglik))
+        # the trace ends at the reported log-likelihood
+        last = [t[np.isfinite(t)][-1] for t in fit.trace.T]
+        np.testing.assert_allclose(last, fit.loglik, rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["nb", "poisson"])
+def test_em_loglik_never_decreases_real(svensson_20312, family):
+    adata = svensson_20312
+    s = adata.obs["size_factors"].to_numpy()
+    for size_factors in (s, np.ones_like(s)):
+        fit = _fit(adata.X, size_factors, family, 2, keep_trace=True, tol=1e-8)
+        fitted = fit.fitted
+        _assert_non_decreasing(fit.trace[:, fitted], np.abs(fit.loglik[fitted]))
+
+
+# -- K = 1 against independent maximum-likelihood fits ---------------------------------
+
+
+def test_k1_nb_matches_statsmodels_nb2_with_offset():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(11)
+    n = 800
+    s = np.exp(rng.normal(0, 0.5, n))
+    genes = [(3.0, 2.0), (20.0, 0.5), (0.7, 5.0), (150.0, 0.05)]  # (mu, phi)
+    X = np.column_stack([
+        rng.negative_binomial(1 / phi, 1 / (1 + phi * s * mu)) for mu, phi in genes
+    ])
+    fit = _fit(X, s, "nb", 1, tol=1e-12)
+    for j in range(len(genes)):
+        model = sm.NegativeBinomial(
+            X[:, j], np.ones((n, 1)), offset=np.log(s), loglike_method="nb2"
+        )
+        result = model.fit(method="bfgs", maxiter=2000, gtol=1e-10, disp=0)
+        mu_ref = np.exp(result.params[0])
+        theta_ref = 1.0 / result.params[1]
+        assert fit.params["mu"][j, 0] == pytest.approx(mu_ref, rel=1e-4)
+        assert fit.params["theta"][j, 0] == pytest.approx(theta_ref, rel=1e-4)
+        assert fit.loglik[j] == pytest.approx(result.llf, rel=1e-9)
+
+
+def test_k1_poisson_is_the_closed_form():
+    rng = np.random.default_rng(2)
+    s = rng.uniform(0.3, 3.0, 500)
+    X = rng.poisson(np.outer(s, [0.2, 4.0, 40.0]))
+    fit = _fit(X, s, "poisson", 1)
+    np.testing.assert_allclose(fit.params["mu"][:, 0], X.sum(0) / s.sum(), rtol=1e-12)
+
+
+# -- K = 2 against a multi-start scipy maximisation -------------------------------------
+
+
+def _scipy_mixture_fit(x, s, family, n_starts, rng):
+    """Maximise the exact two-component marginal likelihood with L-BFGS-B from many starts."""
+    def unpack(z):
+        w = special.expit(z[0])
+        mu = np.exp(z[1:3])
+        theta = np.exp(z[3:5]) if family == "nb" else None
+        return np.array([1 - w, w]), mu, theta
+
+    def objective(z):
+        w, mu, theta = unpack(z)
+        if family == "nb":
+            return -nb_loglik(x, s, w, mu, theta)
+        return -poisson_loglik(x, s, w, mu)
+
+    best = None
+    for _ in range(n_starts):
+        lo, hi = np.sort(rng.choice(x / s, 2, replace=False)) + 0.1
+        z0 = [rng.normal(0, 1), np.log(lo), np.log(hi)]
+        if family == "nb":
+            z0 += list(rng.normal(np.log(5.0), 1.0, 2))
+        res = optimize.minimize(objective, z0, method="L-BFGS-B")
+        res = optimize.minimize(objective, res.x, method="L-BFGS-B",
+                                options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000})
+        if best is None or res.fun < best.fun:
+            best = res
+    return -best.fun
+
+
+@pytest.mark.parametrize("family", ["nb", "poisson"])
+def test_k2_loglik_at_least_multistart_scipy(family):
+    rng = np.random.default_rng(5)
+    adata = scmix.datasets.simulate(
+        n_cells=400, n_genes=5, n_components=2, fold_change=3.0,
+        dispersion=0.2 if family == "nb" else 0.0, random_state=8,
+    )
+    X = np.asarray(adata.X)
+    s = adata.obs["size_factors"].to_numpy()
+    fit = _fit(X, s, family, 2, tol=1e-10)
+    for j in range(X.shape[1]):
+        reference = _scipy_mixture_fit(X[:, j].astype(float), s, family, 10, rng)
+        assert fit.loglik[j] >= reference - 1e-6 * abs(reference), (j, fit.loglik[j], reference)
+        # and scmix's own number is the likelihood of its parameters
+        w, mu = fit.weights[j], fit.params["mu"][j]
+        direct = (nb_loglik(X[:, j], s, w, mu, fit.params["theta"][j]) if family == "nb"
+                  else poisson_loglik(X[:, j], s, w, mu))
+        assert fit.loglik[j] == pytest.approx(direct, rel=1e-10)
+
+
+# -- recovery of simulated truth --------------------------------------------------------
+
+
+def test_parameter_recovery_with_bimodal_size_factors():
+    adata = scmix.datasets.simulate(
+        n_cells=2000, n_genes=10, n_components=2, means=[20.0, 100.0], weights=[0.3, 0.7],
+        dispersion=0.05, size_factors="bimodal", random_state=21,
+    )
+    fit = _fit(adata.X, adata.obs["size_factors"].to_numpy(), "nb", 2)
+    assert fit.converged.all()
+    np.testing.assert_allclose(fit.params["mu"], [[20.0, 100.0]] * 10, rtol=0.05)
+    np.testing.assert_allclose(fit.weights, [[0.3, 0.7]] * 10, atol=0.03)
+    np.testing.assert_allclose(1 / fit.params["theta"], 0.05, rtol=0.5)
+
+
+def test_components_are_sorted_by_mean():
+    adata = scmix.datasets.simulate(n_cells=500, n_genes=20, n_components=3, random_state=4)
+    fit = _fit(adata.X, adata.obs["size_factors"].to_numpy(), "nb", 3)
+    assert (np.diff(fit.params["mu"], axis=1) >= 0).all()
+
+
+def test_poisson_data_fitted_with_nb_is_poisson_like():
+    rng = np.random.default_rng(9)
+    s = rng.uniform(0.5, 2.0, 3000)
+    X = rng.poisson(np.outer(s, [5.0, 30.0]))
+    nb = _fit(X, s, "nb", 1, tol=1e-10)
+    poisson = _fit(X, s, "poisson", 1)
+    # Poisson is the theta -> infinity limit: the NB can only gain, and not much
+    gain = nb.loglik - poisson.loglik
+    assert (gain >= -1e-9 * np.abs(poisson.loglik)).all() and (gain < 3.0).all(), gain
+    assert (nb.dispersion < 1e-2).all()
+    assert nb.params["theta"].max() <= THETA_MAX
+
+
+# -- invariances ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sparse_data():
+    adata = scmix.datasets.simulate(
+        n_cells=300, n_genes=25, n_components=2, means=[0.3, 3.0], random_state=6
+    )
+    X = np.asarray(adata.X)
+    X[:, 7] = 0  # an all-zero gene inside a chunk
+    return X, adata.obs["size_factors"].to_numpy()
+
+
+def test_dense_csr_csc_and_chunk_sizes_give_identical_results(sparse_data):
+    X, s = sparse_data
+    reference = _fit(X, s, "nb", 2, store_resp=True, chunk_size=None)
+    variants = [
+        (sparse.csr_matrix(X), 4), (sparse.csc_matrix(X), 1), (X.astype(np.float32), 7),
+        (X.astype(np.int32), 25), (sparse.csr_matrix(X.astype(np.float32)), 3),
+    ]
+    for matrix, chunk in variants:
+        fit = _fit(matrix, s, "nb", 2, store_resp=True, chunk_size=chunk)
+        np.testing.assert_allclose(fit.loglik, reference.loglik, rtol=1e-12)
+        for name in reference.params:
+            np.testing.assert_allclose(fit.params[name], reference.params[name], rtol=1e-10)
+        np.testing.assert_allclose(fit.weights, reference.weights, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(fit.resp, reference.resp, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(fit.n_iter, reference.n_iter)
+
+
+def test_deterministic_for_a_given_random_state(sparse_data):
+    X, s = sparse_data
+    first = _fit(X, s, "nb", 2, random_state=3)
+    second = _fit(X, s, "nb", 2, random_state=3)
+    np.testing.assert_array_equal(first.loglik, second.loglik)
+    np.testing.assert_array_equal(first.params["mu"], second.params["mu"])
+
+
+def test_more_starts_never_lower_the_likelihood(sparse_data):
+    X, s = sparse_data
+    one = _fit(X, s, "nb", 3, n_init=1)
+    many = _fit(X, s, "nb", 3, n_init=6)
+    fitted = one.fitted
+    assert (many.loglik[fitted] >= one.loglik[fitted] - 1e-9 * np.abs(one.loglik[fitted])).all()
+
+
+# -- the two faces share one engine -----------------------------------------------------
+
+
+def test_estimators_and_fit_mixture_agree():
+    adata = scmix.datasets.simulate(n_cells=400, n_genes=6, random_state=2)
+    s = adata.obs["size_factors"].to_numpy()
+    for cls, family in ((NegativeBinomialMixture, "nb"), (PoissonMixture, "poisson")):
+        model = cls(n_components=2, random_state=0).fit(adata.X, s)
+        scmix.tl.fit_mixture(adata, family=family, key_added=family)
+        np.testing.assert_allclose(model.means_[:, 1], adata.var[f"{family}_mean_1"], rtol=1e-12)
+        np.testing.assert_allclose(model.lower_bound_, adata.var[f"{family}_loglik"], rtol=1e-12)
+        np.testing.assert_allclose(model.log_likelihood(adata.X, s), model.lower_bound_,
+                                   rtol=1e-10)
+        proba = model.predict_proba(adata.X, s)
+        assert proba.shape == (adata.n_obs, adata.n_vars, 2)
+        np.testing.assert_allclose(proba, adata.obsm[f"{family}_responsibilities"], atol=1e-6)
+        np.testing.assert_allclose(model.bic(adata.X, s), adata.var[f"{family}_bic"], rtol=1e-10)
+        np.testing.assert_allclose(model.score(adata.X, s), model.lower_bound_ / adata.n_obs)
+        assert model.converged_.all() and (model.n_iter_ > 0).all()
+        assert model.predict(adata.X, s).shape == (adata.n_obs, adata.n_vars)
+
+
+def test_estimator_needs_fit_first():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        NegativeBinomialMixture().predict_proba(np.ones((3, 2)))

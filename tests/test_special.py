@@ -1,0 +1,43 @@
+"""The numba special-function kernels against scipy and exact finite sums."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import special
+
+from scmix._core import special as sp
+
+ARGS = np.concatenate([np.geomspace(1e-4, 1e4, 60), [0.5, 1.0, 9.99, 10.0, 10.01, 123.4]])
+
+
+@pytest.mark.parametrize("z", ARGS)
+def test_digamma_trigamma_match_scipy(z):
+    assert sp.digamma(z) == pytest.approx(special.digamma(z), rel=1e-12, abs=1e-13)
+    assert sp.trigamma(z) == pytest.approx(special.polygamma(1, z), rel=1e-11)
+
+
+def _exact_sums(x: int, theta: float):
+    """lgamma / digamma / trigamma differences as exact finite sums (fsum)."""
+    terms = [theta + ell for ell in range(x)]
+    return (
+        math.fsum(math.log(t) for t in terms),
+        math.fsum(1.0 / t for t in terms),
+        -math.fsum(1.0 / (t * t) for t in terms),
+    )
+
+
+@pytest.mark.parametrize("theta", [1e-5, 0.3, 2.0, 9.5, 10.0, 55.0, 1e3, 1e6, 1e8])
+@pytest.mark.parametrize("x", [0, 1, 2, 7, 8, 9, 15, 40, 300])
+def test_count_differences_are_exact_without_cancellation(x, theta):
+    lg, dg, tg = _exact_sums(x, theta)
+    assert sp.lgamma_ratio(float(x), theta) == pytest.approx(lg, rel=1e-12, abs=1e-12)
+    assert sp.digamma_ratio(float(x), theta) == pytest.approx(dg, rel=1e-10, abs=1e-300)
+    assert sp.trigamma_ratio(float(x), theta) == pytest.approx(tg, rel=1e-6, abs=1e-300)
+
+
+def test_lgamma_ratio_matches_scipy_where_scipy_is_accurate():
+    for x in [3.0, 20.0, 1000.0]:
+        for theta in [0.01, 1.0, 5.0, 50.0]:
+            expected = special.gammaln(x + theta) - special.gammaln(theta)
+            assert sp.lgamma_ratio(x, theta) == pytest.approx(expected, rel=1e-11)
