@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._core import selection, validation
-from ._core.families.base import ChunkData
-from ._core.families import Family, NegativeBinomial, Poisson
-from ._core.fit import MixtureFit, fit_matrix
 from ._core._kernels import e_step
+from ._core.families import Family, NegativeBinomial, Poisson
+from ._core.families.base import ChunkData
+from ._core.fit import MixtureFit, fit_matrix
 
 DEFAULT_N_INIT = 3
 DEFAULT_MAX_ITER = 1000
@@ -57,11 +57,16 @@ class _CountMixture:
         X, size_factors = self._check_data(X, size_factors)
         validation.check_n_components(self.n_components, X.shape[0])
         fit = fit_matrix(
-            X, size_factors, family=self._make_family(), n_components=self.n_components,
+            X,
+            size_factors,
+            family=self._make_family(),
+            n_components=self.n_components,
             n_init=validation.check_positive_int(self.n_init, "n_init"),
             max_iter=validation.check_positive_int(self.max_iter, "max_iter"),
-            tol=validation.check_tol(self.tol), random_state=self.random_state,
-            chunk_size=self.chunk_size, store_resp=False,
+            tol=validation.check_tol(self.tol),
+            random_state=self.random_state,
+            chunk_size=self.chunk_size,
+            store_resp=False,
         )
         self._set_fitted(fit, X.shape[0])
         return self
@@ -98,8 +103,12 @@ class _CountMixture:
         self._check_fitted()
         X, size_factors = self._check_data(X, size_factors)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} genes; the model was fitted on {self.n_features_in_}.")
-        x = np.ascontiguousarray(np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=np.float64).T)
+            raise ValueError(
+                f"X has {X.shape[1]} genes; the model was fitted on {self.n_features_in_}."
+            )
+        x = np.ascontiguousarray(
+            np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=np.float64).T
+        )
         fitted = np.flatnonzero(np.isfinite(self.means_).all(axis=1))
         resp = np.full((x.shape[0], self.n_components, x.shape[1]), np.nan)
         loglik = np.full(x.shape[0], np.nan)
@@ -111,7 +120,13 @@ class _CountMixture:
             self.family_.log_prob(data, params, every, buf)
             ll = np.empty(fitted.size)
             with np.errstate(divide="ignore"):
-                e_step(buf, np.log(self.weights_[fitted]), every, ll)
+                e_step(
+                    buf,
+                    np.log(self.weights_[fitted]),
+                    every,
+                    ll,
+                    np.empty((fitted.size, self.n_components)),
+                )
             resp[fitted] = buf
             loglik[fitted] = ll + self.family_.log_prob_constant(data)
         return resp, loglik
@@ -139,8 +154,10 @@ class _CountMixture:
     def bic(self, X, size_factors=None) -> np.ndarray:
         """BIC per gene, ``-2 loglik + (K p + K - 1) log n``, shape (n_genes,)."""
         return selection.bic(
-            self.log_likelihood(X, size_factors), self.n_components,
-            self._make_family().n_free_params, X.shape[0],
+            self.log_likelihood(X, size_factors),
+            self.n_components,
+            self._make_family().n_free_params,
+            X.shape[0],
         )
 
 

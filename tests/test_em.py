@@ -15,9 +15,7 @@ from scmix.models import NegativeBinomialMixture, PoissonMixture
 def _fit(X, s, family="nb", n_components=2, **options):
     settings = dict(n_init=3, max_iter=1000, tol=1e-6, random_state=0, store_resp=False)
     settings.update(options)
-    return fit_matrix(
-        X, s, family=get_family(family), n_components=n_components, **settings
-    )
+    return fit_matrix(X, s, family=get_family(family), n_components=n_components, **settings)
 
 
 def _assert_non_decreasing(trace, scale):
@@ -83,9 +81,9 @@ def test_k1_nb_matches_statsmodels_nb2_with_offset():
     n = 800
     s = np.exp(rng.normal(0, 0.5, n))
     genes = [(3.0, 2.0), (20.0, 0.5), (0.7, 5.0), (150.0, 0.05)]  # (mu, phi)
-    X = np.column_stack([
-        rng.negative_binomial(1 / phi, 1 / (1 + phi * s * mu)) for mu, phi in genes
-    ])
+    X = np.column_stack(
+        [rng.negative_binomial(1 / phi, 1 / (1 + phi * s * mu)) for mu, phi in genes]
+    )
     fit = _fit(X, s, "nb", 1, tol=1e-12)
     for j in range(len(genes)):
         model = sm.NegativeBinomial(
@@ -112,6 +110,7 @@ def test_k1_poisson_is_the_closed_form():
 
 def _scipy_mixture_fit(x, s, family, n_starts, rng):
     """Maximise the exact two-component marginal likelihood with L-BFGS-B from many starts."""
+
     def unpack(z):
         w = special.expit(z[0])
         mu = np.exp(z[1:3])
@@ -131,8 +130,12 @@ def _scipy_mixture_fit(x, s, family, n_starts, rng):
         if family == "nb":
             z0 += list(rng.normal(np.log(5.0), 1.0, 2))
         res = optimize.minimize(objective, z0, method="L-BFGS-B")
-        res = optimize.minimize(objective, res.x, method="L-BFGS-B",
-                                options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000})
+        res = optimize.minimize(
+            objective,
+            res.x,
+            method="L-BFGS-B",
+            options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return -best.fun
@@ -142,8 +145,12 @@ def _scipy_mixture_fit(x, s, family, n_starts, rng):
 def test_k2_loglik_at_least_multistart_scipy(family):
     rng = np.random.default_rng(5)
     adata = scmix.datasets.simulate(
-        n_cells=400, n_genes=5, n_components=2, fold_change=3.0,
-        dispersion=0.2 if family == "nb" else 0.0, random_state=8,
+        n_cells=400,
+        n_genes=5,
+        n_components=2,
+        fold_change=3.0,
+        dispersion=0.2 if family == "nb" else 0.0,
+        random_state=8,
     )
     X = np.asarray(adata.X)
     s = adata.obs["size_factors"].to_numpy()
@@ -153,8 +160,11 @@ def test_k2_loglik_at_least_multistart_scipy(family):
         assert fit.loglik[j] >= reference - 1e-6 * abs(reference), (j, fit.loglik[j], reference)
         # and scmix's own number is the likelihood of its parameters
         w, mu = fit.weights[j], fit.params["mu"][j]
-        direct = (nb_loglik(X[:, j], s, w, mu, fit.params["theta"][j]) if family == "nb"
-                  else poisson_loglik(X[:, j], s, w, mu))
+        direct = (
+            nb_loglik(X[:, j], s, w, mu, fit.params["theta"][j])
+            if family == "nb"
+            else poisson_loglik(X[:, j], s, w, mu)
+        )
         assert fit.loglik[j] == pytest.approx(direct, rel=1e-10)
 
 
@@ -163,8 +173,14 @@ def test_k2_loglik_at_least_multistart_scipy(family):
 
 def test_parameter_recovery_with_bimodal_size_factors():
     adata = scmix.datasets.simulate(
-        n_cells=2000, n_genes=10, n_components=2, means=[20.0, 100.0], weights=[0.3, 0.7],
-        dispersion=0.05, size_factors="bimodal", random_state=21,
+        n_cells=2000,
+        n_genes=10,
+        n_components=2,
+        means=[20.0, 100.0],
+        weights=[0.3, 0.7],
+        dispersion=0.05,
+        size_factors="bimodal",
+        random_state=21,
     )
     fit = _fit(adata.X, adata.obs["size_factors"].to_numpy(), "nb", 2)
     assert fit.converged.all()
@@ -209,8 +225,11 @@ def test_dense_csr_csc_and_chunk_sizes_give_identical_results(sparse_data):
     X, s = sparse_data
     reference = _fit(X, s, "nb", 2, store_resp=True, chunk_size=None)
     variants = [
-        (sparse.csr_matrix(X), 4), (sparse.csc_matrix(X), 1), (X.astype(np.float32), 7),
-        (X.astype(np.int32), 25), (sparse.csr_matrix(X.astype(np.float32)), 3),
+        (sparse.csr_matrix(X), 4),
+        (sparse.csc_matrix(X), 1),
+        (X.astype(np.float32), 7),
+        (X.astype(np.int32), 25),
+        (sparse.csr_matrix(X.astype(np.float32)), 3),
     ]
     for matrix, chunk in variants:
         fit = _fit(matrix, s, "nb", 2, store_resp=True, chunk_size=chunk)
@@ -249,8 +268,7 @@ def test_estimators_and_fit_mixture_agree():
         scmix.tl.fit_mixture(adata, family=family, key_added=family)
         np.testing.assert_allclose(model.means_[:, 1], adata.var[f"{family}_mean_1"], rtol=1e-12)
         np.testing.assert_allclose(model.lower_bound_, adata.var[f"{family}_loglik"], rtol=1e-12)
-        np.testing.assert_allclose(model.log_likelihood(adata.X, s), model.lower_bound_,
-                                   rtol=1e-10)
+        np.testing.assert_allclose(model.log_likelihood(adata.X, s), model.lower_bound_, rtol=1e-10)
         proba = model.predict_proba(adata.X, s)
         assert proba.shape == (adata.n_obs, adata.n_vars, 2)
         np.testing.assert_allclose(proba, adata.obsm[f"{family}_responsibilities"], atol=1e-6)

@@ -31,7 +31,15 @@ KEY = "scmix"
 
 # Per-gene outputs of fit_mixture that do not depend on K (DESIGN.md section 2).
 SCALAR_COLUMNS = [
-    "loglik", "loglik_1", "bic", "bic_1", "delta_bic", "lrt", "bimodal", "converged", "n_iter",
+    "loglik",
+    "loglik_1",
+    "bic",
+    "bic_1",
+    "delta_bic",
+    "lrt",
+    "bimodal",
+    "converged",
+    "n_iter",
 ]
 
 
@@ -63,9 +71,9 @@ def assert_matrix_equal(before, after, what: str) -> None:
     if sparse.issparse(before):
         assert after.format == before.format, f"{what}: format changed"
         for part in ("indptr", "indices", "data"):
-            assert np.array_equal(
-                getattr(before, part), getattr(after, part), equal_nan=True
-            ), f"{what}: sparse {part} changed"
+            assert np.array_equal(getattr(before, part), getattr(after, part), equal_nan=True), (
+                f"{what}: sparse {part} changed"
+            )
     else:
         np.testing.assert_array_equal(np.asarray(after), np.asarray(before), err_msg=what)
 
@@ -521,17 +529,38 @@ def test_uns_params_record_the_arguments(adata):
     adata.layers["counts"] = adata.X.copy()
     sf = adata.obs["size_factors"].to_numpy()
     fit_mixture(
-        adata, 3, family="poisson", size_factors=sf, layer="counts",
-        mask_var=["gene_2", "gene_0"], n_init=2, max_iter=7, tol=1e-4, random_state=5,
-        bic_threshold=3.0, min_weight=0.1, key_added="mix", store_responsibilities=True,
+        adata,
+        3,
+        family="poisson",
+        size_factors=sf,
+        layer="counts",
+        mask_var=["gene_2", "gene_0"],
+        n_init=2,
+        max_iter=7,
+        tol=1e-4,
+        random_state=5,
+        bic_threshold=3.0,
+        min_weight=0.1,
+        key_added="mix",
+        store_responsibilities=True,
         keep_trace=True,
     )
     params = adata.uns["mix"]["params"]
     expected = {
-        "n_components": 3, "family": "poisson", "size_factors": "array", "layer": "counts",
-        "mask_var": ["gene_2", "gene_0"], "n_init": 2, "max_iter": 7, "tol": 1e-4,
-        "random_state": 5, "bic_threshold": 3.0, "min_weight": 0.1, "key_added": "mix",
-        "store_responsibilities": True, "keep_trace": True,
+        "n_components": 3,
+        "family": "poisson",
+        "size_factors": "array",
+        "layer": "counts",
+        "mask_var": ["gene_2", "gene_0"],
+        "n_init": 2,
+        "max_iter": 7,
+        "tol": 1e-4,
+        "random_state": 5,
+        "bic_threshold": 3.0,
+        "min_weight": 0.1,
+        "key_added": "mix",
+        "store_responsibilities": True,
+        "keep_trace": True,
     }
     for name, value in expected.items():
         assert params[name] == value, name
@@ -619,8 +648,7 @@ def test_h5ad_round_trip_keeps_documented_outputs(adata, tmp_path):
 
 def test_h5ad_round_trip_with_gene_name_mask_and_array_size_factors(adata, tmp_path):
     sf = adata.obs["size_factors"].to_numpy()
-    fit_mixture(adata, size_factors=sf, mask_var=["gene_3", "gene_1"], random_state=None,
-                **fast())
+    fit_mixture(adata, size_factors=sf, mask_var=["gene_3", "gene_1"], random_state=None, **fast())
     path = tmp_path / "fitted.h5ad"
     adata.write_h5ad(path)
     back = ad.read_h5ad(path)

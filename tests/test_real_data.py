@@ -22,7 +22,9 @@ def test_svensson_20312_all_ercc_fit(svensson_20312, family):
     # every fitted gene either converged or says it did not, within max_iter
     converged = var["scmix_converged"].to_numpy()
     n_iter = var["scmix_n_iter"].to_numpy()
-    assert (converged[has_counts] | (n_iter[has_counts] >= adata.uns["scmix"]["params"]["max_iter"])).all()
+    assert (
+        converged[has_counts] | (n_iter[has_counts] >= adata.uns["scmix"]["params"]["max_iter"])
+    ).all()
     assert converged[has_counts].mean() > 0.95
     assert (var["scmix_lrt"][has_counts] >= -1e-6).all()
     resp = adata.obsm["scmix_responsibilities"]

@@ -43,22 +43,27 @@ def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
     """``sum_i r_ijk x_ij / sum_i r_ijk s_i``: the Poisson MLE of mu_jk (NaN without weight)."""
     if active is None:
         active = np.arange(x.shape[0])
-    return _weighted_rate(x, size_factors, resp, active, work=resp.shape[1] * x.shape[1] * active.size)
+    return _weighted_rate(
+        x, size_factors, resp, active, work=resp.shape[1] * x.shape[1] * active.size
+    )
 
 
 @gene_kernel
-def e_step(log_prob, log_weights, active, loglik):
+def e_step(log_prob, log_weights, active, loglik, resp_sums):
     """Turn ``log_prob`` into responsibilities in place and sum the log-likelihood.
 
     For each active gene j and cell i, with ``l_k = log pi_jk + log f_ijk``:
-    ``r_ijk = exp(l_k - logsumexp_k l)`` and ``loglik_j = sum_i logsumexp_k l``.
-    Subtracting the maximum first keeps well-separated components from underflowing.
+    ``r_ijk = exp(l_k - logsumexp_k l)`` and ``loglik_j = sum_i logsumexp_k l``;
+    ``resp_sums[j, k] = sum_i r_ijk`` gives the next weights. Subtracting the
+    maximum first keeps well-separated components from underflowing.
     """
     n_comp = log_prob.shape[1]
     n_cells = log_prob.shape[2]
     for a in numba.prange(active.shape[0]):
         g = active[a]
         total = 0.0
+        for k in range(n_comp):
+            resp_sums[g, k] = 0.0
         for i in range(n_cells):
             top = -np.inf
             for k in range(n_comp):
@@ -71,24 +76,13 @@ def e_step(log_prob, log_weights, active, loglik):
                 e = math.exp(log_prob[g, k, i] - top)
                 log_prob[g, k, i] = e
                 acc += e
+            inv = 1.0 / acc
             for k in range(n_comp):
-                log_prob[g, k, i] /= acc
+                r = log_prob[g, k, i] * inv
+                log_prob[g, k, i] = r
+                resp_sums[g, k] += r
             total += top + math.log(acc)
         loglik[g] = total
-
-
-@gene_kernel
-def responsibility_sums(resp, active):
-    """``sum_i r_ijk`` for the active genes, shape ``(len(active), n_components)``."""
-    out = np.zeros((active.shape[0], resp.shape[1]))
-    for a in numba.prange(active.shape[0]):
-        g = active[a]
-        for k in range(resp.shape[1]):
-            total = 0.0
-            for i in range(resp.shape[2]):
-                total += resp[g, k, i]
-            out[a, k] = total
-    return out
 
 
 @numba.njit(cache=True, nogil=True)

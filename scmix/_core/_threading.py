@@ -22,8 +22,11 @@ class GeneKernel:
         self.parallel = numba.njit(parallel=True, cache=True, nogil=True)(function)
         # a distinct function object (and qualname), so the two builds cache separately
         serial = types.FunctionType(
-            function.__code__, function.__globals__, function.__name__ + "_serial",
-            function.__defaults__, function.__closure__,
+            function.__code__,
+            function.__globals__,
+            function.__name__ + "_serial",
+            function.__defaults__,
+            function.__closure__,
         )
         serial.__qualname__ = function.__qualname__ + "_serial"
         serial.__doc__ = function.__doc__

@@ -14,7 +14,9 @@ from scipy import sparse
 DEFAULT_MEMORY_BYTES = 256 * 2**20
 
 
-def chunk_size_for(n_cells: int, n_components: int, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> int:
+def chunk_size_for(
+    n_cells: int, n_components: int, memory_bytes: int = DEFAULT_MEMORY_BYTES
+) -> int:
     """Genes per chunk so that a chunk's arrays fit in ``memory_bytes``.
 
     Per gene the engine holds the counts, the (K, cells) responsibility buffer and

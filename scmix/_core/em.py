@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import e_step, responsibility_sums
+from ._kernels import e_step
 from .families import Family
 from .families.base import ChunkData
 from .init import one_hot, starting_labels
@@ -37,7 +37,9 @@ class ChunkFit:
     converged: np.ndarray  # (n_genes,) bool
     n_iter: np.ndarray  # (n_genes,) M-steps taken by the best start
     resp: np.ndarray  # (n_genes, K, n_cells): responsibilities at the returned parameters
-    trace: np.ndarray | None  # (n_iter + 1, n_genes) log-likelihood per iteration, NaN after stopping
+    trace: (
+        np.ndarray | None
+    )  # (n_iter + 1, n_genes) log-likelihood per iteration, NaN after stopping
 
 
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
@@ -47,8 +49,17 @@ _ALPHA_GROWTH = 4.0
 
 
 def run_em(
-    family: Family, data: ChunkData, params, weights, resp, *,
-    max_iter: int, tol: float, constant, keep_trace: bool = False, accelerate: bool = True,
+    family: Family,
+    data: ChunkData,
+    params,
+    weights,
+    resp,
+    *,
+    max_iter: int,
+    tol: float,
+    constant,
+    keep_trace: bool = False,
+    accelerate: bool = True,
 ):
     """Iterate EM from ``params`` / ``weights`` (updated in place) for every gene.
 
@@ -76,13 +87,14 @@ def run_em(
     n_points = np.zeros(n_genes, dtype=np.int64)
     trace = np.full((2 * max_iter + 2, n_genes), np.nan) if keep_trace else None
     squarem = _Squarem(family, params, weights) if accelerate else None
+    resp_sums = np.zeros_like(weights)
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
     active = np.arange(n_genes)
     first = True
     while active.size:
         family.log_prob(data, params, active, resp)
-        e_step(resp, log_weights, active, loglik, work=active.size * resp[0].size)
+        e_step(resp, log_weights, active, loglik, resp_sums, work=active.size * resp[0].size)
         ll = loglik[active]
         ph = phase[active]
 
@@ -115,8 +127,7 @@ def run_em(
             squarem.revert(active[revert])
         update = active[m_step]
         if update.size:
-            sums = responsibility_sums(resp, update, work=update.size * resp[0].size)
-            weights[update] = sums / n_cells
+            weights[update] = resp_sums[update] / n_cells
             family.m_step(data, resp, params, update)
             n_iter[update] += 1
         changed = active[m_step | em2 | revert]
@@ -200,9 +211,18 @@ class _Squarem:
 
 
 def fit_chunk(
-    family: Family, x: np.ndarray, size_factors: np.ndarray, n_components: int, *,
-    n_init: int, max_iter: int, tol: float, uniforms: np.ndarray, keep_trace: bool = False,
-    accelerate: bool = True, single: ChunkFit | None = None,
+    family: Family,
+    x: np.ndarray,
+    size_factors: np.ndarray,
+    n_components: int,
+    *,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    uniforms: np.ndarray,
+    keep_trace: bool = False,
+    accelerate: bool = True,
+    single: ChunkFit | None = None,
 ) -> ChunkFit:
     """Fit a K-component mixture to every gene (row) of ``x`` from ``n_init`` starts.
 
@@ -232,8 +252,15 @@ def fit_chunk(
     best = None
     for params, weights in _starts(family, data, n_components, n_init, uniforms, resp, single):
         loglik, converged, n_iter, trace = run_em(
-            family, data, params, weights, resp,
-            max_iter=max_iter, tol=tol, constant=constant, keep_trace=keep_trace,
+            family,
+            data,
+            params,
+            weights,
+            resp,
+            max_iter=max_iter,
+            tol=tol,
+            constant=constant,
+            keep_trace=keep_trace,
             accelerate=accelerate,
         )
         run = ChunkFit(params, weights, loglik, converged, n_iter, None, trace)
@@ -247,8 +274,10 @@ def fit_chunk(
     loglik = np.empty(n_genes)
     family.log_prob(data, params, every, resp)
     with np.errstate(divide="ignore"):
-        e_step(resp, np.log(weights), every, loglik)
-    return ChunkFit(params, weights, loglik + constant, best.converged, best.n_iter, resp, best.trace)
+        e_step(resp, np.log(weights), every, loglik, np.empty_like(weights))
+    return ChunkFit(
+        params, weights, loglik + constant, best.converged, best.n_iter, resp, best.trace
+    )
 
 
 #: Relative spread of the means when the one-component fit is split into K.
@@ -289,6 +318,6 @@ def _keep_better(best: ChunkFit, run: ChunkFit) -> ChunkFit:
         merged = np.full((rows, best.trace.shape[1]), np.nan)
         merged[: best.trace.shape[0]] = best.trace
         merged[: run.trace.shape[0], better] = run.trace[:, better]
-        merged[run.trace.shape[0]:, better] = np.nan
+        merged[run.trace.shape[0] :, better] = np.nan
         best.trace = merged
     return best

@@ -38,9 +38,14 @@ class MixtureFit:
     def empty(cls, family: Family, n_components: int, n_genes: int) -> MixtureFit:
         shape = (n_genes, n_components)
         return cls(
-            family, n_components, {name: np.full(shape, np.nan) for name in family.param_names},
-            np.full(shape, np.nan), np.full(n_genes, np.nan), np.zeros(n_genes, dtype=bool),
-            np.zeros(n_genes, dtype=np.int64), np.zeros(n_genes, dtype=bool),
+            family,
+            n_components,
+            {name: np.full(shape, np.nan) for name in family.param_names},
+            np.full(shape, np.nan),
+            np.full(n_genes, np.nan),
+            np.zeros(n_genes, dtype=bool),
+            np.zeros(n_genes, dtype=np.int64),
+            np.zeros(n_genes, dtype=bool),
         )
 
     def fill(self, genes: np.ndarray, chunk: ChunkFit) -> None:
@@ -107,12 +112,27 @@ def fit_matrix(
         if genes.size:
             x = np.ascontiguousarray(x[has_counts])
             one = fit_chunk(
-                family, x, size_factors, 1, uniforms=uniforms[genes, :, :1],
-                keep_trace=keep_trace and n_components == 1, **options,
+                family,
+                x,
+                size_factors,
+                1,
+                uniforms=uniforms[genes, :, :1],
+                keep_trace=keep_trace and n_components == 1,
+                **options,
             )
-            fitted = one if n_components == 1 else fit_chunk(
-                family, x, size_factors, n_components, uniforms=uniforms[genes],
-                keep_trace=keep_trace, single=one, **options,
+            fitted = (
+                one
+                if n_components == 1
+                else fit_chunk(
+                    family,
+                    x,
+                    size_factors,
+                    n_components,
+                    uniforms=uniforms[genes],
+                    keep_trace=keep_trace,
+                    single=one,
+                    **options,
+                )
             )
             if single is not result:
                 single.fill(genes, one)

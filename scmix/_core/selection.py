@@ -32,14 +32,20 @@ def n_parameters(n_components: int, params_per_component: int) -> int:
     return n_components * params_per_component + n_components - 1
 
 
-def bic(loglik: np.ndarray, n_components: int, params_per_component: int, n_cells: int) -> np.ndarray:
+def bic(
+    loglik: np.ndarray, n_components: int, params_per_component: int, n_cells: int
+) -> np.ndarray:
     """Bayesian information criterion, ``-2 loglik + nu log n``."""
     return -2.0 * loglik + n_parameters(n_components, params_per_component) * np.log(n_cells)
 
 
 def bimodal_call(
-    delta_bic: np.ndarray, weights: np.ndarray, converged: np.ndarray, *,
-    bic_threshold: float = DEFAULT_BIC_THRESHOLD, min_weight: float = DEFAULT_MIN_WEIGHT,
+    delta_bic: np.ndarray,
+    weights: np.ndarray,
+    converged: np.ndarray,
+    *,
+    bic_threshold: float = DEFAULT_BIC_THRESHOLD,
+    min_weight: float = DEFAULT_MIN_WEIGHT,
 ) -> np.ndarray:
     """delta BIC above the threshold, every weight at least ``min_weight``, converged."""
     with np.errstate(invalid="ignore"):

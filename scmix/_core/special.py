@@ -43,8 +43,7 @@ def _digamma_series(z: float) -> float:
     """log z - 1/(2z) - psi(z) for z >= ASYMPTOTIC_FROM (Bernoulli series)."""
     f = 1.0 / (z * z)
     return f * (
-        1.0 / 12.0
-        - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
+        1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0))))
     )
 
 

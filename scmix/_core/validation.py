@@ -24,7 +24,10 @@ def _describe(kind: str, names, positions: np.ndarray) -> str:
 
 
 def check_counts(
-    X, *, what: str = "X", cell_names: Sequence[str] | None = None,
+    X,
+    *,
+    what: str = "X",
+    cell_names: Sequence[str] | None = None,
     gene_names: Sequence[str] | None = None,
 ) -> None:
     """Raise ``ValueError`` unless X holds finite, non-negative integer counts.
@@ -41,7 +44,9 @@ def check_counts(
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise ValueError(f"{what} must be numeric counts, got dtype {values.dtype}.")
     if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
-        problems = [("negative", values < 0)] if np.issubdtype(values.dtype, np.signedinteger) else []
+        problems = (
+            [("negative", values < 0)] if np.issubdtype(values.dtype, np.signedinteger) else []
+        )
     else:
         with np.errstate(invalid="ignore"):
             problems = [
@@ -67,7 +72,10 @@ def check_counts(
 
 
 def check_size_factors(
-    size_factors, n_cells: int, *, what: str = "size_factors",
+    size_factors,
+    n_cells: int,
+    *,
+    what: str = "size_factors",
     cell_names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Return size factors as float64 after checking length, finiteness and positivity."""

@@ -30,10 +30,16 @@ def simulate_size_factors(
         return np.exp(rng.normal(0.0, sd, n_cells)), mode
     if kind == "bimodal":
         modes = np.asarray(modes, dtype=float)
-        weights = np.full(modes.size, 1.0 / modes.size) if mode_weights is None else np.asarray(mode_weights)
+        weights = (
+            np.full(modes.size, 1.0 / modes.size)
+            if mode_weights is None
+            else np.asarray(mode_weights)
+        )
         mode = rng.choice(modes.size, size=n_cells, p=weights / weights.sum())
         return np.exp(np.log(modes[mode]) + rng.normal(0.0, sd, n_cells)), mode
-    raise ValueError(f"size_factors must be 'bimodal', 'lognormal', 'constant' or an array, got {kind!r}.")
+    raise ValueError(
+        f"size_factors must be 'bimodal', 'lognormal', 'constant' or an array, got {kind!r}."
+    )
 
 
 def _per_gene(value, n_genes: int, n_components: int, name: str) -> np.ndarray:
@@ -45,7 +51,8 @@ def _per_gene(value, n_genes: int, n_components: int, name: str) -> np.ndarray:
     if array.shape == (n_genes, n_components):
         return array.copy()
     raise ValueError(
-        f"{name} must be a scalar, shape ({n_components},) or ({n_genes}, {n_components}); got {array.shape}."
+        f"{name} must be a scalar, shape ({n_components},) or ({n_genes}, {n_components}); "
+        f"got {array.shape}."
     )
 
 
@@ -100,8 +107,12 @@ def simulate(
     rng = np.random.default_rng(random_state)
     if isinstance(size_factors, str):
         sf, mode = simulate_size_factors(
-            n_cells, size_factors, modes=size_factor_modes, mode_weights=size_factor_weights,
-            sd=size_factor_sd, rng=rng,
+            n_cells,
+            size_factors,
+            modes=size_factor_modes,
+            mode_weights=size_factor_weights,
+            sd=size_factor_sd,
+            rng=rng,
         )
         sf_label = size_factors
     else:
@@ -114,7 +125,9 @@ def simulate(
         means = base[:, None] * fold_change ** np.arange(n_components)[None, :]
     mu = _per_gene(means, n_genes, n_components, "means")
     phi = _per_gene(dispersion, n_genes, n_components, "dispersion")
-    pi = _per_gene(1.0 / n_components if weights is None else weights, n_genes, n_components, "weights")
+    pi = _per_gene(
+        1.0 / n_components if weights is None else weights, n_genes, n_components, "weights"
+    )
     pi /= pi.sum(axis=1, keepdims=True)
 
     cumulative = np.cumsum(pi, axis=1)

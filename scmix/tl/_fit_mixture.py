@@ -114,8 +114,10 @@ def fit_mixture(
         (0 for Poisson or Poisson-like), :math:`\pi_{jk}`.
     ``{key}_single_mean``, ``{key}_single_dispersion``
         The one-component fit.
-    ``{key}_loglik``, ``{key}_loglik_1``, ``{key}_bic``, ``{key}_bic_1``, ``{key}_delta_bic``, ``{key}_lrt``
-        Model selection.
+    ``{key}_loglik``, ``{key}_loglik_1``, ``{key}_bic``, ``{key}_bic_1``
+        Log-likelihood and BIC of the K- and of the one-component fit.
+    ``{key}_delta_bic``, ``{key}_lrt``
+        BIC_1 - BIC_K and 2 (loglik - loglik_1).
     ``{key}_bimodal``, ``{key}_converged``, ``{key}_n_iter``
         The call and diagnostics (genes without any count: not converged, 0 iterations).
 
@@ -144,32 +146,56 @@ def fit_mixture(
     if sparse.issparse(X) and not sparse.isspmatrix(X):
         X = sparse.csr_matrix(X)
     validation.check_counts(
-        X, what="X" if layer is None else f"layer {layer!r}",
-        cell_names=adata.obs_names, gene_names=adata.var_names[selected],
+        X,
+        what="X" if layer is None else f"layer {layer!r}",
+        cell_names=adata.obs_names,
+        gene_names=adata.var_names[selected],
     )
     store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
 
     options = dict(
-        n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
         chunk_size=chunk_size,
     )
     fit = fit_matrix(
-        X, sf, family=fam, n_components=n_components, store_resp=store,
-        keep_trace=keep_trace, **options,
+        X,
+        sf,
+        family=fam,
+        n_components=n_components,
+        store_resp=store,
+        keep_trace=keep_trace,
+        **options,
     )
 
     params = dict(
-        n_components=n_components, family=family,
-        size_factors=describe_size_factors(size_factors), layer=layer,
-        mask_var=describe_mask(mask_var), n_init=n_init, max_iter=max_iter, tol=tol,
-        random_state=random_state, bic_threshold=bic_threshold, min_weight=min_weight,
-        key_added=key_added, store_responsibilities=store_responsibilities,
-        keep_trace=keep_trace, chunk_size=chunk_size,
+        n_components=n_components,
+        family=family,
+        size_factors=describe_size_factors(size_factors),
+        layer=layer,
+        mask_var=describe_mask(mask_var),
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        bic_threshold=bic_threshold,
+        min_weight=min_weight,
+        key_added=key_added,
+        store_responsibilities=store_responsibilities,
+        keep_trace=keep_trace,
+        chunk_size=chunk_size,
     )
     target = adata.copy() if copy else adata
     _write_results(
-        target, key_added, selected, fit, params,
-        bic_threshold=bic_threshold, min_weight=min_weight,
+        target,
+        key_added,
+        selected,
+        fit,
+        params,
+        bic_threshold=bic_threshold,
+        min_weight=min_weight,
     )
     return target if copy else None
 
@@ -189,8 +215,9 @@ def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
     return False
 
 
-def model_selection_table(fit: MixtureFit, n_cells: int, *,
-                          bic_threshold: float, min_weight: float) -> dict[str, np.ndarray]:
+def model_selection_table(
+    fit: MixtureFit, n_cells: int, *, bic_threshold: float, min_weight: float
+) -> dict[str, np.ndarray]:
     """Per-gene BIC, delta BIC, LRT and the bimodality call (NaN / False where not fitted)."""
     single = fit.single
     p = fit.family.n_free_params
@@ -206,7 +233,8 @@ def model_selection_table(fit: MixtureFit, n_cells: int, *,
         "lrt": 2.0 * (fit.loglik - single.loglik),
         "bimodal": selection.bimodal_call(
             delta, fit.weights, fit.converged, bic_threshold=bic_threshold, min_weight=min_weight
-        ) & fit.fitted,
+        )
+        & fit.fitted,
     }
 
 

@@ -90,9 +90,7 @@ def get_size_factors(adata: AnnData, size_factors) -> np.ndarray:
     else:
         what = "size_factors"
         values = size_factors
-    return validation.check_size_factors(
-        values, adata.n_obs, what=what, cell_names=adata.obs_names
-    )
+    return validation.check_size_factors(values, adata.n_obs, what=what, cell_names=adata.obs_names)
 
 
 def describe_size_factors(size_factors) -> str | None:

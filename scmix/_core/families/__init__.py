@@ -15,4 +15,13 @@ def get_family(name: str, **options) -> Family:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
 
 
-__all__ = ["FAMILIES", "MU_MIN", "THETA_MAX", "THETA_MIN", "Family", "NegativeBinomial", "Poisson", "get_family"]
+__all__ = [
+    "FAMILIES",
+    "MU_MIN",
+    "THETA_MAX",
+    "THETA_MIN",
+    "Family",
+    "NegativeBinomial",
+    "Poisson",
+    "get_family",
+]

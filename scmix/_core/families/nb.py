@@ -24,8 +24,8 @@ import math
 import numba
 import numpy as np
 
-from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
 from .._threading import gene_kernel
+from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
 from .base import MU_MIN, ChunkData, Family
 
 THETA_MIN = 1e-6
@@ -39,7 +39,9 @@ _MAX_HALVINGS = 30
 
 
 @gene_kernel
-def _nb_log_prob(x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out):
+def _nb_log_prob(
+    x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out
+):
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
     for a in numba.prange(active.shape[0]):
@@ -111,8 +113,18 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
 
 @gene_kernel
 def _nb_m_step(
-    x, size_factors, log_size_factors, values, n_levels, level, resp, mu, theta, active,
-    max_newton, tol,
+    x,
+    size_factors,
+    log_size_factors,
+    values,
+    n_levels,
+    level,
+    resp,
+    mu,
+    theta,
+    active,
+    max_newton,
+    tol,
 ):
     n_comp = mu.shape[1]
     n_cells = x.shape[1]
@@ -158,7 +170,9 @@ def _nb_m_step(
                 b_new = min(max(b + step * db, _LOG_THETA_MIN), _LOG_THETA_MAX)
                 if a_new == a and b_new == b:
                     break
-                res = _objective(xg, size_factors, log_size_factors, r, vg, level_weight, a_new, b_new)
+                res = _objective(
+                    xg, size_factors, log_size_factors, r, vg, level_weight, a_new, b_new
+                )
                 if res[0] >= q:
                     accepted = True
                     break
@@ -217,14 +231,29 @@ class NegativeBinomial(Family):
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
         _nb_log_prob(
-            data.x, data.size_factors, data.log_size_factors, *data.levels,
-            params["mu"], params["theta"], active, out, work=active.size * out[0].size,
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            *data.levels,
+            params["mu"],
+            params["theta"],
+            active,
+            out,
+            work=active.size * out[0].size,
         )
 
     def m_step(self, data: ChunkData, resp, params, active) -> None:
         _nb_m_step(
-            data.x, data.size_factors, data.log_size_factors, *data.levels, resp,
-            params["mu"], params["theta"], active, self.max_newton, self.newton_tol,
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            *data.levels,
+            resp,
+            params["mu"],
+            params["theta"],
+            active,
+            self.max_newton,
+            self.newton_tol,
             work=active.size * resp[0].size,
         )
 

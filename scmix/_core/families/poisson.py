@@ -42,7 +42,12 @@ class Poisson(Family):
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
         _poisson_log_prob(
-            data.x, data.size_factors, data.log_size_factors, params["mu"], active, out,
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            params["mu"],
+            active,
+            out,
             work=active.size * out[0].size,
         )
 
