@@ -187,9 +187,10 @@ class _Squarem:
         self.points[2, genes] = z2
         self.loglik2[genes] = loglik2
         z0, z1 = self.points[0, genes], self.points[1, genes]
-        r = z1 - z0
-        v = z2 - z1 - r
+        # emptied components have log weight -inf: their differences are NaN (handled below)
         with np.errstate(invalid="ignore", divide="ignore"):
+            r = z1 - z0
+            v = z2 - z1 - r
             alpha = -np.sqrt(np.sum(r * r, axis=1) / np.sum(v * v, axis=1))
         alpha = np.where(np.isfinite(alpha), alpha, -1.0)
         alpha = np.clip(alpha, -self.alpha_max[genes], -1.0)
