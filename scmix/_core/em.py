@@ -24,7 +24,8 @@ import numpy as np
 from ._kernels import e_step
 from .families import Family
 from .families.base import ChunkData
-from .init import one_hot, starting_labels
+from .init import starts
+from .squarem import Squarem
 
 
 @dataclass
@@ -45,7 +46,6 @@ class ChunkFit:
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
 # the phase says at which point it was taken.
 _START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED = range(6)
-_ALPHA_GROWTH = 4.0
 
 
 def run_em(
@@ -86,7 +86,7 @@ def run_em(
     phase = np.full(n_genes, _START, dtype=np.int8)
     n_points = np.zeros(n_genes, dtype=np.int64)
     trace = np.full((2 * max_iter + 2, n_genes), np.nan) if keep_trace else None
-    squarem = _Squarem(family, params, weights) if accelerate else None
+    squarem = Squarem(family, params, weights) if accelerate else None
     resp_sums = np.zeros_like(weights)
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
@@ -146,71 +146,6 @@ def run_em(
     return loglik + constant, converged, n_iter, trace
 
 
-class _Squarem:
-    """Per-gene SQUAREM bookkeeping in log space: log weights, then each log parameter."""
-
-    def __init__(self, family: Family, params, weights):
-        self.family = family
-        self.params = params
-        self.weights = weights
-        n_genes, n_comp = weights.shape
-        size = n_comp * (1 + len(params))
-        self.points = np.full((3, n_genes, size), np.nan)
-        self.loglik2 = np.full(n_genes, -np.inf)
-        self.alpha_max = np.ones(n_genes)
-
-    def _pack(self, genes) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            blocks = [np.log(self.weights[genes])]
-            blocks += [np.log(self.params[name][genes]) for name in self.params]
-        return np.concatenate(blocks, axis=1)
-
-    def _unpack(self, z, genes) -> None:
-        n_comp = self.weights.shape[1]
-        log_w = z[:, :n_comp]
-        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-        self.weights[genes] = w / w.sum(axis=1, keepdims=True)
-        for b, name in enumerate(self.params, start=1):
-            # a long extrapolation may leave the float range; clip_params bounds it
-            block = np.clip(z[:, b * n_comp : (b + 1) * n_comp], -700.0, 700.0)
-            self.params[name][genes] = np.exp(block)
-        self.family.clip_params(self.params, genes)
-
-    def save(self, which: int, genes) -> None:
-        self.points[which, genes] = self._pack(genes)
-
-    def extrapolate(self, genes, loglik2) -> None:
-        """Move ``genes`` from their third EM point theta2 to theta'."""
-        if not genes.size:
-            return
-        z2 = self._pack(genes)
-        self.points[2, genes] = z2
-        self.loglik2[genes] = loglik2
-        z0, z1 = self.points[0, genes], self.points[1, genes]
-        # emptied components have log weight -inf: their differences are NaN (handled below)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = z1 - z0
-            v = z2 - z1 - r
-            alpha = -np.sqrt(np.sum(r * r, axis=1) / np.sum(v * v, axis=1))
-        alpha = np.where(np.isfinite(alpha), alpha, -1.0)
-        alpha = np.clip(alpha, -self.alpha_max[genes], -1.0)
-        # a step at its cap may grow next time
-        at_cap = alpha <= -self.alpha_max[genes]
-        self.alpha_max[genes[at_cap]] *= _ALPHA_GROWTH
-        with np.errstate(invalid="ignore"):
-            z = z0 - 2.0 * alpha[:, None] * r + (alpha * alpha)[:, None] * v
-        bad = ~np.isfinite(z).all(axis=1) | (alpha == -1.0)
-        z[bad] = z2[bad]  # -inf log weights (emptied components) or plain EM
-        self._unpack(z, genes)
-
-    def revert(self, genes) -> None:
-        """Back to theta2 after a failed extrapolation, with a shorter maximal step."""
-        if not genes.size:
-            return
-        self._unpack(self.points[2, genes], genes)
-        self.alpha_max[genes] = np.maximum(1.0, self.alpha_max[genes] / _ALPHA_GROWTH)
-
-
 def fit_chunk(
     family: Family,
     x: np.ndarray,
@@ -251,7 +186,7 @@ def fit_chunk(
     constant = family.log_prob_constant(data)
     resp = np.empty((n_genes, n_components, n_cells))
     best = None
-    for params, weights in _starts(family, data, n_components, n_init, uniforms, resp, single):
+    for params, weights in starts(family, data, n_components, n_init, uniforms, resp, single):
         loglik, converged, n_iter, trace = run_em(
             family,
             data,
@@ -279,28 +214,6 @@ def fit_chunk(
     return ChunkFit(
         params, weights, loglik + constant, best.converged, best.n_iter, resp, best.trace
     )
-
-
-#: Relative spread of the means when the one-component fit is split into K.
-_SPLIT = 1e-3
-
-
-def _starts(family, data, n_components, n_init, uniforms, resp, single):
-    """Yield ``(params, weights)`` of each start: hard labels first, then the split."""
-    n_cells = data.n_cells
-    for start in range(1 if n_components == 1 else n_init):
-        labels = starting_labels(data.x, data.size_factors, n_components, start, uniforms)
-        one_hot(labels, n_components, resp)
-        params = family.initial_params(data, resp)
-        weights = resp.mean(axis=2)
-        # no component starts empty: a floor of one cell's worth of weight
-        np.maximum(weights, 1.0 / n_cells, out=weights)
-        weights /= weights.sum(axis=1, keepdims=True)
-        yield params, weights
-    if single is not None and n_components > 1:
-        params = {name: np.repeat(v, n_components, axis=1) for name, v in single.params.items()}
-        params["mu"] *= np.exp(_SPLIT * (np.arange(n_components) - (n_components - 1) / 2))
-        yield params, np.full((data.x.shape[0], n_components), 1.0 / n_components)
 
 
 def _keep_better(best: ChunkFit, run: ChunkFit) -> ChunkFit:

@@ -77,3 +77,25 @@ def one_hot(labels: np.ndarray, n_components: int, out: np.ndarray) -> np.ndarra
     for k in range(n_components):
         np.equal(labels, k, out=out[:, k, :], casting="unsafe")
     return out
+
+
+#: Relative spread of the means when the one-component fit is split into K.
+_SPLIT = 1e-3
+
+
+def starts(family, data, n_components, n_init, uniforms, resp, single):
+    """Yield ``(params, weights)`` of each start: hard labels first, then the split."""
+    n_cells = data.n_cells
+    for start in range(1 if n_components == 1 else n_init):
+        labels = starting_labels(data.x, data.size_factors, n_components, start, uniforms)
+        one_hot(labels, n_components, resp)
+        params = family.initial_params(data, resp)
+        weights = resp.mean(axis=2)
+        # no component starts empty: a floor of one cell's worth of weight
+        np.maximum(weights, 1.0 / n_cells, out=weights)
+        weights /= weights.sum(axis=1, keepdims=True)
+        yield params, weights
+    if single is not None and n_components > 1:
+        params = {name: np.repeat(v, n_components, axis=1) for name, v in single.params.items()}
+        params["mu"] *= np.exp(_SPLIT * (np.arange(n_components) - (n_components - 1) / 2))
+        yield params, np.full((data.x.shape[0], n_components), 1.0 / n_components)
