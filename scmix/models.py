@@ -15,6 +15,7 @@ import numpy as np
 
 from ._core import selection, validation
 from ._core._kernels import e_step
+from ._core.chunks import GeneColumns
 from ._core.families import Family, NegativeBinomial, Poisson
 from ._core.families.base import ChunkData
 from ._core.fit import MixtureFit, fit_matrix
@@ -55,7 +56,7 @@ class _CountMixture:
         Columns without any count are not fitted (NaN parameters, ``converged_`` False).
         """
         X, size_factors = self._check_data(X, size_factors)
-        validation.check_n_components(self.n_components, X.shape[0])
+        validation.check_n_components(self.n_components, X.n_cells)
         fit = fit_matrix(
             X,
             size_factors,
@@ -68,7 +69,7 @@ class _CountMixture:
             chunk_size=self.chunk_size,
             store_resp=False,
         )
-        self._set_fitted(fit, X.shape[0])
+        self._set_fitted(fit, X.n_cells)
         return self
 
     def _set_fitted(self, fit: MixtureFit, n_cells: int) -> None:
@@ -88,10 +89,11 @@ class _CountMixture:
             X = np.asarray(X)
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-dimensional (cells x genes), got shape {X.shape}.")
-        validation.check_counts(X)
+        columns = GeneColumns(X)
+        validation.check_counts(columns)
         if size_factors is None:
-            size_factors = np.ones(X.shape[0])
-        return X, validation.check_size_factors(size_factors, X.shape[0])
+            size_factors = np.ones(columns.n_cells)
+        return columns, validation.check_size_factors(size_factors, columns.n_cells)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "means_"):
@@ -102,13 +104,11 @@ class _CountMixture:
         """Responsibilities (n_genes, K, n_cells) and per-gene log-likelihoods."""
         self._check_fitted()
         X, size_factors = self._check_data(X, size_factors)
-        if X.shape[1] != self.n_features_in_:
+        if X.n_genes != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} genes; the model was fitted on {self.n_features_in_}."
+                f"X has {X.n_genes} genes; the model was fitted on {self.n_features_in_}."
             )
-        x = np.ascontiguousarray(
-            np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=np.float64).T
-        )
+        x = X.block(slice(0, X.n_genes))
         fitted = np.flatnonzero(np.isfinite(self.means_).all(axis=1))
         resp = np.full((x.shape[0], self.n_components, x.shape[1]), np.nan)
         loglik = np.full(x.shape[0], np.nan)

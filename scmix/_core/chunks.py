@@ -26,19 +26,41 @@ def chunk_size_for(
     return max(1, int(memory_bytes // per_gene))
 
 
-def as_column_sliceable(X):
-    """A form of X whose gene (column) slices are cheap: CSC for sparse input."""
-    if sparse.issparse(X):
-        return X.tocsc() if X.format != "csc" else X
-    return X
+class GeneColumns:
+    """The selected gene columns of a cells x genes count matrix, read chunk by chunk.
 
+    Sparse input is copied once into CSC form (selected genes only), so that
+    each chunk is a cheap column slice; dense input is not copied: each chunk
+    takes its columns from the caller's array.
+    """
 
-def dense_chunk(X, genes: np.ndarray) -> np.ndarray:
-    """Counts of ``genes`` (column indices) as a C-contiguous float64 (genes, cells) array."""
-    block = X[:, genes]
-    if sparse.issparse(block):
-        block = block.toarray()
-    return np.ascontiguousarray(np.asarray(block, dtype=np.float64).T)
+    def __init__(self, X, genes: np.ndarray | None = None):
+        if sparse.issparse(X):
+            if genes is not None:
+                X = X[:, genes]
+            self.matrix = sparse.csc_matrix(X)
+            self.genes = None
+        else:
+            self.matrix = X
+            self.genes = None if genes is None else np.asarray(genes)
+        self.n_cells = X.shape[0]
+        self.n_genes = X.shape[1] if self.genes is None else self.genes.size
+
+    @property
+    def is_sparse(self) -> bool:
+        return sparse.issparse(self.matrix)
+
+    def raw_block(self, chunk: slice):
+        """Columns of ``chunk`` (positions among the selected genes), in the input's dtype."""
+        columns = chunk if self.genes is None else self.genes[chunk]
+        return self.matrix[:, columns]
+
+    def block(self, chunk: slice) -> np.ndarray:
+        """Counts of ``chunk`` as a C-contiguous float64 (genes, cells) array."""
+        block = self.raw_block(chunk)
+        if sparse.issparse(block):
+            block = block.toarray()
+        return np.ascontiguousarray(np.asarray(block, dtype=np.float64).T)
 
 
 def iter_chunks(n_genes: int, chunk_size: int) -> Iterator[slice]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunks import as_column_sliceable, chunk_size_for, dense_chunk, iter_chunks
+from .chunks import GeneColumns, chunk_size_for, iter_chunks
 from .em import ChunkFit, fit_chunk
 from .families import Family
 
@@ -82,7 +82,8 @@ def fit_matrix(
     accelerate: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> MixtureFit:
-    """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC).
+    """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC,
+    or a :class:`GeneColumns` selection of them).
 
     The one-component model is always fitted as well (``result.single``): it is
     needed for model selection and serves as one more start of the K-component
@@ -91,12 +92,12 @@ def fit_matrix(
     ``random_state``, so results do not depend on ``chunk_size``.
     ``progress`` is called with the number of genes finished after each chunk.
     """
-    n_cells, n_genes = X.shape
+    columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
+    n_cells, n_genes = columns.n_cells, columns.n_genes
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
     if chunk_size is None:
         chunk_size = chunk_size_for(n_cells, n_components)
     uniforms = np.random.default_rng(random_state).random((n_genes, max(n_init, 1), n_components))
-    X = as_column_sliceable(X)
     result = MixtureFit.empty(family, n_components, n_genes)
     single = result if n_components == 1 else MixtureFit.empty(family, 1, n_genes)
     result.single = single
@@ -106,7 +107,7 @@ def fit_matrix(
     options = dict(n_init=n_init, max_iter=max_iter, tol=tol, accelerate=accelerate)
 
     for chunk in iter_chunks(n_genes, chunk_size):
-        x = dense_chunk(X, chunk)
+        x = columns.block(chunk)
         has_counts = x.any(axis=1)
         genes = np.arange(chunk.start, chunk.stop)[has_counts]
         if genes.size:

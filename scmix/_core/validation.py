@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import sparse
+
+from .chunks import GeneColumns, iter_chunks
 
 _SHOW = 5
 
@@ -32,21 +33,32 @@ def check_counts(
 ) -> None:
     """Raise ``ValueError`` unless X holds finite, non-negative integer counts.
 
-    The message names ``what`` (e.g. ``"layer 'counts'"``), the problem and the
-    first offending genes and cells.
+    ``X`` is an array, a sparse matrix or a :class:`~scmix._core.chunks.GeneColumns`
+    selection (``gene_names`` then name the selected genes). Dense input is checked
+    in blocks of genes, so that no full-size temporary is made. The message names
+    ``what`` (e.g. ``"layer 'counts'"``), the problem and the first offending genes
+    and cells.
     """
-    if sparse.issparse(X):
-        coo = sparse.coo_matrix(X)
-        values, rows, cols = coo.data, coo.row, coo.col
-    else:
-        values = np.asarray(X)
-        rows = cols = None
+    columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
+    if columns.is_sparse:
+        coo = columns.matrix.tocoo()
+        _check_values(coo.data, coo.row, coo.col, what, cell_names, gene_names)
+        return
+    for chunk in iter_chunks(columns.n_genes, _CHECK_BLOCK):
+        block = np.asarray(columns.raw_block(chunk))
+        _check_values(block, None, None, what, cell_names, gene_names, offset=chunk.start)
+
+
+_CHECK_BLOCK = 1024
+
+
+def _check_values(values, rows, cols, what, cell_names, gene_names, offset=0) -> None:
+    """Check count values; ``rows`` / ``cols`` give their positions (None: 2-D block)."""
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise ValueError(f"{what} must be numeric counts, got dtype {values.dtype}.")
     if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
-        problems = (
-            [("negative", values < 0)] if np.issubdtype(values.dtype, np.signedinteger) else []
-        )
+        signed = np.issubdtype(values.dtype, np.signedinteger)
+        problems = [("negative", values < 0)] if signed else []
     else:
         with np.errstate(invalid="ignore"):
             problems = [
@@ -62,7 +74,7 @@ def check_counts(
             bad_cells, bad_genes = np.nonzero(bad)
         else:
             bad_cells, bad_genes = rows[bad], cols[bad]
-        genes = np.unique(bad_genes)
+        genes = np.unique(bad_genes) + offset
         cells = np.unique(bad_cells)
         raise ValueError(
             f"{what} must hold non-negative integer counts, but has {int(bad.sum())} "

@@ -9,10 +9,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse
 
 from .. import __version__
 from .._core import selection, validation
+from .._core.chunks import GeneColumns
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
@@ -142,9 +142,7 @@ def fit_mixture(
     genes = gene_mask(adata, mask_var)
     sf = get_size_factors(adata, size_factors)
     selected = np.flatnonzero(genes)
-    X = counts[:, selected] if not genes.all() else counts
-    if sparse.issparse(X) and not sparse.isspmatrix(X):
-        X = sparse.csr_matrix(X)
+    X = GeneColumns(counts, None if genes.all() else selected)
     validation.check_counts(
         X,
         what="X" if layer is None else f"layer {layer!r}",
