@@ -15,14 +15,16 @@ DEFAULT_MEMORY_BYTES = 256 * 2**20
 
 
 def chunk_size_for(
-    n_cells: int, n_components: int, memory_bytes: int = DEFAULT_MEMORY_BYTES
+    n_cells: int, n_components: int, n_starts: int = 1, memory_bytes: int = DEFAULT_MEMORY_BYTES
 ) -> int:
     """Genes per chunk so that a chunk's arrays fit in ``memory_bytes``.
 
-    Per gene the engine holds the counts, the (K, cells) responsibility buffer and
-    k-means temporaries of about the same size: roughly ``8 * n_cells * (2K + 4)`` bytes.
+    All starts of a gene run side by side: per gene and start the engine holds the
+    counts, their level index and the (K, cells) responsibility buffer, plus one
+    more buffer for the starts and the final E-step: about
+    ``8 * n_cells * (n_starts * (K + 2) + K + 4)`` bytes.
     """
-    per_gene = 8 * n_cells * (2 * n_components + 4)
+    per_gene = 8 * n_cells * (n_starts * (n_components + 2) + n_components + 4)
     return max(1, int(memory_bytes // per_gene))
 
 

@@ -11,7 +11,7 @@ One iteration: E-step (responsibilities and :math:`\\ell_j` at the current
 parameters), convergence test, then the M-step (:math:`\\pi_{jk} = \\bar r_{jk}`
 and the family's update), accelerated by SQUAREM with a monotone safeguard.
 A gene has converged when :math:`\\ell_j` rose by at most ``tol * n_cells`` in
-one EM step (``tol`` is per cell, as in scikit-learn) and then leaves the active
+two successive EM steps (``tol`` is per cell, as in scikit-learn) and then leaves the active
 set, so that the kernels skip it.
 """
 
@@ -46,6 +46,9 @@ class ChunkFit:
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
 # the phase says at which point it was taken.
 _START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED = range(6)
+#: A gain can dip below the threshold once while theta crosses a flat region
+#: (and right after an extrapolation); convergence needs this many in a row.
+_SMALL_GAINS_TO_STOP = 2
 
 
 def run_em(
@@ -85,6 +88,7 @@ def run_em(
     n_iter = np.zeros(n_genes, dtype=np.int64)
     phase = np.full(n_genes, _START, dtype=np.int8)
     n_points = np.zeros(n_genes, dtype=np.int64)
+    streak = np.zeros(n_genes, dtype=np.int64)  # consecutive small gains
     trace = np.full((2 * max_iter + 2, n_genes), np.nan) if keep_trace else None
     squarem = Squarem(family, params, weights) if accelerate else None
     resp_sums = np.zeros_like(weights)
@@ -104,7 +108,9 @@ def run_em(
         # points of the monotone sequence: recorded, and where a gene may stop
         point = (ph == _START) | (ph == _EM1) | (ph == _EM2) | accepted
         checked = point & ~(first & (ph == _START))
-        done = checked & (ll - last[active] <= threshold)
+        small = ll - last[active] <= threshold
+        streak[active[checked]] = np.where(small[checked], streak[active[checked]] + 1, 0)
+        done = checked & (streak[active] >= _SMALL_GAINS_TO_STOP)
         if trace is not None:
             recorded = active[point]
             trace[n_points[recorded], recorded] = loglik[recorded] + constant[recorded]
@@ -177,61 +183,55 @@ def fit_chunk(
         start splits it into K almost equal components, so that the K-component
         log-likelihood cannot end below the one-component one (the LRT stays >= 0).
 
-    The best start per gene (highest marginal log-likelihood) is kept; its
-    components are sorted by increasing mean and a final E-step makes the
-    responsibilities match the returned parameters.
+    All starts run in one EM over ``n_starts * n_genes`` rows (start s of gene j
+    is row ``s * n_genes + j``), which shares the driver's per-iteration cost and
+    gives the threads more work. The best start per gene (highest marginal
+    log-likelihood, the earliest on ties) is kept; its components are sorted by
+    increasing mean and a final E-step makes the responsibilities match the
+    returned parameters.
     """
     n_genes, n_cells = x.shape
     data = ChunkData(x, size_factors)
-    constant = family.log_prob_constant(data)
-    resp = np.empty((n_genes, n_components, n_cells))
-    best = None
-    for params, weights in starts(family, data, n_components, n_init, uniforms, resp, single):
-        loglik, converged, n_iter, trace = run_em(
-            family,
-            data,
-            params,
-            weights,
-            resp,
-            max_iter=max_iter,
-            tol=tol,
-            constant=constant,
-            keep_trace=keep_trace,
-            accelerate=accelerate,
-        )
-        run = ChunkFit(params, weights, loglik, converged, n_iter, None, trace)
-        best = run if best is None else _keep_better(best, run)
-
-    order = np.argsort(best.params["mu"], axis=1, kind="stable")
-    params = {name: np.take_along_axis(v, order, axis=1) for name, v in best.params.items()}
-    weights = np.take_along_axis(best.weights, order, axis=1)
-    # final E-step at the kept parameters, in sorted component order
-    every = np.arange(n_genes)
-    loglik = np.empty(n_genes)
-    family.log_prob(data, params, every, resp)
-    with np.errstate(divide="ignore"):
-        e_step(resp, np.log(weights), every, loglik, np.empty_like(weights))
-    return ChunkFit(
-        params, weights, loglik + constant, best.converged, best.n_iter, resp, best.trace
+    work = np.empty((n_genes, n_components, n_cells))
+    start_list = list(starts(family, data, n_components, n_init, uniforms, work, single))
+    n_starts = len(start_list)
+    stacked = data.repeat(n_starts)
+    params = {name: np.concatenate([p[name] for p, _ in start_list]) for name in family.param_names}
+    weights = np.concatenate([w for _, w in start_list])
+    constant = np.tile(family.log_prob_constant(data), n_starts)
+    resp = np.empty((n_starts * n_genes, n_components, n_cells))
+    loglik, converged, n_iter, trace = run_em(
+        family,
+        stacked,
+        params,
+        weights,
+        resp,
+        max_iter=max_iter,
+        tol=tol,
+        constant=constant,
+        keep_trace=keep_trace,
+        accelerate=accelerate,
     )
+    del resp, stacked
 
-
-def _keep_better(best: ChunkFit, run: ChunkFit) -> ChunkFit:
-    """Per gene, the run with the higher log-likelihood (ties keep the earlier one)."""
-    better = run.loglik > best.loglik
-    if not better.any():
-        return best
-    for name in best.params:
-        best.params[name][better] = run.params[name][better]
-    best.weights[better] = run.weights[better]
-    best.loglik[better] = run.loglik[better]
-    best.converged[better] = run.converged[better]
-    best.n_iter[better] = run.n_iter[better]
-    if best.trace is not None:
-        rows = max(best.trace.shape[0], run.trace.shape[0])
-        merged = np.full((rows, best.trace.shape[1]), np.nan)
-        merged[: best.trace.shape[0]] = best.trace
-        merged[: run.trace.shape[0], better] = run.trace[:, better]
-        merged[run.trace.shape[0] :, better] = np.nan
-        best.trace = merged
-    return best
+    genes = np.arange(n_genes)
+    # the best start of each gene, as a row of the stacked arrays
+    rows = np.argmax(loglik.reshape(n_starts, n_genes), axis=0) * n_genes + genes
+    order = np.argsort(params["mu"][rows], axis=1, kind="stable")
+    params = {name: np.take_along_axis(v[rows], order, axis=1) for name, v in params.items()}
+    weights = np.take_along_axis(weights[rows], order, axis=1)
+    # final E-step at the kept parameters, in sorted component order
+    resp = work
+    final = np.empty(n_genes)
+    family.log_prob(data, params, genes, resp)
+    with np.errstate(divide="ignore"):
+        e_step(resp, np.log(weights), genes, final, np.empty_like(weights))
+    return ChunkFit(
+        params,
+        weights,
+        final + constant[:n_genes],
+        converged[rows],
+        n_iter[rows],
+        resp,
+        None if trace is None else trace[:, rows],
+    )

@@ -96,7 +96,8 @@ def fit_matrix(
     n_cells, n_genes = columns.n_cells, columns.n_genes
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
     if chunk_size is None:
-        chunk_size = chunk_size_for(n_cells, n_components)
+        n_starts = 1 if n_components == 1 else n_init + 1
+        chunk_size = chunk_size_for(n_cells, n_components, n_starts)
     uniforms = np.random.default_rng(random_state).random((n_genes, max(n_init, 1), n_components))
     result = MixtureFit.empty(family, n_components, n_genes)
     single = result if n_components == 1 else MixtureFit.empty(family, 1, n_genes)

@@ -45,6 +45,17 @@ class ChunkData:
         the distinct non-zero counts per gene and each cell's index into them."""
         return count_levels(self.x)
 
+    def repeat(self, times: int) -> ChunkData:
+        """The chunk stacked ``times`` over (rows ``s * n_genes + j``), levels reused."""
+        stacked = ChunkData(np.tile(self.x, (times, 1)), self.size_factors)
+        values, n_levels, level = self.levels
+        stacked.levels = (
+            np.tile(values, (times, 1)),
+            np.tile(n_levels, times),
+            np.tile(level, (times, 1)),
+        )
+        return stacked
+
     @property
     def n_cells(self) -> int:
         return self.x.shape[1]
