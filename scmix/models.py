@@ -172,11 +172,16 @@ class NegativeBinomialMixture(_CountMixture):
     n_components
         K, the number of components.
     n_init
-        Starts per gene (the first splits cells by quantiles of x/s, the others
-        use k-means++ on log1p(x/s)); the best log-likelihood per gene is kept.
+        Label-based starts per gene: the first splits the cells into K groups by
+        the rank of log1p(x/s), the second nests them (groups by distance from the
+        median: a tight component inside broad ones), the others use k-means++ on
+        log1p(x/s). For K > 1 one more start splits the one-component fit into K
+        near-equal components, so the LRT is never negative. The best
+        log-likelihood per gene is kept.
     max_iter, tol
-        EM stops for a gene when its log-likelihood rises by at most ``tol`` per
-        cell, or after ``max_iter`` iterations (``converged_`` False).
+        EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene when
+        its log-likelihood rose by at most ``tol`` per cell in two successive EM
+        steps, or after ``max_iter`` EM steps (``converged_`` False).
     random_state
         Seed of the random starts; results are deterministic for a given seed.
     chunk_size

@@ -80,12 +80,17 @@ def fit_mixture(
         Genes to fit: a boolean ``.var`` column (e.g. ``"spike_in"``), a boolean
         array or a list of gene names. Others get NaN / False in the outputs.
     n_init
-        Starts per gene (the first splits cells by quantiles of x/s, the others
-        use k-means++ on log1p(x/s)); the best log-likelihood is kept.
+        Label-based starts per gene: the first splits the cells into K groups by
+        the rank of log1p(x/s), the second nests them (groups by distance from the
+        median: a tight component inside broad ones), the others use k-means++ on
+        log1p(x/s). For K > 1 one more start splits the one-component fit into K
+        near-equal components, so the LRT is never negative. The best
+        log-likelihood per gene is kept.
     max_iter, tol
-        EM stops for a gene once its log-likelihood rises by at most ``tol`` per
-        cell; genes still rising after ``max_iter`` iterations are reported
-        with ``converged=False``.
+        EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene
+        once its log-likelihood rose by at most ``tol`` per cell in two successive
+        EM steps; genes still rising after ``max_iter`` EM steps are reported with
+        ``converged=False``.
     random_state
         Seed of the random starts; the result is deterministic for a given seed
         and does not depend on ``chunk_size``.

@@ -49,8 +49,14 @@ def _nb_log_prob(
         table = np.empty(n_levels[g])
         for k in range(n_comp):
             th = theta[g, k]
+            # lgamma(v_u + theta) - lgamma(theta), level by level: each step adds
+            # lgamma(v_u + theta) - lgamma(v_{u-1} + theta), usually a single log
+            below = 0.0
+            running = 0.0
             for u in range(n_levels[g]):
-                table[u] = lgamma_ratio(values[g, u], th)
+                running += lgamma_ratio(values[g, u] - below, th + below)
+                below = values[g, u]
+                table[u] = running
             log_mu_minus_log_th = math.log(mu[g, k]) - math.log(th)
             for i in range(n_cells):
                 m = size_factors[i] * mu[g, k]
@@ -97,13 +103,22 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
         haa -= ri * m * (xi + th) * p * inv_t
         htt += ri * (m * m * inv_th + xi) * inv_t * inv_t
         hat += ri * (xi - m) * m * inv_t * inv_t
+    # the special-function terms level by level, as increments from the level below
+    # (counts are mostly consecutive integers: one log and two divisions a level)
+    below = 0.0
+    lg = 0.0
+    dg = 0.0
+    tg = 0.0
     for u in range(level_weight.shape[0]):
+        gap = values[u] - below
+        lg += lgamma_ratio(gap, th + below)
+        dg += digamma_ratio(gap, th + below)
+        tg += trigamma_ratio(gap, th + below)
+        below = values[u]
         w = level_weight[u]
-        if w == 0.0:
-            continue
-        q += w * lgamma_ratio(values[u], th)
-        gt += w * digamma_ratio(values[u], th)
-        htt += w * trigamma_ratio(values[u], th)
+        q += w * lg
+        gt += w * dg
+        htt += w * tg
     # chain rule from theta to log theta
     gb = th * gt
     hbb = th * th * htt + gb
