@@ -19,10 +19,11 @@ from ._core.chunks import GeneColumns
 from ._core.families import Family, NegativeBinomial, Poisson
 from ._core.families.base import ChunkData
 from ._core.fit import MixtureFit, fit_matrix
+from ._docs import DOC_FIT_OPTIONS, doc_params
 
 DEFAULT_N_INIT = 3
 DEFAULT_MAX_ITER = 1000
-DEFAULT_TOL = 1e-6
+DEFAULT_TOL = 1e-5
 
 
 class _CountMixture:
@@ -161,6 +162,7 @@ class _CountMixture:
         )
 
 
+@doc_params(fit_options=DOC_FIT_OPTIONS)
 class NegativeBinomialMixture(_CountMixture):
     """Mixture of negative binomials with size-factor offsets, one per column.
 
@@ -171,21 +173,7 @@ class NegativeBinomialMixture(_CountMixture):
     ----------
     n_components
         K, the number of components.
-    n_init
-        Label-based starts per gene: the first splits the cells into K groups by
-        the rank of log1p(x/s), the second nests them (groups by distance from the
-        median: a tight component inside broad ones), the others use k-means++ on
-        log1p(x/s). For K > 1 one more start splits the one-component fit into K
-        near-equal components, so the LRT is never negative. The best
-        log-likelihood per gene is kept.
-    max_iter, tol
-        EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene when
-        its log-likelihood rose by at most ``tol`` per cell in two successive EM
-        steps, or after ``max_iter`` EM steps (``converged_`` False).
-    random_state
-        Seed of the random starts; results are deterministic for a given seed.
-    chunk_size
-        Genes per chunk (memory); results do not depend on it.
+    {fit_options}
 
     Attributes
     ----------

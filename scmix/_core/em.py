@@ -10,9 +10,10 @@ For each gene j, EM maximises the marginal log-likelihood
 One iteration: E-step (responsibilities and :math:`\\ell_j` at the current
 parameters), convergence test, then the M-step (:math:`\\pi_{jk} = \\bar r_{jk}`
 and the family's update), accelerated by SQUAREM with a monotone safeguard.
-A gene has converged when :math:`\\ell_j` rose by at most ``tol * n_cells`` in
-two successive EM steps (``tol`` is per cell, as in scikit-learn) and then leaves the active
-set, so that the kernels skip it.
+A gene has converged when :math:`\\ell_j` rose by at most ``tol * n_cells``
+(``tol`` is per cell, as in scikit-learn) over a whole SQUAREM cycle (three EM
+steps and an extrapolation), or, without acceleration, in two successive EM
+steps; it then leaves the active set, so that the kernels skip it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class ChunkFit:
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
 # the phase says at which point it was taken.
 _START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED = range(6)
-#: A gain can dip below the threshold once while theta crosses a flat region
-#: (and right after an extrapolation); convergence needs this many in a row.
+#: Plain EM: a gain can dip below the threshold once while theta crosses a flat
+#: region; convergence needs this many small steps in a row.
 _SMALL_GAINS_TO_STOP = 2
 
 
@@ -83,7 +84,7 @@ def run_em(
     n_genes, n_cells = data.x.shape
     threshold = tol * n_cells
     loglik = np.full(n_genes, -np.inf)
-    last = np.full(n_genes, -np.inf)  # log-likelihood at the last accepted point
+    cycle_start = np.full(n_genes, -np.inf)  # log-likelihood where the last cycle began
     converged = np.zeros(n_genes, dtype=bool)
     n_iter = np.zeros(n_genes, dtype=np.int64)
     phase = np.full(n_genes, _START, dtype=np.int8)
@@ -91,6 +92,7 @@ def run_em(
     streak = np.zeros(n_genes, dtype=np.int64)  # consecutive small gains
     trace = np.full((2 * max_iter + 2, n_genes), np.nan) if keep_trace else None
     squarem = Squarem(family, params, weights) if accelerate else None
+    small_gains_to_stop = 1 if accelerate else _SMALL_GAINS_TO_STOP
     resp_sums = np.zeros_like(weights)
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
@@ -107,15 +109,19 @@ def run_em(
         revert = (stabilised & ~accepted) | ((ph == _EXTRAPOLATED) & ~np.isfinite(ll))
         # points of the monotone sequence: recorded, and where a gene may stop
         point = (ph == _START) | (ph == _EM1) | (ph == _EM2) | accepted
-        checked = point & ~(first & (ph == _START))
-        small = ll - last[active] <= threshold
+        # convergence is judged from one cycle start (a point where a SQUAREM cycle
+        # begins; every point for plain EM) to the next: an EM step alone can gain
+        # little where extrapolation still gains much
+        cycle = (ph == _START) | accepted | (ph == _REVERTED)
+        checked = cycle & (not first)
+        small = ll - cycle_start[active] <= threshold
         streak[active[checked]] = np.where(small[checked], streak[active[checked]] + 1, 0)
-        done = checked & (streak[active] >= _SMALL_GAINS_TO_STOP)
+        done = checked & (streak[active] >= small_gains_to_stop)
+        cycle_start[active[cycle]] = ll[cycle]
         if trace is not None:
             recorded = active[point]
             trace[n_points[recorded], recorded] = loglik[recorded] + constant[recorded]
             n_points[recorded] += 1
-        last[active[point]] = ll[point]
         converged[active[done]] = True
         stop = done | ((point | (ph == _REVERTED)) & (n_iter[active] >= max_iter))
 

@@ -15,6 +15,7 @@ from .._core import selection, validation
 from .._core.chunks import GeneColumns
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
+from .._docs import DOC_FIT_OPTIONS, doc_params
 from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
 
@@ -22,6 +23,7 @@ from ._inputs import describe_mask, describe_size_factors, gene_mask, get_counts
 RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20
 
 
+@doc_params(fit_options=DOC_FIT_OPTIONS)
 def fit_mixture(
     adata: AnnData,
     n_components: int = 2,
@@ -79,21 +81,7 @@ def fit_mixture(
     mask_var
         Genes to fit: a boolean ``.var`` column (e.g. ``"spike_in"``), a boolean
         array or a list of gene names. Others get NaN / False in the outputs.
-    n_init
-        Label-based starts per gene: the first splits the cells into K groups by
-        the rank of log1p(x/s), the second nests them (groups by distance from the
-        median: a tight component inside broad ones), the others use k-means++ on
-        log1p(x/s). For K > 1 one more start splits the one-component fit into K
-        near-equal components, so the LRT is never negative. The best
-        log-likelihood per gene is kept.
-    max_iter, tol
-        EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene
-        once its log-likelihood rose by at most ``tol`` per cell in two successive
-        EM steps; genes still rising after ``max_iter`` EM steps are reported with
-        ``converged=False``.
-    random_state
-        Seed of the random starts; the result is deterministic for a given seed
-        and does not depend on ``chunk_size``.
+    {fit_options}
     bic_threshold, min_weight
         The bimodality call (defaults: 10, "very strong" evidence on the Kass and
         Raftery scale; 0.05).
@@ -103,10 +91,9 @@ def fit_mixture(
         ``True``, ``False`` or ``"auto"`` (store when the float32 array takes at
         most ``RESPONSIBILITIES_AUTO_LIMIT`` = 512 MiB).
     keep_trace
-        Keep each gene's log-likelihood at every EM iteration (best start) in
-        ``.uns[key]["trace"]``, shape (iterations + 1, n_fitted_genes), NaN after a gene stopped.
-    chunk_size
-        Genes processed at once; by default chosen so a chunk takes about 256 MiB.
+        Keep each gene's log-likelihood at every point of its (best start's) EM
+        path, the non-decreasing sequence of EM and accepted SQUAREM points, in
+        ``.uns[key]["trace"]``: shape (points, n_fitted_genes), NaN after a gene stopped.
     copy
         Work on and return a copy instead of writing to ``adata``.
 

@@ -30,6 +30,8 @@ from .base import MU_MIN, ChunkData, Family
 
 THETA_MIN = 1e-6
 THETA_MAX = 1e8
+#: Largest theta of a start (see NegativeBinomial.initial_params).
+THETA_START = 100.0
 _LOG_MU_MIN = math.log(MU_MIN)
 _LOG_THETA_MIN = math.log(THETA_MIN)
 _LOG_THETA_MAX = math.log(THETA_MAX)
@@ -229,7 +231,13 @@ class NegativeBinomial(Family):
 
     def initial_params(self, data: ChunkData, resp) -> dict[str, np.ndarray]:
         """Means as in the Poisson case; theta from the moments with offsets,
-        ``1/theta = sum r [(x - s mu)^2 - s mu] / sum r (s mu)^2``, clipped to the range."""
+        ``1/theta = sum r [(x - s mu)^2 - s mu] / sum r (s mu)^2``, at most ``THETA_START``.
+
+        The cap matters: towards the Poisson limit the likelihood is flat in
+        log theta, so a start there (groups of a hard split often look
+        under-dispersed) sees no gradient towards a moderate theta and EM stops
+        early; from a moderate start it climbs towards large theta when that fits.
+        """
         params = super().initial_params(data, resp)
         mu = params["mu"]
         fitted = data.size_factors[None, None, :] * mu[:, :, None]
@@ -238,7 +246,7 @@ class NegativeBinomial(Family):
         with np.errstate(divide="ignore", invalid="ignore"):
             phi = excess / scale
         phi = np.where(np.isfinite(phi) & (phi > 1.0 / THETA_MAX), phi, 1.0 / THETA_MAX)
-        params["theta"] = np.clip(1.0 / phi, THETA_MIN, THETA_MAX)
+        params["theta"] = np.clip(1.0 / phi, THETA_MIN, THETA_START)
         return params
 
     def clip_params(self, params, genes) -> None:

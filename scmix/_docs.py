@@ -1,0 +1,35 @@
+"""Parameter descriptions shared by several docstrings (one text, several functions)."""
+
+from __future__ import annotations
+
+DOC_FIT_OPTIONS = """\
+n_init
+        Label-based starts per gene: the first splits the cells into K groups by
+        the rank of log1p(x/s), the second nests them (groups by distance from the
+        median: a tight component inside broad ones), the others use k-means++ on
+        log1p(x/s). For K > 1 one more start splits the one-component fit into K
+        near-equal components, so the LRT is never negative. The best
+        log-likelihood per gene is kept.
+    max_iter, tol
+        EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene
+        once its log-likelihood rose by at most ``tol`` per cell over a whole
+        SQUAREM cycle (three EM steps and an extrapolation); a gene still rising
+        after ``max_iter`` EM steps is reported as not converged.
+    random_state
+        Seed of the random starts; the result is deterministic for a given seed
+        and does not depend on ``chunk_size``.
+    chunk_size
+        Genes processed at once; by default chosen so that a chunk takes about
+        256 MiB. Results do not depend on it."""
+
+
+def doc_params(**texts: str):
+    """Decorator: replace ``{name}`` placeholders of a docstring with shared texts
+    (by plain replacement: the docstrings hold LaTeX braces that ``str.format`` would read)."""
+
+    def decorate(obj):
+        for name, text in texts.items():
+            obj.__doc__ = obj.__doc__.replace("{" + name + "}", text)
+        return obj
+
+    return decorate
