@@ -23,7 +23,7 @@ from ._docs import DOC_FIT_OPTIONS, doc_params
 
 DEFAULT_N_INIT = 3
 DEFAULT_MAX_ITER = 1000
-DEFAULT_TOL = 1e-5
+DEFAULT_TOL = 1e-6
 
 
 class _CountMixture:
