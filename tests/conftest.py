@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from adata_helpers import make_adata
 
 
 def _data_dir() -> Path | None:
@@ -40,3 +41,9 @@ def svensson_20312(data_dir):
     totals = adata.X.sum(axis=1)
     adata.obs["size_factors"] = totals / totals.mean()
     return adata
+
+
+@pytest.fixture
+def adata():
+    """A small simulated AnnData (see adata_helpers.make_adata), new for each test."""
+    return make_adata()
