@@ -39,9 +39,8 @@ class ChunkFit:
     converged: np.ndarray  # (n_genes,) bool
     n_iter: np.ndarray  # (n_genes,) M-steps taken by the best start
     resp: np.ndarray  # (n_genes, K, n_cells): responsibilities at the returned parameters
-    trace: (
-        np.ndarray | None
-    )  # (n_iter + 1, n_genes) log-likelihood per iteration, NaN after stopping
+    # (points, n_genes): log-likelihood along the EM path, NaN after a gene stopped
+    trace: np.ndarray | None
 
 
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
