@@ -170,6 +170,7 @@ def fit_chunk(
     keep_trace: bool = False,
     accelerate: bool = True,
     single: ChunkFit | None = None,
+    data: ChunkData | None = None,
 ) -> ChunkFit:
     """Fit a K-component mixture to every gene (row) of ``x`` from ``n_init`` starts.
 
@@ -187,6 +188,9 @@ def fit_chunk(
         The one-component fit of the same genes. When given (K > 1), one more
         start splits it into K almost equal components, so that the K-component
         log-likelihood cannot end below the one-component one (the LRT stays >= 0).
+    data
+        ``ChunkData(x, size_factors)`` when the caller already has it (its count
+        levels are then computed once for the K=1 and the K-component fit).
 
     All starts run in one EM over ``n_starts * n_genes`` rows (start s of gene j
     is row ``s * n_genes + j``), which shares the driver's per-iteration cost and
@@ -196,7 +200,8 @@ def fit_chunk(
     returned parameters.
     """
     n_genes, n_cells = x.shape
-    data = ChunkData(x, size_factors)
+    if data is None:
+        data = ChunkData(x, size_factors)
     work = np.empty((n_genes, n_components, n_cells))
     start_list = list(starts(family, data, n_components, n_init, uniforms, work, single))
     n_starts = len(start_list)

@@ -15,6 +15,7 @@ import numpy as np
 from .chunks import GeneColumns, chunk_size_for, iter_chunks
 from .em import ChunkFit, fit_chunk
 from .families import Family
+from .families.base import ChunkData
 
 
 @dataclass
@@ -113,6 +114,7 @@ def fit_matrix(
         genes = np.arange(chunk.start, chunk.stop)[has_counts]
         if genes.size:
             x = np.ascontiguousarray(x[has_counts])
+            data = ChunkData(x, size_factors)
             one = fit_chunk(
                 family,
                 x,
@@ -120,6 +122,7 @@ def fit_matrix(
                 1,
                 uniforms=uniforms[genes, :, :1],
                 keep_trace=keep_trace and n_components == 1,
+                data=data,
                 **options,
             )
             fitted = (
@@ -133,6 +136,7 @@ def fit_matrix(
                     uniforms=uniforms[genes],
                     keep_trace=keep_trace,
                     single=one,
+                    data=data,
                     **options,
                 )
             )
