@@ -18,7 +18,8 @@ def _first(names: Sequence[str] | None, positions: np.ndarray) -> str:
     return ", ".join(repr(str(names[int(p)])) for p in positions)
 
 
-def _describe(kind: str, names, positions: np.ndarray) -> str:
+def describe_positions(kind: str, names, positions: np.ndarray) -> str:
+    """'genes 'a', 'b' (and 3 more)': the first offending names (or positions)."""
     more = f" (and {len(positions) - _SHOW} more)" if len(positions) > _SHOW else ""
     label = "" if names is not None else " at positions"
     return f"{kind}{label} {_first(names, positions)}{more}"
@@ -78,8 +79,8 @@ def _check_values(values, rows, cols, what, cell_names, gene_names, offset=0) ->
         cells = np.unique(bad_cells)
         raise ValueError(
             f"{what} must hold non-negative integer counts, but has {int(bad.sum())} "
-            f"{label} value(s): in {_describe('genes', gene_names, genes)}; "
-            f"{_describe('cells', cell_names, cells)}."
+            f"{label} value(s): in {describe_positions('genes', gene_names, genes)}; "
+            f"{describe_positions('cells', cell_names, cells)}."
         )
 
 
@@ -108,7 +109,7 @@ def check_size_factors(
         if bad.any():
             raise ValueError(
                 f"{what} must be positive and finite, but {int(bad.sum())} are {label}: "
-                f"{_describe('cells', cell_names, np.flatnonzero(bad))}."
+                f"{describe_positions('cells', cell_names, np.flatnonzero(bad))}."
             )
     return values
 

@@ -16,8 +16,8 @@ from .._core.chunks import GeneColumns
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
+from .._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
 from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
-from ._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
 
 #: ``store_responsibilities="auto"`` stores them below this size (float32 bytes).
 RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20

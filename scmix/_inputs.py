@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._core import validation
+from ._core import validation
 
 
 def get_counts(adata: AnnData, layer: str | None):
