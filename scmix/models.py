@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._core import selection, validation
-from ._core._kernels import e_step
 from ._core.chunks import GeneColumns
+from ._core.em import e_step_at
 from ._core.families import Family, NegativeBinomial, Poisson
 from ._core.families.base import ChunkData
 from ._core.fit import MixtureFit, fit_matrix
@@ -70,10 +70,10 @@ class _CountMixture:
             chunk_size=self.chunk_size,
             store_resp=False,
         )
-        self._set_fitted(fit, X.n_cells)
+        self._set_fitted(fit)
         return self
 
-    def _set_fitted(self, fit: MixtureFit, n_cells: int) -> None:
+    def _set_fitted(self, fit: MixtureFit) -> None:
         self.family_ = fit.family
         self.params_ = fit.params
         self.means_ = fit.params["mu"]
@@ -83,7 +83,6 @@ class _CountMixture:
         self.n_iter_ = fit.n_iter
         self.lower_bound_ = fit.loglik
         self.n_features_in_ = fit.weights.shape[0]
-        self.n_cells_fit_ = n_cells
 
     def _check_data(self, X, size_factors):
         if not hasattr(X, "shape") or len(X.shape) != 2:
@@ -117,19 +116,8 @@ class _CountMixture:
             data = ChunkData(np.ascontiguousarray(x[fitted]), size_factors)
             params = {name: np.ascontiguousarray(v[fitted]) for name, v in self.params_.items()}
             buf = np.empty((fitted.size, self.n_components, x.shape[1]))
-            every = np.arange(fitted.size)
-            self.family_.log_prob(data, params, every, buf)
-            ll = np.empty(fitted.size)
-            with np.errstate(divide="ignore"):
-                e_step(
-                    buf,
-                    np.log(self.weights_[fitted]),
-                    every,
-                    ll,
-                    np.empty((fitted.size, self.n_components)),
-                )
+            loglik[fitted] = e_step_at(self.family_, data, params, self.weights_[fitted], buf)
             resp[fitted] = buf
-            loglik[fitted] = ll + self.family_.log_prob_constant(data)
         return resp, loglik
 
     def predict_proba(self, X, size_factors=None) -> np.ndarray:
@@ -157,7 +145,7 @@ class _CountMixture:
         return selection.bic(
             self.log_likelihood(X, size_factors),
             self.n_components,
-            self._make_family().n_free_params,
+            self.family_.n_free_params,
             X.shape[0],
         )
 

@@ -231,17 +231,27 @@ def fit_chunk(
     params = {name: np.take_along_axis(v[rows], order, axis=1) for name, v in params.items()}
     weights = np.take_along_axis(weights[rows], order, axis=1)
     # final E-step at the kept parameters, in sorted component order
-    resp = work
-    final = np.empty(n_genes)
-    family.log_prob(data, params, genes, resp)
-    with np.errstate(divide="ignore"):
-        e_step(resp, np.log(weights), genes, final, np.empty_like(weights))
+    final = e_step_at(family, data, params, weights, out=work)
     return ChunkFit(
         params,
         weights,
-        final + constant[:n_genes],
+        final,
         converged[rows],
         n_iter[rows],
-        resp,
+        work,
         None if trace is None else trace[:, rows],
     )
+
+
+def e_step_at(family: Family, data: ChunkData, params, weights, out=None) -> np.ndarray:
+    """Responsibilities at given parameters (into ``out``, shape (n_genes, K, n_cells))
+    and the full log-likelihood of every gene, which is returned."""
+    n_genes, n_comp = weights.shape
+    if out is None:
+        out = np.empty((n_genes, n_comp, data.n_cells))
+    every = np.arange(n_genes)
+    loglik = np.empty(n_genes)
+    family.log_prob(data, params, every, out)
+    with np.errstate(divide="ignore"):
+        e_step(out, np.log(weights), every, loglik, np.empty_like(weights))
+    return loglik + family.log_prob_constant(data)

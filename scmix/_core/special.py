@@ -116,9 +116,3 @@ def trigamma_ratio(x: float, theta: float) -> float:
             total -= 1.0 / (d * d)
         return total
     return trigamma(x + theta) - trigamma(theta)
-
-
-@jit
-def log_factorial(x: float) -> float:
-    """log(x!) for a count x."""
-    return math.lgamma(x + 1.0)

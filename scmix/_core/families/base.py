@@ -45,6 +45,11 @@ class ChunkData:
         the distinct non-zero counts per gene and each cell's index into them."""
         return count_levels(self.x)
 
+    @cached_property
+    def log_factorial_sums(self) -> np.ndarray:
+        """``sum_i log(x_ij!)`` per gene, shape (n_genes,)."""
+        return log_factorial_sums(self.x)
+
     def repeat(self, times: int) -> ChunkData:
         """The chunk stacked ``times`` over (rows ``s * n_genes + j``), levels reused."""
         stacked = ChunkData(np.tile(self.x, (times, 1)), self.size_factors)
@@ -80,7 +85,7 @@ class Family(ABC):
         ``log_prob`` leaves out ``-log(x_ij!)``, which is the same for every
         component; the driver adds ``-sum_i log(x_ij!)`` to each gene's total.
         """
-        return -log_factorial_sums(data.x)
+        return -data.log_factorial_sums
 
     def initial_params(self, data: ChunkData, resp) -> dict[str, np.ndarray]:
         """Parameters from (hard or soft) starting responsibilities, by moments."""
