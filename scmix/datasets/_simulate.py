@@ -15,19 +15,20 @@ def simulate_size_factors(
     *,
     modes: Sequence[float] = (0.5, 2.0),
     mode_weights: Sequence[float] | None = None,
-    sd: float = 0.2,
+    sd: float | Sequence[float] = 0.2,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Size factors and each cell's size-factor mode (all 0 unless bimodal).
 
-    ``"bimodal"``: log s ~ N(log modes[c], sd^2) with mode c drawn with ``mode_weights``;
+    ``"bimodal"``: log s ~ N(log modes[c], sd[c]^2) with mode c drawn with ``mode_weights``
+    (``sd`` one value or one per mode);
     ``"lognormal"``: log s ~ N(0, sd^2); ``"constant"``: all ones.
     """
     mode = np.zeros(n_cells, dtype=np.int64)
     if kind == "constant":
         return np.ones(n_cells), mode
     if kind == "lognormal":
-        return np.exp(rng.normal(0.0, sd, n_cells)), mode
+        return np.exp(rng.normal(0.0, float(np.mean(sd)), n_cells)), mode
     if kind == "bimodal":
         modes = np.asarray(modes, dtype=float)
         weights = (
@@ -35,8 +36,9 @@ def simulate_size_factors(
             if mode_weights is None
             else np.asarray(mode_weights)
         )
+        sds = np.broadcast_to(np.asarray(sd, dtype=float), modes.shape)
         mode = rng.choice(modes.size, size=n_cells, p=weights / weights.sum())
-        return np.exp(np.log(modes[mode]) + rng.normal(0.0, sd, n_cells)), mode
+        return np.exp(np.log(modes[mode]) + sds[mode] * rng.normal(0.0, 1.0, n_cells)), mode
     raise ValueError(
         f"size_factors must be 'bimodal', 'lognormal', 'constant' or an array, got {kind!r}."
     )
@@ -68,7 +70,7 @@ def simulate(
     size_factors="bimodal",
     size_factor_modes: Sequence[float] = (0.5, 2.0),
     size_factor_weights: Sequence[float] | None = None,
-    size_factor_sd: float = 0.2,
+    size_factor_sd: float | Sequence[float] = 0.2,
     as_sparse: bool = False,
     random_state: int | None = 0,
 ) -> AnnData:
@@ -91,7 +93,8 @@ def simulate(
         phi_jk = 1/theta_jk (scalar, (K,) or (n_genes, K)); 0 gives Poisson counts.
     size_factors
         ``"bimodal"`` (modes ``size_factor_modes`` with weights ``size_factor_weights``
-        and log-scale sd ``size_factor_sd``), ``"lognormal"``, ``"constant"`` or an array.
+        and log-scale sd ``size_factor_sd``, one value or one per mode), ``"lognormal"``,
+        ``"constant"`` or an array.
     as_sparse
         Store ``X`` as CSR.
     random_state
@@ -159,7 +162,7 @@ def simulate(
         "n_components": n_components,
         "size_factors": sf_label,
         "size_factor_modes": list(size_factor_modes),
-        "size_factor_sd": size_factor_sd,
+        "size_factor_sd": np.atleast_1d(size_factor_sd).tolist(),
         "fold_change": fold_change,
         "random_state": random_state,
     }
