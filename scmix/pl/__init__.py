@@ -1,0 +1,8 @@
+"""Plots (matplotlib, imported on first use of ``scmix.pl``), following scanpy's
+conventions: keyword options, ``ax=`` to draw into an existing Axes, ``show=``,
+and the Axes returned so that users can adjust it or call ``fig.savefig``."""
+
+from ._bimodality import bimodality
+from ._mixture import mixture
+
+__all__ = ["bimodality", "mixture"]
