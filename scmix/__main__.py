@@ -1,10 +1,10 @@
-"""``python -m scmix``: fit the demo data and print a summary."""
+"""``python -m scmix``: the ``scmix`` command (``python -m scmix fit`` runs on the demo data)."""
 
 from __future__ import annotations
 
 import sys
 
-from ._demo import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -42,6 +43,7 @@ def fit_mixture(
     store_responsibilities: bool | Literal["auto"] = "auto",
     keep_trace: bool = False,
     chunk_size: int | None = None,
+    progress: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
     r"""Fit a K-component count mixture with size-factor offsets to every selected gene.
@@ -94,6 +96,8 @@ def fit_mixture(
         Keep each gene's log-likelihood at every point of its (best start's) EM
         path, the non-decreasing sequence of EM and accepted SQUAREM points, in
         ``.uns[key]["trace"]``: shape (points, n_fitted_genes), NaN after a gene stopped.
+    progress
+        Show a progress bar (tqdm) over the fitted genes, advanced chunk by chunk.
     copy
         Work on and return a copy instead of writing to ``adata``.
 
@@ -150,15 +154,17 @@ def fit_mixture(
         random_state=random_state,
         chunk_size=chunk_size,
     )
-    fit = fit_matrix(
-        X,
-        sf,
-        family=fam,
-        n_components=n_components,
-        store_resp=store,
-        keep_trace=keep_trace,
-        **options,
-    )
+    with _progress_bar(progress, selected.size) as advance:
+        fit = fit_matrix(
+            X,
+            sf,
+            family=fam,
+            n_components=n_components,
+            store_resp=store,
+            keep_trace=keep_trace,
+            progress=advance,
+            **options,
+        )
 
     params = dict(
         n_components=n_components,
@@ -176,6 +182,7 @@ def fit_mixture(
         store_responsibilities=store_responsibilities,
         keep_trace=keep_trace,
         chunk_size=chunk_size,
+        progress=progress,
     )
     target = adata.copy() if copy else adata
     _write_results(
@@ -188,6 +195,22 @@ def fit_mixture(
         min_weight=min_weight,
     )
     return target if copy else None
+
+
+@contextmanager
+def _progress_bar(show: bool, n_genes: int):
+    """A callback for ``fit_matrix(progress=...)`` that moves a tqdm bar (or nothing)."""
+    if not show:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n_genes, unit="gene", desc="fitting") as bar:
+
+        def advance(done: int) -> None:
+            bar.update(done - bar.n)
+
+        yield advance
 
 
 def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
