@@ -253,3 +253,31 @@ def test_import_scmix_does_not_import_scanpy_or_matplotlib():
     assert _heavy_modules_after("import scmix") == []
     # the probe does see them when they are imported (it cannot pass vacuously)
     assert "matplotlib" in _heavy_modules_after("import matplotlib")
+
+
+def test_simulate_fit_mixture_round_trip():
+    """simulate() stores the truth where fit_mixture writes its estimates: they agree."""
+    adata = scmix.datasets.simulate(
+        n_cells=2000,
+        n_genes=12,
+        n_components=2,
+        fold_change=5.0,
+        weights=[0.4, 0.6],
+        dispersion=[0.02, 0.1],
+        as_sparse=True,
+        random_state=8,
+    )
+    adata.var_names = [f"g{j}" for j in range(adata.n_vars)]
+    scmix.tl.fit_mixture(adata, n_components=2)
+    var = adata.var
+    assert var["scmix_converged"].all() and var["scmix_bimodal"].all()
+    for k in range(2):
+        np.testing.assert_allclose(var[f"scmix_mean_{k}"], var[f"true_mean_{k}"], rtol=0.08)
+        np.testing.assert_allclose(var[f"scmix_weight_{k}"], var[f"true_weight_{k}"], atol=0.04)
+    # the dispersion of the larger component is pinned down within a factor of two
+    ratio = var["scmix_dispersion_1"] / var["true_dispersion_1"]
+    assert ratio.between(0.5, 2.0).all()
+    # most cells are assigned to their true component
+    resp = adata.obsm["scmix_responsibilities"]
+    agreement = (resp.argmax(axis=2) == adata.obsm["true_component"]).mean()
+    assert agreement > 0.85

@@ -1,0 +1,77 @@
+"""scmix.pl: the plots draw what they claim, into a given Axes, with clear errors."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import scmix
+from scmix.pl._mixture import component_pmfs
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    adata = scmix.datasets.demo()
+    scmix.pp.size_factors(adata, method="spike_in")
+    scmix.tl.fit_mixture(adata, n_components=2, n_init=1)
+    return adata
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_mixture_draws_k_components_and_the_marginal(fitted):
+    ax = scmix.pl.mixture(fitted, "gene_1")
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["component 0", "component 1", "mixture"]
+    marginal = ax.get_lines()[2].get_ydata()
+    parts = sum(line.get_ydata() for line in ax.get_lines()[:2])
+    np.testing.assert_allclose(marginal, parts)
+    assert "ΔBIC" in ax.get_title() and "(bimodal)" in ax.get_title()
+
+
+def test_mixture_into_given_axes(fitted):
+    fig, (left, right) = plt.subplots(1, 2)
+    assert scmix.pl.mixture(fitted, "ERCC-00002", ax=right) is right
+    assert not left.get_lines()
+
+
+def test_component_pmfs_are_the_cell_average():
+    """The curve is the average over cells of each cell's mixture pmf; it sums to 1."""
+    sf = np.array([0.5, 2.0])
+    values = np.arange(400)
+    pmfs = component_pmfs(values, sf, [5.0, 40.0], [0.1, 0.0], [0.3, 0.7])
+    np.testing.assert_allclose(pmfs.sum(), 1.0, atol=1e-9)
+    from scipy import stats
+
+    expected = 0.7 * np.mean([stats.poisson.pmf(7, s * 40.0) for s in sf])
+    np.testing.assert_allclose(pmfs[1, 7], expected)
+
+
+def test_bimodality_highlights_the_bimodal_genes(fitted):
+    ax = scmix.pl.bimodality(fitted)
+    collections = {c.get_label(): c for c in ax.collections}
+    n_bimodal = int(fitted.var["scmix_bimodal"].sum())
+    assert len(collections["bimodal"].get_offsets()) == n_bimodal
+    assert len(collections["not bimodal"].get_offsets()) == fitted.n_vars - n_bimodal
+    labelled = {text.get_text() for text in ax.texts}
+    assert labelled == set(fitted.var_names[fitted.var["scmix_bimodal"]])
+
+
+def test_errors_name_what_to_run(fitted):
+    with pytest.raises(KeyError, match="fit_mixture"):
+        scmix.pl.bimodality(fitted, key="other")
+    with pytest.raises(KeyError, match="NOT_A_GENE"):
+        scmix.pl.mixture(fitted, "NOT_A_GENE")
+    partial = fitted.copy()
+    scmix.tl.fit_mixture(partial, mask_var=["gene_1"], key_added="one", n_init=1)
+    with pytest.raises(ValueError, match="not fitted"):
+        scmix.pl.mixture(partial, "gene_2", key="one")
