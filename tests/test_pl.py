@@ -39,7 +39,7 @@ def test_mixture_draws_k_components_and_the_marginal(fitted):
 
 
 def test_mixture_into_given_axes(fitted):
-    fig, (left, right) = plt.subplots(1, 2)
+    _, (left, right) = plt.subplots(1, 2)
     assert scmix.pl.mixture(fitted, "ERCC-00002", ax=right) is right
     assert not left.get_lines()
 

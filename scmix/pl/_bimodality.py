@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from ._utils import HIGHLIGHT_COLOUR, finish, fit_params, new_axes
+from .._fitted import fit_params
+from ._utils import HIGHLIGHT_COLOUR, finish, new_axes
 
 
 def bimodality(

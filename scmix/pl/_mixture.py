@@ -6,16 +6,8 @@ import numpy as np
 from anndata import AnnData
 from scipy import stats
 
-from ._utils import (
-    COMPONENT_COLOURS,
-    MARGINAL_COLOUR,
-    finish,
-    fit_params,
-    fit_size_factors,
-    fitted_gene,
-    gene_counts,
-    new_axes,
-)
+from .._fitted import fit_params, fit_size_factors, fitted_gene, gene_counts
+from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
 
 _MAX_BINS = 60
 
@@ -77,7 +69,7 @@ def mixture(
     """
     params = fit_params(adata, key)
     position = fitted_gene(adata, gene, key)
-    counts = gene_counts(adata, position, params["layer"])
+    counts = gene_counts(adata, [position], params["layer"])[0]
     sf = fit_size_factors(adata, params, size_factors)
     row = adata.var.iloc[position]
     n_comp = params["n_components"]

@@ -1,5 +1,6 @@
 """Tools: fit models to an AnnData and write the results to it."""
 
 from ._fit_mixture import fit_mixture
+from ._goodness_of_fit import goodness_of_fit
 
-__all__ = ["fit_mixture"]
+__all__ = ["fit_mixture", "goodness_of_fit"]

@@ -93,6 +93,10 @@ class Family(ABC):
         np.maximum(mu, MU_MIN, out=mu)
         return {"mu": mu}
 
+    def params_from_summary(self, mean: np.ndarray, dispersion: np.ndarray) -> dict:
+        """Parameters from the reported mean and dispersion phi (as in ``.var``)."""
+        return {"mu": mean}
+
     def clip_params(self, params, genes) -> None:
         """Bring ``params[...][genes]`` back into their allowed range (after extrapolation)."""
         params["mu"][genes] = np.maximum(params["mu"][genes], MU_MIN)
@@ -105,6 +109,15 @@ class Family(ABC):
     def m_step(self, data: ChunkData, resp, params, active) -> None:
         """Update ``params[...][active]`` in place so that the expected
         complete-data log-likelihood ``sum_i r_ijk log f(x_ij | ...)`` does not decrease."""
+
+    @abstractmethod
+    def cdf(self, x: np.ndarray, mean: np.ndarray, params: dict) -> np.ndarray:
+        """P(X <= x) for counts ``x`` with mean ``mean`` (both (genes, cells)) and the
+        component's other parameters in ``params`` (arrays broadcasting against them)."""
+
+    @abstractmethod
+    def sample(self, mean: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
+        """Counts drawn with mean ``mean`` (genes, cells), other parameters as in ``cdf``."""
 
     @abstractmethod
     def dispersion(self, params) -> np.ndarray:

@@ -23,6 +23,7 @@ import math
 
 import numba
 import numpy as np
+from scipy import stats
 
 from .._threading import gene_kernel
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
@@ -249,6 +250,11 @@ class NegativeBinomial(Family):
         params["theta"] = np.clip(1.0 / phi, THETA_MIN, THETA_START)
         return params
 
+    def params_from_summary(self, mean, dispersion) -> dict:
+        with np.errstate(divide="ignore"):
+            theta = np.where(dispersion > 0, 1.0 / dispersion, THETA_MAX)
+        return {"mu": mean, "theta": np.clip(theta, THETA_MIN, THETA_MAX)}
+
     def clip_params(self, params, genes) -> None:
         super().clip_params(params, genes)
         params["theta"][genes] = np.clip(params["theta"][genes], THETA_MIN, THETA_MAX)
@@ -280,6 +286,20 @@ class NegativeBinomial(Family):
             self.newton_tol,
             work=active.size * resp[0].size,
         )
+
+    def cdf(self, x, mean, params) -> np.ndarray:
+        """NB cdf; at the Poisson bound (theta = THETA_MAX) the Poisson cdf, which the
+        NB's regularised incomplete beta function no longer resolves."""
+        theta = np.broadcast_to(params["theta"], np.shape(mean))
+        poisson = theta >= THETA_MAX * (1 - 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            nb = stats.nbinom.cdf(x, theta, theta / (theta + mean))
+        return np.where(poisson, stats.poisson.cdf(x, mean), nb)
+
+    def sample(self, mean, params, rng) -> np.ndarray:
+        """Gamma-Poisson draws: rate ~ Gamma(theta, mean / theta), x ~ Poisson(rate)."""
+        theta = np.broadcast_to(params["theta"], np.shape(mean))
+        return rng.poisson(rng.gamma(theta, mean / theta)).astype(np.float64)
 
     def dispersion(self, params) -> np.ndarray:
         theta = params["theta"]

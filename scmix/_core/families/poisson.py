@@ -6,6 +6,7 @@ import math
 
 import numba
 import numpy as np
+from scipy import stats
 
 from .._kernels import weighted_rate
 from .._threading import gene_kernel
@@ -57,6 +58,12 @@ class Poisson(Family):
         keep = ~np.isfinite(mu)
         mu[keep] = params["mu"][active][keep]
         params["mu"][active] = np.maximum(mu, MU_MIN)
+
+    def cdf(self, x, mean, params) -> np.ndarray:
+        return stats.poisson.cdf(x, mean)
+
+    def sample(self, mean, params, rng) -> np.ndarray:
+        return rng.poisson(mean).astype(np.float64)
 
     def dispersion(self, params) -> np.ndarray:
         # NaN where the gene was not fitted, as for the other parameters

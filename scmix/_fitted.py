@@ -1,0 +1,96 @@
+"""A fit stored in an AnnData by :func:`scmix.tl.fit_mixture`, read back for the tools,
+getters and plots that use it. Nothing here writes to the AnnData."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from anndata import AnnData
+from scipy import sparse
+
+from ._core.families import Family, get_family
+
+Model = Literal["mixture", "one_component"]
+
+
+def fit_params(adata: AnnData, key: str) -> dict:
+    """``adata.uns[key]["params"]`` of a fit_mixture run, or a KeyError saying what to run."""
+    if key not in adata.uns or "params" not in adata.uns[key]:
+        raise KeyError(
+            f"no scmix fit under key {key!r} (adata.uns[{key!r}] is missing): run "
+            f"scmix.tl.fit_mixture(adata, key_added={key!r}) first."
+        )
+    return adata.uns[key]["params"]
+
+
+def fitted_gene(adata: AnnData, gene: str, key: str) -> int:
+    """Position of a gene that the fit under ``key`` covers."""
+    fit_params(adata, key)
+    if gene not in adata.var_names:
+        raise KeyError(f"gene {gene!r} is not in adata.var_names.")
+    position = adata.var_names.get_loc(gene)
+    if not np.isfinite(adata.var[f"{key}_loglik"].iloc[position]):
+        raise ValueError(
+            f"gene {gene!r} was not fitted under key {key!r} (outside mask_var, or no counts)."
+        )
+    return position
+
+
+def gene_counts(adata: AnnData, positions, layer: str | None) -> np.ndarray:
+    """Counts of the genes at ``positions`` as float64 (genes, cells)."""
+    matrix = adata.X if layer is None else adata.layers[layer]
+    block = matrix[:, positions]
+    block = block.toarray() if sparse.issparse(block) else np.asarray(block)
+    return np.ascontiguousarray(np.atleast_2d(block.T), dtype=np.float64)
+
+
+def fit_size_factors(adata: AnnData, params: dict, size_factors=None) -> np.ndarray:
+    """The size factors of the fit: given, or the ``.obs`` key it recorded (ones for None)."""
+    if size_factors is not None:
+        values = np.asarray(size_factors, dtype=float)
+        if values.shape != (adata.n_obs,):
+            raise ValueError(f"size_factors must have {adata.n_obs} values, got {values.shape}.")
+        return values
+    recorded = params["size_factors"]
+    if recorded is None:
+        return np.ones(adata.n_obs)
+    if recorded == "array" or recorded not in adata.obs.columns:
+        raise ValueError(
+            f"the fit used size factors {recorded!r} that are not in adata.obs: pass them "
+            "with size_factors=."
+        )
+    return adata.obs[recorded].to_numpy(dtype=float)
+
+
+@dataclass
+class StoredModel:
+    """Parameters of the fitted genes, as the engine uses them."""
+
+    family: Family
+    positions: np.ndarray  # fitted genes, positions in adata.var
+    params: dict[str, np.ndarray]  # each (genes, K)
+    weights: np.ndarray  # (genes, K)
+
+
+def stored_model(adata: AnnData, key: str, model: Model = "mixture") -> StoredModel:
+    """The K-component (``"mixture"``) or the one-component fit stored under ``key``."""
+    params = fit_params(adata, key)
+    if model not in ("mixture", "one_component"):
+        raise ValueError(f"model must be 'mixture' or 'one_component', got {model!r}.")
+    family = get_family(params["family"])
+    var = adata.var
+    positions = np.flatnonzero(var[f"{key}_loglik"].notna().to_numpy())
+    rows = var.iloc[positions]
+    if model == "mixture":
+        n_comp = params["n_components"]
+        mean = np.column_stack([rows[f"{key}_mean_{k}"] for k in range(n_comp)])
+        phi = np.column_stack([rows[f"{key}_dispersion_{k}"] for k in range(n_comp)])
+        weights = np.column_stack([rows[f"{key}_weight_{k}"] for k in range(n_comp)])
+    else:
+        mean = rows[[f"{key}_single_mean"]].to_numpy()
+        phi = rows[[f"{key}_single_dispersion"]].to_numpy()
+        weights = np.ones_like(mean)
+    model_params = family.params_from_summary(mean.astype(float), phi.astype(float))
+    return StoredModel(family, positions, model_params, weights.astype(float))
