@@ -15,7 +15,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-_SUBMODULES = ("pp", "tl", "pl", "datasets", "models")
+_SUBMODULES = ("pp", "tl", "pl", "get", "datasets", "models")
 
 __all__ = [*_SUBMODULES, "__version__"]
 

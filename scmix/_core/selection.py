@@ -14,7 +14,8 @@ Positive delta BIC favours K components. A gene is called bimodal when
 delta BIC exceeds ``bic_threshold`` (default 10: "very strong" evidence on the
 Kass & Raftery 1995 scale of 2 log Bayes factor), its smallest component weight
 is at least ``min_weight`` (default 0.05: a mode, not a handful of outliers),
-and the K-component fit converged. The chi-square reference distribution is not
+the K-component fit converged and no component is degenerate (see
+:func:`degenerate_components`). The chi-square reference distribution is not
 valid for the LRT of a mixture (the null is on the boundary), so no p-value is
 derived from it here.
 """
@@ -39,14 +40,52 @@ def bic(
     return -2.0 * loglik + n_parameters(n_components, params_per_component) * np.log(n_cells)
 
 
+#: A component whose mean count per unit size factor is below this is a point mass at zero.
+POINT_MASS_MEAN = 1e-3
+#: Components closer than this (relative, in mean and in dispersion) are the same component.
+SAME_COMPONENT_RTOL = 0.01
+
+
+def degenerate_components(means: np.ndarray, dispersions: np.ndarray) -> np.ndarray:
+    """Per gene: does the K-component fit have a degenerate component?
+
+    Degenerate means (a) a point mass at zero: mean below ``POINT_MASS_MEAN``
+    per unit size factor, or a dispersion of at least ``1 / THETA_MIN`` (all mass at 0)
+    -- zero-inflation, not a second mode; or (b) two components that are the same
+    distribution (means and dispersions within ``SAME_COMPONENT_RTOL``): the fit is
+    the one-component model written twice. ``means`` and ``dispersions``: (genes, K).
+    """
+    from .families.nb import THETA_MIN
+
+    point_mass = (means < POINT_MASS_MEAN) | (dispersions >= (1.0 - 1e-9) / THETA_MIN)
+    degenerate = point_mass.any(axis=1)
+    n_comp = means.shape[1]
+    for a in range(n_comp):
+        for b in range(a + 1, n_comp):
+            same_mean = np.isclose(means[:, a], means[:, b], rtol=SAME_COMPONENT_RTOL, atol=0)
+            same_phi = np.isclose(
+                dispersions[:, a], dispersions[:, b], rtol=SAME_COMPONENT_RTOL, atol=1e-8
+            )
+            degenerate |= same_mean & same_phi
+    return degenerate
+
+
 def bimodal_call(
     delta_bic: np.ndarray,
     weights: np.ndarray,
     converged: np.ndarray,
+    means: np.ndarray,
+    dispersions: np.ndarray,
     *,
     bic_threshold: float = DEFAULT_BIC_THRESHOLD,
     min_weight: float = DEFAULT_MIN_WEIGHT,
 ) -> np.ndarray:
-    """delta BIC above the threshold, every weight at least ``min_weight``, converged."""
+    """delta BIC above the threshold, every weight at least ``min_weight``, converged,
+    and no degenerate component."""
     with np.errstate(invalid="ignore"):
-        return (delta_bic > bic_threshold) & (np.min(weights, axis=1) >= min_weight) & converged
+        return (
+            (delta_bic > bic_threshold)
+            & (np.min(weights, axis=1) >= min_weight)
+            & converged
+            & ~degenerate_components(means, dispersions)
+        )

@@ -64,7 +64,9 @@ def fit_mixture(
     :math:`\mathrm{LRT} = 2(\ell_K - \ell_1)`.
 
     A gene is called **bimodal** when ``delta_bic > bic_threshold``, every
-    component weight is at least ``min_weight`` and the K-component fit converged.
+    component weight is at least ``min_weight``, the K-component fit converged and
+    no component is degenerate (a point mass at zero, or two equal components; see
+    ``scmix._core.selection.degenerate_components``).
     With ``size_factors`` as offsets, a gene whose counts are bimodal only
     because the size factors are is *not* called bimodal.
 
@@ -245,7 +247,13 @@ def model_selection_table(
         "delta_bic": delta,
         "lrt": 2.0 * (fit.loglik - single.loglik),
         "bimodal": selection.bimodal_call(
-            delta, fit.weights, fit.converged, bic_threshold=bic_threshold, min_weight=min_weight
+            delta,
+            fit.weights,
+            fit.converged,
+            fit.params["mu"],
+            fit.dispersion,
+            bic_threshold=bic_threshold,
+            min_weight=min_weight,
         )
         & fit.fitted,
     }
