@@ -89,3 +89,18 @@ def bimodal_call(
             & converged
             & ~degenerate_components(means, dispersions)
         )
+
+
+def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (step-up, monotone, at most 1); NaN stays NaN
+    and does not count towards the number of tests."""
+    pvalues = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(pvalues.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(pvalues))
+    m = finite.size
+    if m == 0:
+        return adjusted
+    order = finite[np.argsort(pvalues[finite], kind="stable")]
+    scaled = pvalues[order] * m / np.arange(1, m + 1)
+    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return adjusted

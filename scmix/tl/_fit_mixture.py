@@ -12,8 +12,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
-from .._core import selection, validation
-from .._core.chunks import GeneColumns
+from .._core import bootstrap, selection, validation
+from .._core.chunks import GeneColumns, chunk_size_for
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
@@ -43,6 +43,7 @@ def fit_mixture(
     store_responsibilities: bool | Literal["auto"] = "auto",
     keep_trace: bool = False,
     chunk_size: int | None = None,
+    n_bootstrap: int = 0,
     progress: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -98,6 +99,14 @@ def fit_mixture(
         Keep each gene's log-likelihood at every point of its (best start's) EM
         path, the non-decreasing sequence of EM and accepted SQUAREM points, in
         ``.uns[key]["trace"]``: shape (points, n_fitted_genes), NaN after a gene stopped.
+    n_bootstrap
+        Replicates B of the parametric bootstrap of the LRT (0: none; K > 1 only).
+        Each gene's counts are simulated B times from its fitted one-component model
+        with the cells' size factors, both models are refitted with the same
+        settings, and :math:`p = (1 + \#\{\mathrm{LRT}^{(b)} \ge \mathrm{LRT}\})/(B + 1)`
+        (McLachlan 1987); the chi-square reference is not valid for mixtures. Costs
+        B more fits of the selected genes (vectorised: replicates are extra rows).
+        The smallest possible p-value is 1 / (B + 1).
     progress
         Show a progress bar (tqdm) over the fitted genes, advanced chunk by chunk.
     copy
@@ -116,6 +125,9 @@ def fit_mixture(
         Log-likelihood and BIC of the K- and of the one-component fit.
     ``{key}_delta_bic``, ``{key}_lrt``
         BIC_1 - BIC_K and 2 (loglik - loglik_1).
+    ``{key}_lrt_pvalue``, ``{key}_lrt_padj``
+        With ``n_bootstrap``: the bootstrap p-value of the LRT and its
+        Benjamini-Hochberg adjustment over the fitted genes.
     ``{key}_bimodal``, ``{key}_converged``, ``{key}_n_iter``
         The call and diagnostics (genes without any count: not converged, 0 iterations).
 
@@ -135,6 +147,10 @@ def fit_mixture(
     max_iter = validation.check_positive_int(max_iter, "max_iter")
     tol = validation.check_tol(tol)
     n_components = validation.check_n_components(n_components, adata.n_obs)
+    if n_bootstrap != 0:
+        n_bootstrap = validation.check_positive_int(n_bootstrap, "n_bootstrap")
+        if n_components == 1:
+            raise ValueError("n_bootstrap needs n_components > 1 (the LRT compares K with 1).")
 
     counts = get_counts(adata, layer)
     genes = gene_mask(adata, mask_var)
@@ -168,6 +184,12 @@ def fit_mixture(
             **options,
         )
 
+    extra = {}
+    if n_bootstrap:
+        extra = _bootstrap_columns(
+            fit, sf, adata.var_names[selected], n_bootstrap, progress, options, n_components
+        )
+
     params = dict(
         n_components=n_components,
         family=family,
@@ -184,6 +206,7 @@ def fit_mixture(
         store_responsibilities=store_responsibilities,
         keep_trace=keep_trace,
         chunk_size=chunk_size,
+        n_bootstrap=n_bootstrap,
         progress=progress,
     )
     target = adata.copy() if copy else adata
@@ -195,19 +218,55 @@ def fit_mixture(
         params,
         bic_threshold=bic_threshold,
         min_weight=min_weight,
+        extra=extra,
     )
     return target if copy else None
 
 
+def _bootstrap_columns(fit, sf, names, n_bootstrap, progress, options, n_components):
+    """Bootstrap p-values of the LRT and their BH adjustment, for the fitted genes."""
+    fitted = np.flatnonzero(fit.fitted)
+
+    def fit_rows(counts):
+        result = fit_matrix(
+            counts.T,
+            sf,
+            family=fit.family,
+            n_components=n_components,
+            store_resp=False,
+            **options,
+        )
+        return result.single.loglik, result.loglik
+
+    lrt = 2.0 * (fit.loglik - fit.single.loglik)
+    pvalue = np.full(fit.loglik.size, np.nan)
+    starts = 1 + options["n_init"]
+    rows = max(n_bootstrap, 2 * chunk_size_for(sf.size, n_components, starts))
+    with _progress_bar(progress, fitted.size, "bootstrap") as advance:
+        pvalue[fitted], _ = bootstrap.bootstrap_pvalues(
+            fit_rows,
+            fit.family,
+            {name: values[fitted] for name, values in fit.single.params.items()},
+            sf,
+            np.asarray(names)[fitted],
+            lrt[fitted],
+            n_bootstrap=n_bootstrap,
+            random_state=options["random_state"],
+            rows_per_batch=rows,
+            progress=advance,
+        )
+    return {"lrt_pvalue": pvalue, "lrt_padj": selection.benjamini_hochberg(pvalue)}
+
+
 @contextmanager
-def _progress_bar(show: bool, n_genes: int):
+def _progress_bar(show: bool, n_genes: int, what: str = "fitting"):
     """A callback for ``fit_matrix(progress=...)`` that moves a tqdm bar (or nothing)."""
     if not show:
         yield None
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=n_genes, unit="gene", desc="fitting") as bar:
+    with tqdm(total=n_genes, unit="gene", desc=what) as bar:
 
         def advance(done: int) -> None:
             bar.update(done - bar.n)
@@ -259,7 +318,7 @@ def model_selection_table(
     }
 
 
-def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight):
+def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra):
     """Write every output at once: build the columns first, then assign."""
     n_vars = adata.n_vars
     columns: dict[str, np.ndarray] = {}
@@ -279,6 +338,7 @@ def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weig
     table = model_selection_table(
         fit, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
     )
+    table.update(extra)
     for name, values in table.items():
         columns[f"{key}_{name}"] = spread(values, False if values.dtype == bool else np.nan)
     columns[f"{key}_converged"] = spread(fit.converged, False)

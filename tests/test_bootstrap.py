@@ -1,0 +1,71 @@
+"""Parametric bootstrap of the LRT: calibration under the null, power, BH adjustment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+import scmix
+from scmix._core import selection
+
+
+def test_benjamini_hochberg_matches_statsmodels():
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.random(200), rng.random(20) * 1e-3, [np.nan, np.nan]])
+    ours = selection.benjamini_hochberg(p)
+    reference = multipletests(p[:-2], method="fdr_bh")[1]
+    np.testing.assert_allclose(ours[:-2], reference, rtol=1e-12)
+    assert np.isnan(ours[-2:]).all()
+
+
+@pytest.fixture(scope="module")
+def null_fit():
+    """300 genes from one NB each with bimodal size factors, used as offsets."""
+    adata = scmix.datasets.simulate(
+        n_cells=250, n_genes=300, n_components=1, dispersion=0.2, random_state=11
+    )
+    scmix.tl.fit_mixture(adata, n_init=1, n_bootstrap=39)
+    return adata
+
+
+def test_null_pvalues_are_uniform(null_fit):
+    p = null_fit.var["scmix_lrt_pvalue"].to_numpy()
+    assert np.all((p >= 1 / 40) & (p <= 1))
+    assert stats.kstest(p, "uniform").pvalue > 0.01
+    assert np.mean(p < 0.05) < 0.08
+    assert null_fit.var["scmix_bimodal"].mean() <= 0.03  # the BIC call, under the null
+    assert null_fit.uns["scmix"]["params"]["n_bootstrap"] == 39
+
+
+def test_power_on_two_component_genes():
+    """Measured: every gene with means 3x apart at 250 cells gets the smallest p-value."""
+    adata = scmix.datasets.simulate(
+        n_cells=250,
+        n_genes=20,
+        n_components=2,
+        fold_change=3.0,
+        dispersion=0.05,
+        random_state=12,
+    )
+    scmix.tl.fit_mixture(adata, n_init=1, n_bootstrap=19)
+    p = adata.var["scmix_lrt_pvalue"]
+    assert (p <= 0.05).mean() >= 0.9
+    assert (adata.var["scmix_lrt_padj"] >= p).all()
+
+
+def test_a_gene_does_not_depend_on_the_others(null_fit):
+    part = null_fit[:, ["gene_3", "gene_10"]].copy()
+    scmix.tl.fit_mixture(part, n_init=1, n_bootstrap=39)
+    np.testing.assert_array_equal(
+        part.var["scmix_lrt_pvalue"], null_fit.var.loc[["gene_3", "gene_10"], "scmix_lrt_pvalue"]
+    )
+
+
+def test_bootstrap_needs_two_components(null_fit):
+    adata = null_fit[:, :3].copy()
+    with pytest.raises(ValueError, match="n_components > 1"):
+        scmix.tl.fit_mixture(adata, n_components=1, n_bootstrap=10)
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        scmix.tl.fit_mixture(adata, n_bootstrap=-1)
