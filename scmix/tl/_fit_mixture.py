@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from contextlib import contextmanager
 from typing import Literal
@@ -19,6 +18,8 @@ from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
 from .._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
 from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
+from ._shared import fit_cell_level
+from ._write import replace_results
 
 #: ``store_responsibilities="auto"`` stores them below this size (float32 bytes).
 RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20
@@ -44,6 +45,7 @@ def fit_mixture(
     keep_trace: bool = False,
     chunk_size: int | None = None,
     n_bootstrap: int = 0,
+    shared: bool = False,
     progress: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -107,6 +109,18 @@ def fit_mixture(
         (McLachlan 1987); the chi-square reference is not valid for mixtures. Costs
         B more fits of the selected genes (vectorised: replicates are extra rows).
         The smallest possible p-value is 1 / (B + 1).
+    shared
+        Cell-level mixture: one latent class per cell shared by all the selected
+        genes, :math:`p(x_{i\cdot}) = \sum_k \pi_k \prod_j f(x_{ij} \mid s_i\mu_{jk}, \theta_{jk})`
+        (the E-step sums the genes' log-likelihoods). Answers "which cells are in
+        the low-capture mode?". Writes the per-gene ``{key}_mean_{k}``,
+        ``{key}_dispersion_{k}``, the shared weights in every ``{key}_weight_{k}``,
+        the one-component ``{key}_single_*`` and ``{key}_loglik_1``;
+        ``.obsm["{key}_responsibilities"]`` of shape (n_obs, K);
+        ``.obs["{key}_component"]`` (categorical, most probable class); and in
+        ``.uns[key]`` the totals ``loglik``, ``loglik_1``, ``bic``, ``bic_1``,
+        ``delta_bic``, ``lrt``, ``converged``, ``n_iter``, ``weights``. Classes
+        are ordered by the mean over genes of log mu. Genes without counts are skipped.
     progress
         Show a progress bar (tqdm) over the fitted genes, advanced chunk by chunk.
     copy
@@ -151,6 +165,8 @@ def fit_mixture(
         n_bootstrap = validation.check_positive_int(n_bootstrap, "n_bootstrap")
         if n_components == 1:
             raise ValueError("n_bootstrap needs n_components > 1 (the LRT compares K with 1).")
+        if shared:
+            raise ValueError("n_bootstrap is not available with shared=True.")
 
     counts = get_counts(adata, layer)
     genes = gene_mask(adata, mask_var)
@@ -163,8 +179,6 @@ def fit_mixture(
         cell_names=adata.obs_names,
         gene_names=adata.var_names[selected],
     )
-    store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
-
     options = dict(
         n_init=n_init,
         max_iter=max_iter,
@@ -172,6 +186,44 @@ def fit_mixture(
         random_state=random_state,
         chunk_size=chunk_size,
     )
+    params = dict(
+        n_components=n_components,
+        family=family,
+        size_factors=describe_size_factors(size_factors),
+        layer=layer,
+        mask_var=describe_mask(mask_var),
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        bic_threshold=bic_threshold,
+        min_weight=min_weight,
+        key_added=key_added,
+        store_responsibilities=store_responsibilities,
+        keep_trace=keep_trace,
+        chunk_size=chunk_size,
+        n_bootstrap=n_bootstrap,
+        shared=shared,
+        progress=progress,
+    )
+    target = adata.copy() if copy else adata
+    if shared:
+        fit_cell_level(
+            target,
+            X,
+            selected,
+            sf,
+            family=fam,
+            n_components=n_components,
+            options=options,
+            params=params,
+            key=key_added,
+            keep_trace=keep_trace,
+        )
+        return target if copy else None
+
+    store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
+
     with _progress_bar(progress, selected.size) as advance:
         fit = fit_matrix(
             X,
@@ -190,26 +242,6 @@ def fit_mixture(
             fit, sf, adata.var_names[selected], n_bootstrap, progress, options, n_components
         )
 
-    params = dict(
-        n_components=n_components,
-        family=family,
-        size_factors=describe_size_factors(size_factors),
-        layer=layer,
-        mask_var=describe_mask(mask_var),
-        n_init=n_init,
-        max_iter=max_iter,
-        tol=tol,
-        random_state=random_state,
-        bic_threshold=bic_threshold,
-        min_weight=min_weight,
-        key_added=key_added,
-        store_responsibilities=store_responsibilities,
-        keep_trace=keep_trace,
-        chunk_size=chunk_size,
-        n_bootstrap=n_bootstrap,
-        progress=progress,
-    )
-    target = adata.copy() if copy else adata
     _write_results(
         target,
         key_added,
@@ -355,16 +387,4 @@ def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weig
     if fit.trace is not None:
         uns["trace"] = fit.trace
 
-    # from here on only assignments, which do not fail
-    # component columns of an earlier fit with more components under the same key
-    pattern = re.compile(rf"{re.escape(key)}_(mean|dispersion|weight)_\d+")
-    stale = [c for c in adata.var.columns if pattern.fullmatch(c) and c not in new_var]
-    adata.var.drop(columns=stale, inplace=True)
-    for name in new_var.columns:
-        adata.var[name] = new_var[name].to_numpy()
-    resp_key = f"{key}_responsibilities"
-    if fit.resp is not None:
-        adata.obsm[resp_key] = fit.resp
-    elif resp_key in adata.obsm:
-        del adata.obsm[resp_key]
-    adata.uns[key] = uns
+    replace_results(adata, key, new_var, uns, obsm=fit.resp)

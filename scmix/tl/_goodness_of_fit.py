@@ -79,6 +79,8 @@ def goodness_of_fit(
     new = pd.DataFrame({f"{prefix}_ks": statistic, f"{prefix}_pvalue": pvalue})
     for name in new.columns:
         target.var[name] = new[name].to_numpy()
+    written = target.uns[key].setdefault("var_columns", [])
+    target.uns[key]["var_columns"] = [*written, *(c for c in new.columns if c not in written)]
     settings = target.uns[key].setdefault("goodness_of_fit", {})
     settings[model] = {
         "test": "Kolmogorov-Smirnov of randomized quantile residuals against U(0, 1)",
