@@ -1,0 +1,110 @@
+"""Choosing the number of components per gene by BIC."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import __version__
+from .._core import selection, validation
+from .._core.chunks import GeneColumns
+from .._core.families import get_family
+from .._core.fit import fit_matrix
+from .._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
+from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
+from ._write import replace_results
+
+
+def select_n_components(
+    adata: AnnData,
+    n_components: Sequence[int] = (1, 2, 3),
+    *,
+    family: Literal["nb", "poisson"] = "nb",
+    size_factors: str | np.ndarray | None = "size_factors",
+    layer: str | None = None,
+    mask_var: str | np.ndarray | list[str] | None = None,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    random_state: int | None = 0,
+    key_added: str = "scmix_k",
+    copy: bool = False,
+) -> AnnData | None:
+    r"""Fit K = each of ``n_components`` to every selected gene and keep, per gene, the K
+    with the smallest :math:`\mathrm{BIC}_K = -2\ell_K + (Kp + K - 1)\log n`.
+
+    Each K is fitted as by :func:`scmix.tl.fit_mixture` with the same options (so
+    ``{key}_bic_2`` equals fit_mixture's ``scmix_bic`` for K = 2). Fit the chosen K
+    with fit_mixture to get its parameters and responsibilities.
+
+    Returns
+    -------
+    ``None`` (or the copy), with in ``.var``: ``{key}_loglik_{K}`` and ``{key}_bic_{K}``
+    for every K, and ``{key}_n_components``, the K with the smallest BIC (0 for genes
+    not fitted); ``.uns[key]["params"]`` records the settings.
+    """
+    candidates = sorted({validation.check_n_components(k, adata.n_obs) for k in n_components})
+    if not candidates:
+        raise ValueError("n_components must list at least one K.")
+    fam = get_family(family)
+    n_init = validation.check_positive_int(n_init, "n_init")
+    max_iter = validation.check_positive_int(max_iter, "max_iter")
+    tol = validation.check_tol(tol)
+    counts = get_counts(adata, layer)
+    genes = gene_mask(adata, mask_var)
+    sf = get_size_factors(adata, size_factors)
+    selected = np.flatnonzero(genes)
+    X = GeneColumns(counts, None if genes.all() else selected)
+    validation.check_counts(
+        X,
+        what="X" if layer is None else f"layer {layer!r}",
+        cell_names=adata.obs_names,
+        gene_names=adata.var_names[selected],
+    )
+    options = dict(n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state)
+    loglik = {}
+    fits = {}
+    for k in [c for c in candidates if c > 1] or candidates:
+        fits[k] = fit_matrix(X, sf, family=fam, n_components=k, store_resp=False, **options)
+        loglik[k] = fits[k].loglik
+    if 1 in candidates:
+        loglik[1] = next(iter(fits.values())).single.loglik
+    p = fam.n_free_params
+    bic = {k: selection.bic(loglik[k], k, p, adata.n_obs) for k in candidates}
+    table = np.column_stack([bic[k] for k in candidates])
+    fitted = np.isfinite(table).all(axis=1)
+    chosen = np.where(
+        fitted, np.asarray(candidates)[np.argmin(np.where(fitted[:, None], table, 0), axis=1)], 0
+    )
+
+    def spread(values, fill):
+        full = np.full(adata.n_vars, fill, dtype=np.asarray(values).dtype)
+        full[selected] = values
+        return full
+
+    columns = {}
+    for k in candidates:
+        columns[f"{key_added}_loglik_{k}"] = spread(loglik[k], np.nan)
+        columns[f"{key_added}_bic_{k}"] = spread(bic[k], np.nan)
+    columns[f"{key_added}_n_components"] = spread(chosen.astype(np.int64), 0)
+    params = dict(
+        n_components=candidates,
+        family=family,
+        size_factors=describe_size_factors(size_factors),
+        layer=layer,
+        mask_var=describe_mask(mask_var),
+        key_added=key_added,
+        **options,
+    )
+    uns = {
+        "params": params,
+        "var_names": np.asarray(adata.var_names[selected], dtype=object),
+        "version": __version__,
+    }
+    target = adata.copy() if copy else adata
+    replace_results(target, key_added, pd.DataFrame(columns, index=adata.var_names), uns)
+    return target if copy else None
