@@ -82,6 +82,7 @@ def fit_matrix(
     keep_trace: bool = False,
     accelerate: bool = True,
     progress: Callable[[int], None] | None = None,
+    uniforms: np.ndarray | None = None,
 ) -> MixtureFit:
     """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC,
     or a :class:`GeneColumns` selection of them).
@@ -92,6 +93,7 @@ def fit_matrix(
     (the callers validate). Random starts use uniforms drawn once per gene from
     ``random_state``, so results do not depend on ``chunk_size``.
     ``progress`` is called with the number of genes finished after each chunk.
+    ``uniforms`` (n_genes, max(n_init, 1), K) replaces those draws when given.
     """
     columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
     n_cells, n_genes = columns.n_cells, columns.n_genes
@@ -99,7 +101,10 @@ def fit_matrix(
     if chunk_size is None:
         n_starts = 1 if n_components == 1 else n_init + 1
         chunk_size = chunk_size_for(n_cells, n_components, n_starts)
-    uniforms = np.random.default_rng(random_state).random((n_genes, max(n_init, 1), n_components))
+    if uniforms is None:
+        uniforms = np.random.default_rng(random_state).random(
+            (n_genes, max(n_init, 1), n_components)
+        )
     result = MixtureFit.empty(family, n_components, n_genes)
     single = result if n_components == 1 else MixtureFit.empty(family, 1, n_genes)
     result.single = single
