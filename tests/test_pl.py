@@ -75,3 +75,45 @@ def test_errors_name_what_to_run(fitted):
     scmix.tl.fit_mixture(partial, mask_var=["gene_1"], key_added="one", n_init=1)
     with pytest.raises(ValueError, match="not fitted"):
         scmix.pl.mixture(partial, "gene_2", key="one")
+
+
+@pytest.fixture(scope="module")
+def traced():
+    adata = scmix.datasets.demo()
+    scmix.pp.size_factors(adata, method="spike_in")
+    scmix.tl.fit_mixture(adata, n_init=1, keep_trace=True)
+    scmix.tl.goodness_of_fit(adata)
+    return adata
+
+
+def test_responsibilities_colours_cells_and_draws_each_component(traced):
+    ax = scmix.pl.responsibilities(traced, "gene_3")
+    (points,) = ax.collections
+    assert len(points.get_offsets()) == traced.n_obs
+    column = list(traced.uns["scmix"]["var_names"]).index("gene_3")
+    np.testing.assert_allclose(
+        points.get_array(), traced.obsm["scmix_responsibilities"][:, column, 1]
+    )
+    assert [line.get_label() for line in ax.get_lines()] == ["component 0", "component 1"]
+
+
+def test_convergence_draws_decreasing_gaps(traced):
+    ax = scmix.pl.convergence(traced, genes=["gene_1", "ERCC-00002"])
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["gene_1", "ERCC-00002"]
+    for line in lines:
+        assert np.all(np.diff(line.get_ydata()) <= 1e-9)
+
+
+def test_convergence_needs_a_trace(fitted):
+    with pytest.raises(KeyError, match="keep_trace=True"):
+        scmix.pl.convergence(fitted)
+
+
+def test_qq_points_and_title(traced):
+    ax = scmix.pl.qq(traced, "ERCC-00002")
+    (points,) = ax.collections
+    assert len(points.get_offsets()) == traced.n_obs
+    assert "KS p =" in ax.get_title()
+    ax = scmix.pl.qq(traced, "gene_1", model="one_component")
+    assert "one component" in ax.get_title()

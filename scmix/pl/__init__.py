@@ -3,6 +3,8 @@ conventions: keyword options, ``ax=`` to draw into an existing Axes, ``show=``,
 and the Axes returned so that users can adjust it or call ``fig.savefig``."""
 
 from ._bimodality import bimodality
+from ._diagnostics import convergence, qq
 from ._mixture import mixture
+from ._responsibilities import responsibilities
 
-__all__ = ["bimodality", "mixture"]
+__all__ = ["bimodality", "convergence", "mixture", "qq", "responsibilities"]

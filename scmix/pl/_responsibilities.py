@@ -1,0 +1,71 @@
+"""Counts against size factor, coloured by component membership."""
+
+from __future__ import annotations
+
+import numpy as np
+from anndata import AnnData
+
+from .._fitted import fit_params, fit_size_factors, fitted_gene, gene_counts
+from ._utils import COMPONENT_COLOURS, finish, new_axes
+
+
+def responsibilities(
+    adata: AnnData,
+    gene: str,
+    *,
+    key: str = "scmix",
+    size_factors=None,
+    cmap: str = "viridis",
+    ax=None,
+    show: bool | None = None,
+):
+    r"""Each cell's count against its size factor, coloured by the responsibility of the
+    upper component :math:`r_{i,K-1}`, with the component means :math:`s\,\mu_k` as lines.
+
+    Counts that follow the size factors lie along one line whatever their level; a
+    gene with two components shows two bands. Both axes are logarithmic (the count
+    axis symmetric-log, so zeros stay visible).
+
+    Returns
+    -------
+    The Axes: one point collection (the cells) and one line per component
+    (``"component {k}"``).
+    """
+    params = fit_params(adata, key)
+    position = fitted_gene(adata, gene, key)
+    resp_key = f"{key}_responsibilities"
+    if resp_key not in adata.obsm:
+        raise KeyError(
+            f"adata.obsm[{resp_key!r}] is missing: run fit_mixture(..., "
+            "store_responsibilities=True)."
+        )
+    if params.get("shared"):
+        upper = adata.obsm[resp_key][:, -1]
+    else:
+        column = list(adata.uns[key]["var_names"]).index(gene)
+        upper = adata.obsm[resp_key][:, column, -1]
+    counts = gene_counts(adata, [position], params["layer"])[0]
+    sf = fit_size_factors(adata, params, size_factors)
+    n_comp = params["n_components"]
+
+    ax = new_axes(ax)
+    points = ax.scatter(sf, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
+    grid = np.geomspace(sf.min(), sf.max(), 50)
+    for k in range(n_comp):
+        mean = adata.var[f"{key}_mean_{k}"].iloc[position]
+        ax.plot(
+            grid,
+            grid * mean,
+            color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)],
+            lw=1.5,
+            label=f"component {k}",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=-0.5)  # zeros on the axis, no empty negative half
+    ax.set_xlabel("size factor")
+    ax.set_ylabel("count")
+    ax.set_title(gene)
+    ax.figure.colorbar(points, ax=ax, label=f"responsibility of component {n_comp - 1}")
+    ax.legend(frameon=False, fontsize="small")
+    return finish(ax, show)
