@@ -12,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ._core import validation
+from ._core.chunks import GeneColumns
 
 
 def get_counts(adata: AnnData, layer: str | None):
@@ -105,3 +106,20 @@ def describe_mask(mask_var):
         return mask_var
     values = np.asarray(mask_var)
     return "boolean array" if values.dtype == bool else [str(v) for v in np.ravel(values)]
+
+
+def fit_inputs(adata: AnnData, layer, mask_var, size_factors):
+    """What a fit reads, validated: the selected gene columns, their positions in
+    ``adata.var`` and the size factors. Raises before anything is computed."""
+    counts = get_counts(adata, layer)
+    genes = gene_mask(adata, mask_var)
+    sf = get_size_factors(adata, size_factors)
+    selected = np.flatnonzero(genes)
+    X = GeneColumns(counts, None if genes.all() else selected)
+    validation.check_counts(
+        X,
+        what="X" if layer is None else f"layer {layer!r}",
+        cell_names=adata.obs_names,
+        gene_names=adata.var_names[selected],
+    )
+    return X, selected, sf

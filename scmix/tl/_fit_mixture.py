@@ -12,11 +12,11 @@ from anndata import AnnData
 
 from .. import __version__
 from .._core import bootstrap, selection, validation
-from .._core.chunks import GeneColumns, chunk_size_for
+from .._core.chunks import chunk_size_for
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
-from .._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
+from .._inputs import describe_mask, describe_size_factors, fit_inputs
 from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._shared import fit_cell_level
 from ._write import replace_results
@@ -176,17 +176,7 @@ def fit_mixture(
         if shared:
             raise ValueError("n_bootstrap is not available with shared=True.")
 
-    counts = get_counts(adata, layer)
-    genes = gene_mask(adata, mask_var)
-    sf = get_size_factors(adata, size_factors)
-    selected = np.flatnonzero(genes)
-    X = GeneColumns(counts, None if genes.all() else selected)
-    validation.check_counts(
-        X,
-        what="X" if layer is None else f"layer {layer!r}",
-        cell_names=adata.obs_names,
-        gene_names=adata.var_names[selected],
-    )
+    X, selected, sf = fit_inputs(adata, layer, mask_var, size_factors)
     options = dict(
         n_init=n_init,
         max_iter=max_iter,

@@ -11,10 +11,9 @@ from anndata import AnnData
 
 from .. import __version__
 from .._core import selection, validation
-from .._core.chunks import GeneColumns
 from .._core.families import get_family
 from .._core.fit import fit_matrix
-from .._inputs import describe_mask, describe_size_factors, gene_mask, get_counts, get_size_factors
+from .._inputs import describe_mask, describe_size_factors, fit_inputs
 from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._write import replace_results
 
@@ -54,17 +53,7 @@ def select_n_components(
     n_init = validation.check_positive_int(n_init, "n_init")
     max_iter = validation.check_positive_int(max_iter, "max_iter")
     tol = validation.check_tol(tol)
-    counts = get_counts(adata, layer)
-    genes = gene_mask(adata, mask_var)
-    sf = get_size_factors(adata, size_factors)
-    selected = np.flatnonzero(genes)
-    X = GeneColumns(counts, None if genes.all() else selected)
-    validation.check_counts(
-        X,
-        what="X" if layer is None else f"layer {layer!r}",
-        cell_names=adata.obs_names,
-        gene_names=adata.var_names[selected],
-    )
+    X, selected, sf = fit_inputs(adata, layer, mask_var, size_factors)
     options = dict(n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state)
     loglik = {}
     fits = {}
