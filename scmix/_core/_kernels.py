@@ -55,7 +55,8 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
     For each active gene j and cell i, with ``l_k = log pi_jk + log f_ijk``:
     ``r_ijk = exp(l_k - logsumexp_k l)`` and ``loglik_j = sum_i logsumexp_k l``;
     ``resp_sums[j, k] = sum_i r_ijk`` gives the next weights. Subtracting the
-    maximum first keeps well-separated components from underflowing.
+    maximum first keeps well-separated components from underflowing. Two
+    components take the logistic form (one exp and one log1p per cell).
     """
     n_comp = log_prob.shape[1]
     n_cells = log_prob.shape[2]
@@ -64,6 +65,31 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
         total = 0.0
         for k in range(n_comp):
             resp_sums[g, k] = 0.0
+        if n_comp == 2:
+            sum0 = 0.0
+            sum1 = 0.0
+            for i in range(n_cells):
+                l0 = log_weights[g, 0] + log_prob[g, 0, i]
+                l1 = log_weights[g, 1] + log_prob[g, 1, i]
+                # the smaller responsibility as e / (1 + e), never as 1 - r (no cancellation)
+                if l1 > l0:
+                    e = math.exp(l0 - l1)
+                    r1 = 1.0 / (1.0 + e)
+                    r0 = e * r1
+                    total += l1 + math.log1p(e)
+                else:
+                    e = math.exp(l1 - l0)
+                    r0 = 1.0 / (1.0 + e)
+                    r1 = e * r0
+                    total += l0 + math.log1p(e)
+                log_prob[g, 0, i] = r0
+                log_prob[g, 1, i] = r1
+                sum0 += r0
+                sum1 += r1
+            resp_sums[g, 0] = sum0
+            resp_sums[g, 1] = sum1
+            loglik[g] = total
+            continue
         for i in range(n_cells):
             top = -np.inf
             for k in range(n_comp):
