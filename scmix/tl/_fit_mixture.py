@@ -17,7 +17,7 @@ from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
 from .._inputs import describe_mask, describe_size_factors, fit_inputs
-from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
+from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._shared import fit_cell_level
 from ._write import replace_results
 

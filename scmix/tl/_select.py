@@ -14,7 +14,7 @@ from .._core import selection, validation
 from .._core.families import get_family
 from .._core.fit import fit_matrix
 from .._inputs import describe_mask, describe_size_factors, fit_inputs
-from ..models import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
+from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._write import replace_results
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import selection, validation
-from ._core.chunks import GeneColumns
-from ._core.em import e_step_at
-from ._core.families import Family, NegativeBinomial, Poisson
-from ._core.families.base import ChunkData
-from ._core.fit import MixtureFit, fit_matrix
-from ._docs import DOC_FIT_OPTIONS, doc_params
+from .._core import selection, validation
+from .._core.chunks import GeneColumns
+from .._core.em import e_step_at
+from .._core.families import Family, NegativeBinomial, Poisson
+from .._core.families.base import ChunkData
+from .._core.fit import MixtureFit, fit_matrix
+from .._docs import DOC_FIT_OPTIONS, doc_params
 
 DEFAULT_N_INIT = 3
 DEFAULT_MAX_ITER = 1000
