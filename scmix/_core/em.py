@@ -171,6 +171,7 @@ def fit_chunk(
     accelerate: bool = True,
     single: ChunkFit | None = None,
     data: ChunkData | None = None,
+    start_resp: np.ndarray | None = None,
 ) -> ChunkFit:
     """Fit a K-component mixture to every gene (row) of ``x`` from ``n_init`` starts.
 
@@ -191,6 +192,9 @@ def fit_chunk(
     data
         ``ChunkData(x, size_factors)`` when the caller already has it (its count
         levels are then computed once for the K=1 and the K-component fit).
+    start_resp
+        Responsibilities (K, n_cells) shared by all genes: one more start from them
+        (``n_init`` may then be 0).
 
     All starts run in one EM over ``n_starts * n_genes`` rows (start s of gene j
     is row ``s * n_genes + j``), which shares the driver's per-iteration cost and
@@ -203,7 +207,9 @@ def fit_chunk(
     if data is None:
         data = ChunkData(x, size_factors)
     work = np.empty((n_genes, n_components, n_cells))
-    start_list = list(starts(family, data, n_components, n_init, uniforms, work, single))
+    start_list = list(
+        starts(family, data, n_components, n_init, uniforms, work, single, start_resp)
+    )
     n_starts = len(start_list)
     stacked = data.repeat(n_starts)
     params = {name: np.concatenate([p[name] for p, _ in start_list]) for name in family.param_names}

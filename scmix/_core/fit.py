@@ -83,6 +83,7 @@ def fit_matrix(
     accelerate: bool = True,
     progress: Callable[[int], None] | None = None,
     uniforms: np.ndarray | None = None,
+    start_resp: np.ndarray | None = None,
 ) -> MixtureFit:
     """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC,
     or a :class:`GeneColumns` selection of them).
@@ -94,12 +95,14 @@ def fit_matrix(
     ``random_state``, so results do not depend on ``chunk_size``.
     ``progress`` is called with the number of genes finished after each chunk.
     ``uniforms`` (n_genes, max(n_init, 1), K) replaces those draws when given.
+    ``start_resp`` (K, n_cells): one more start of the K-component fit from these
+    responsibilities, shared by all genes (``n_init`` may then be 0).
     """
     columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
     n_cells, n_genes = columns.n_cells, columns.n_genes
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
     if chunk_size is None:
-        n_starts = 1 if n_components == 1 else n_init + 1
+        n_starts = 1 if n_components == 1 else n_init + 1 + (start_resp is not None)
         chunk_size = chunk_size_for(n_cells, n_components, n_starts)
     if uniforms is None:
         uniforms = np.random.default_rng(random_state).random(
@@ -142,6 +145,7 @@ def fit_matrix(
                     keep_trace=keep_trace,
                     single=one,
                     data=data,
+                    start_resp=start_resp,
                     **options,
                 )
             )

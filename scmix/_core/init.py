@@ -11,6 +11,11 @@ Every start works on ``y = log1p(x / s)``, the depth-normalised expression:
 * later starts use k-means++ seeding on y followed by a few Lloyd iterations,
   driven by uniforms drawn once per gene, so that a gene's start does not
   depend on which chunk it is processed in.
+
+The caller may add a start from per-cell responsibilities shared by all genes
+(e.g. the posterior probabilities of the size-factor modes); with ``n_init=0`` it
+replaces the label starts. For K > 1 the split of the one-component fit is always
+one more start.
 """
 
 from __future__ import annotations
@@ -83,10 +88,17 @@ def one_hot(labels: np.ndarray, n_components: int, out: np.ndarray) -> np.ndarra
 _SPLIT = 1e-3
 
 
-def starts(family, data, n_components, n_init, uniforms, resp, single):
-    """Yield ``(params, weights)`` of each start: hard labels first, then the split."""
+def starts(family, data, n_components, n_init, uniforms, resp, single, given=None):
+    """Yield ``(params, weights)`` of each start: the ``given`` responsibilities
+    (K, n_cells) shared by every gene, if any, then ``n_init`` label starts, then the
+    split."""
     n_cells = data.n_cells
-    for start in range(1 if n_components == 1 else n_init):
+    if given is not None and n_components > 1:
+        resp[:] = given[None, :, :]
+        params = family.initial_params(data, resp)
+        weights = np.maximum(resp.mean(axis=2), 1.0 / n_cells)
+        yield params, weights / weights.sum(axis=1, keepdims=True)
+    for start in range(1 if n_components == 1 and given is None else n_init):
         labels = starting_labels(data.x, data.size_factors, n_components, start, uniforms)
         one_hot(labels, n_components, resp)
         params = family.initial_params(data, resp)

@@ -6,5 +6,6 @@ from ._bimodality import bimodality
 from ._diagnostics import convergence, qq
 from ._mixture import mixture
 from ._responsibilities import responsibilities
+from ._size_factors import size_factors
 
-__all__ = ["bimodality", "convergence", "mixture", "qq", "responsibilities"]
+__all__ = ["bimodality", "convergence", "mixture", "qq", "responsibilities", "size_factors"]

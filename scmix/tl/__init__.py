@@ -3,5 +3,6 @@
 from ._fit_mixture import fit_mixture
 from ._goodness_of_fit import goodness_of_fit
 from ._select import select_n_components
+from ._size_factor_modes import size_factor_modes
 
-__all__ = ["fit_mixture", "goodness_of_fit", "select_n_components"]
+__all__ = ["fit_mixture", "goodness_of_fit", "select_n_components", "size_factor_modes"]

@@ -47,6 +47,7 @@ def fit_mixture(
     n_bootstrap: int = 0,
     bootstrap_early_stop: int = 0,
     shared: bool = False,
+    init: str | None = None,
     progress: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -127,6 +128,12 @@ def fit_mixture(
         ``.uns[key]`` the totals ``loglik``, ``loglik_1``, ``bic``, ``bic_1``,
         ``delta_bic``, ``lrt``, ``converged``, ``n_iter``, ``weights``. Classes
         are ordered by the mean over genes of log mu. Genes without counts are skipped.
+    init
+        A key of ``.obsm`` holding per-cell probabilities (n_obs, K), e.g.
+        ``"size_factor_modes"`` after :func:`scmix.tl.size_factor_modes`: one more
+        start of every gene from these responsibilities, the natural start when the
+        bimodality comes from the size factors. With ``n_init=0`` it replaces the
+        label-based starts (the split of the one-component fit stays).
     progress
         Show a progress bar (tqdm) over the fitted genes, advanced chunk by chunk.
     copy
@@ -163,7 +170,10 @@ def fit_mixture(
         raise ValueError(
             f"store_responsibilities must be True, False or 'auto', got {store_responsibilities!r}."
         )
-    n_init = validation.check_positive_int(n_init, "n_init")
+    # with init, n_init=0 leaves the given start (and the split) alone
+    n_init = (
+        0 if init is not None and n_init == 0 else validation.check_positive_int(n_init, "n_init")
+    )
     max_iter = validation.check_positive_int(max_iter, "max_iter")
     tol = validation.check_tol(tol)
     n_components = validation.check_n_components(n_components, adata.n_obs)
@@ -177,6 +187,7 @@ def fit_mixture(
             raise ValueError("n_bootstrap is not available with shared=True.")
 
     X, selected, sf = fit_inputs(adata, layer, mask_var, size_factors)
+    start_resp = _start_responsibilities(adata, init, n_components)
     options = dict(
         n_init=n_init,
         max_iter=max_iter,
@@ -203,6 +214,7 @@ def fit_mixture(
         n_bootstrap=n_bootstrap,
         bootstrap_early_stop=bootstrap_early_stop,
         shared=shared,
+        init=init,
         progress=progress,
     )
     target = adata.copy() if copy else adata
@@ -232,6 +244,7 @@ def fit_mixture(
             store_resp=store,
             keep_trace=keep_trace,
             progress=advance,
+            start_resp=start_resp,
             **options,
         )
 
@@ -297,6 +310,27 @@ def _bootstrap_columns(fit, sf, names, n_bootstrap, early_stop, progress, option
             progress=advance,
         )
     return {"lrt_pvalue": pvalue, "lrt_padj": selection.benjamini_hochberg(pvalue)}
+
+
+def _start_responsibilities(adata, init, n_components):
+    """(K, n_obs) starting responsibilities from ``.obsm[init]``, or None."""
+    if init is None:
+        return None
+    if not isinstance(init, str) or init not in adata.obsm:
+        raise KeyError(
+            f"init {init!r} is not a key of adata.obsm (keys: {list(adata.obsm.keys())}); "
+            "run scmix.tl.size_factor_modes first, or pass init=None."
+        )
+    probabilities = np.asarray(adata.obsm[init], dtype=np.float64)
+    if probabilities.shape != (adata.n_obs, n_components):
+        raise ValueError(
+            f"adata.obsm[{init!r}] has shape {probabilities.shape}; init needs "
+            f"(n_obs, n_components) = {(adata.n_obs, n_components)}."
+        )
+    if not (np.isfinite(probabilities).all() and (probabilities >= 0).all()):
+        raise ValueError(f"adata.obsm[{init!r}] must hold finite non-negative probabilities.")
+    total = probabilities.sum(axis=1, keepdims=True)
+    return np.ascontiguousarray((probabilities / np.where(total > 0, total, 1.0)).T)
 
 
 @contextmanager
