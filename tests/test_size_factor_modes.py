@@ -57,6 +57,8 @@ def test_svensson_two_modes(svensson_modes):
     assert 0.4 < low < 0.7 and 1.2 < high < 1.45
     assert modes["sds"][1] < 0.5 * modes["sds"][0]  # a sharp upper mode, a broad lower one
     assert 0.4 < modes["weights"][1] < 0.5
+    trace = modes["elbo_trace"]
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])) and modes["converged"]
 
 
 def test_modes_start_never_loses_to_the_default(svensson_modes):
@@ -89,3 +91,15 @@ def test_plot_draws_each_mode_and_the_mixture(svensson_modes):
     plt.close("all")
     with pytest.raises(KeyError, match="size_factor_modes"):
         scmix.pl.size_factors(svensson_modes, key="other")
+
+
+@pytest.mark.parametrize("model", ["full", "textbook"])
+def test_elbo_never_decreases_on_real_size_factors(svensson_20312, model):
+    log_sf = np.log(svensson_20312.obs["size_factors"].to_numpy())
+    # the textbook model has unit-variance components: standardise for it
+    x = (log_sf - log_sf.mean()) / log_sf.std() * 3 if model == "textbook" else log_sf
+    for k in (2, 3):
+        fit = scmix.models.GaussianMixtureCAVI(k, model=model, n_init=2).fit(x)
+        bounds = np.asarray(fit.lower_bounds_)
+        assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:])), (model, k)
+        assert fit.converged_
