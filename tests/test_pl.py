@@ -117,3 +117,45 @@ def test_qq_points_and_title(traced):
     assert "KS p =" in ax.get_title()
     ax = scmix.pl.qq(traced, "gene_1", model="one_component")
     assert "one component" in ax.get_title()
+
+
+# -- every plot on fitted real data ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def svensson_fitted(svensson_20312):
+    adata = svensson_20312.copy()
+    expressed = np.asarray((adata.X > 0).mean(axis=0)).ravel() >= 0.1
+    scmix.tl.fit_mixture(adata, size_factors=None, mask_var=expressed, key_added="raw")
+    scmix.tl.fit_mixture(adata, mask_var=expressed, keep_trace=True, n_init=1)
+    scmix.tl.size_factor_modes(adata)
+    return adata
+
+
+def test_mixture_scales_on_real_data(svensson_fitted):
+    _, (left, right) = plt.subplots(1, 2)
+    assert scmix.pl.mixture(svensson_fitted, "ERCC-00002", key="raw", ax=left) is left
+    assert "(bimodal)" in left.get_title()
+    scmix.pl.mixture(svensson_fitted, "ERCC-00002", scale="normalised", ax=right)
+    assert right.get_xlabel() == "count / size factor"
+    # the model's density integrates to about the share of cells shown
+    line = right.get_lines()[-1]
+    width = np.diff(line.get_xdata())[0]
+    assert 0.95 < line.get_ydata().sum() * width <= 1.0 + 1e-9
+    with pytest.raises(ValueError, match="scale"):
+        scmix.pl.mixture(svensson_fitted, "ERCC-00002", scale="log")
+
+
+def test_every_plot_runs_on_real_data(svensson_fitted):
+    adata = svensson_fitted
+    gene = "ERCC-00002"
+    assert len(scmix.pl.bimodality(adata, key="raw").collections[1].get_offsets()) == int(
+        adata.var["raw_bimodal"].sum()
+    )
+    assert len(scmix.pl.responsibilities(adata, gene).get_lines()) == 2
+    assert len(scmix.pl.convergence(adata, genes=[gene]).get_lines()) == 1
+    assert len(scmix.pl.convergence(adata, key="size_factor_modes").get_lines()) == 1
+    assert len(scmix.pl.size_factors(adata).get_lines()) == 3
+    assert len(scmix.pl.qq(adata, gene).collections) == 1
+    with pytest.raises(ValueError, match="not fitted"):
+        scmix.pl.mixture(adata, "ERCC-00085")  # outside the mask

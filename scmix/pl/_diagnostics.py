@@ -25,14 +25,17 @@ def convergence(
 
     EM in scmix is monotone, so every curve decreases; SQUAREM makes them fall in
     steps. Needs ``fit_mixture(..., keep_trace=True)``. ``genes``: names to draw
-    (default: the first 20 fitted genes).
+    (default: the first 20 fitted genes). With the key of
+    :func:`scmix.tl.size_factor_modes` it draws the ELBO of the CAVI fit instead.
 
     Returns
     -------
     The Axes, one line per gene (labelled with its name).
     """
+    uns = adata.uns.get(key, {})
+    if "elbo_trace" in uns:  # a size_factor_modes result: the CAVI ELBO
+        return _draw_gaps(np.asarray(uns["elbo_trace"])[:, None], ["ELBO"], key, "ELBO", ax, show)
     fit_params(adata, key)
-    uns = adata.uns[key]
     if "trace" not in uns:
         raise KeyError(
             f"no log-likelihood trace under key {key!r}: run fit_mixture(..., "
@@ -52,6 +55,10 @@ def convergence(
         else:
             columns = list(range(min(_MAX_TRACES, len(names))))
         trace, names = trace[:, columns], [names[c] for c in columns]
+    return _draw_gaps(trace, names, key, "log-likelihood", ax, show)
+
+
+def _draw_gaps(trace, names, key, what, ax, show):
     ax = new_axes(ax)
     for column, name in enumerate(names):
         path = trace[:, column]
@@ -61,8 +68,8 @@ def convergence(
         gap = path[-1] - path[:-1]
         ax.plot(np.arange(gap.size), np.maximum(gap, 1e-12), lw=1, label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("EM point (accepted steps)")
-    ax.set_ylabel("log-likelihood below the final value")
+    ax.set_xlabel("EM point (accepted steps)" if what != "ELBO" else "CAVI iteration")
+    ax.set_ylabel(f"{what} below the final value")
     ax.set_title(f"convergence (key {key!r})")
     if len(names) <= 10:
         ax.legend(frameon=False, fontsize="x-small")

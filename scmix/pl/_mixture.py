@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from anndata import AnnData
 from scipy import stats
@@ -32,11 +34,46 @@ def component_pmfs(values, size_factors, means, dispersions, weights) -> np.ndar
     return out
 
 
+def _binned_counts(counts, sf, means, dispersions, weights, top):
+    """Count scale: integer-aligned bins; observed and model mass per unit count."""
+    top = int(np.ceil(top))
+    edges = np.unique(np.round(np.linspace(0, top + 1, min(top + 1, _MAX_BINS) + 1)))
+    widths = np.diff(edges)
+    observed = np.histogram(counts[counts < edges[-1]], edges)[0] / counts.size / widths
+    values = np.arange(edges[-1])
+    pmfs = component_pmfs(values, sf, means, dispersions, weights)
+    bin_of = np.searchsorted(edges, values, side="right") - 1
+    model = np.stack([np.bincount(bin_of, weights=p, minlength=widths.size) for p in pmfs])
+    return edges, observed, model / widths, edges[:-1] + (widths - 1) / 2
+
+
+def _binned_normalised(counts, sf, means, dispersions, weights, top):
+    """Scale x / s: cell i's probability of count v sits at v / s_i; both binned alike."""
+    edges = np.linspace(0.0, top, _MAX_BINS + 1)
+    widths = np.diff(edges)
+    y = counts / sf
+    observed = np.histogram(y[y < edges[-1]], edges)[0] / counts.size / widths
+    values = np.arange(int(np.ceil(top * sf.max())) + 1)
+    model = np.zeros((len(means), widths.size))
+    for k, (mu, phi, pi) in enumerate(zip(means, dispersions, weights, strict=True)):
+        mean = sf[:, None] * mu
+        v = values[None, :]
+        if phi > 0:
+            pmf = stats.nbinom.pmf(v, 1.0 / phi, 1.0 / (1.0 + phi * mean))
+        else:
+            pmf = stats.poisson.pmf(v, mean)
+        where = np.searchsorted(edges, v / sf[:, None], side="right") - 1
+        inside = where < widths.size
+        model[k] = np.bincount(where[inside], weights=pi * pmf[inside], minlength=widths.size)
+    return edges, observed, model / counts.size / widths, edges[:-1] + widths / 2
+
+
 def mixture(
     adata: AnnData,
     gene: str,
     *,
     key: str = "scmix",
+    scale: Literal["counts", "normalised"] = "counts",
     size_factors=None,
     max_count: float | None = None,
     ax=None,
@@ -46,9 +83,8 @@ def mixture(
 
     Draws the marginal distribution :math:`\frac1n\sum_i\sum_k \pi_k f(v\mid s_i\mu_k,\phi_k)`
     (black) and each weighted component (coloured), averaged over the cells' size
-    factors as the model is; counts are binned in integer-aligned bins when their
-    range is wide, and the curves are averaged over the same bins. The title gives
-    delta BIC and the call.
+    factors as the model is: with offsets every cell has its own mixture, and the
+    curve is their average, not the mixture at one typical size factor.
 
     Parameters
     ----------
@@ -56,17 +92,24 @@ def mixture(
         Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
     gene
         A fitted gene.
+    scale
+        ``"counts"``: raw counts, in integer-aligned bins when their range is wide;
+        ``"normalised"``: counts / size factor, where the components of a gene whose
+        bimodality comes from the size factors merge into one peak.
     size_factors
         Only needed when the fit was given an array instead of a ``.obs`` key.
     max_count
-        Right end of the x axis (default: the 99.5th percentile of the counts, at least 10).
+        Right end of the x axis (default: the 99.5th percentile, at least 10 counts).
     ax, show
         Draw into this Axes; call ``plt.show()`` when ``show`` is true.
 
     Returns
     -------
-    The Axes; its lines are labelled ``"mixture"`` and ``"component {k}"``.
+    The Axes: bars of the cells, lines ``"component {k}"`` and ``"mixture"``. The
+    title gives delta BIC and the call (per-gene fits).
     """
+    if scale not in ("counts", "normalised"):
+        raise ValueError(f"scale must be 'counts' or 'normalised', got {scale!r}.")
     params = fit_params(adata, key)
     position = fitted_gene(adata, gene, key)
     counts = gene_counts(adata, [position], params["layer"])[0]
@@ -77,25 +120,16 @@ def mixture(
     dispersions = [row[f"{key}_dispersion_{k}"] for k in range(n_comp)]
     weights = [row[f"{key}_weight_{k}"] for k in range(n_comp)]
 
-    top = max_count if max_count is not None else max(10.0, np.quantile(counts, 0.995))
-    top = int(np.ceil(top))
-    edges = np.unique(np.round(np.linspace(0, top + 1, min(top + 1, _MAX_BINS) + 1)))
-    widths = np.diff(edges)
-    shown = counts[counts < edges[-1]]
-    observed = np.histogram(shown, edges)[0] / counts.size / widths
-
-    values = np.arange(edges[-1])
-    pmfs = component_pmfs(values, sf, means, dispersions, weights)
-    bin_of = np.searchsorted(edges, values, side="right") - 1
-    binned = np.stack([np.bincount(bin_of, weights=p, minlength=widths.size) for p in pmfs])
-    binned /= widths
-    centres = edges[:-1] + (widths - 1) / 2
+    shown = counts if scale == "counts" else counts / sf
+    top = max_count if max_count is not None else max(10.0, np.quantile(shown, 0.995))
+    binning = _binned_counts if scale == "counts" else _binned_normalised
+    edges, observed, model, centres = binning(counts, sf, means, dispersions, weights, top)
 
     ax = new_axes(ax)
     ax.bar(
         edges[:-1],
         observed,
-        width=widths,
+        width=np.diff(edges),
         align="edge",
         color="0.8",
         edgecolor="0.6",
@@ -103,20 +137,21 @@ def mixture(
         label="cells",
     )
     for k in range(n_comp):
-        ax.plot(
-            centres,
-            binned[k],
-            "-",
-            color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)],
-            lw=1.5,
-            label=f"component {k}",
-        )
-    ax.plot(centres, binned.sum(axis=0), "-", color=MARGINAL_COLOUR, lw=1.8, label="mixture")
-    ax.set_xlim(edges[0] - 0.5, edges[-1])
-    ax.set_xlabel("count" if params["size_factors"] is None else "count (size factors as offsets)")
-    ax.set_ylabel("fraction of cells per count")
-    delta = row[f"{key}_delta_bic"]
-    call = "bimodal" if row[f"{key}_bimodal"] else "not bimodal"
-    ax.set_title(f"{gene}: ΔBIC = {delta:.1f} ({call})")
+        colour = COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)]
+        ax.plot(centres, model[k], "-", color=colour, lw=1.5, label=f"component {k}")
+    ax.plot(centres, model.sum(axis=0), "-", color=MARGINAL_COLOUR, lw=1.8, label="mixture")
+    ax.set_xlim(edges[0] - (0.5 if scale == "counts" else 0.0), edges[-1])
+    if scale == "counts":
+        offsets = params["size_factors"] is not None
+        ax.set_xlabel("count (size factors as offsets)" if offsets else "count")
+        ax.set_ylabel("fraction of cells per count")
+    else:
+        ax.set_xlabel("count / size factor")
+        ax.set_ylabel("density")
+    if params.get("shared"):
+        ax.set_title(f"{gene} (cell-level classes, key {key!r})")
+    else:
+        call = "bimodal" if row[f"{key}_bimodal"] else "not bimodal"
+        ax.set_title(f"{gene}: ΔBIC = {row[f'{key}_delta_bic']:.1f} ({call})")
     ax.legend(frameon=False, fontsize="small")
     return finish(ax, show)
