@@ -6,6 +6,7 @@ Nothing here writes to the AnnData.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from anndata import AnnData
 
 from ._core import validation
 from ._core.chunks import GeneColumns
+from ._core.fit import is_dask
 
 
 def get_counts(adata: AnnData, layer: str | None):
@@ -110,16 +112,40 @@ def describe_mask(mask_var):
 
 def fit_inputs(adata: AnnData, layer, mask_var, size_factors):
     """What a fit reads, validated: the selected gene columns, their positions in
-    ``adata.var`` and the size factors. Raises before anything is computed."""
+    ``adata.var``, the size factors, and ``check`` (None, or for a dask array the
+    validation each gene block runs before it is fitted: checking the whole array up
+    front would read it twice). Raises before anything is computed."""
     counts = get_counts(adata, layer)
     genes = gene_mask(adata, mask_var)
     sf = get_size_factors(adata, size_factors)
     selected = np.flatnonzero(genes)
+    what = "X" if layer is None else f"layer {layer!r}"
+    if is_dask(counts):
+        X = counts if genes.all() else counts[:, selected]
+        names = np.asarray(adata.var_names[selected])
+        return X, selected, sf, partial(_check_block, what=what, cells=adata.obs_names, genes=names)
     X = GeneColumns(counts, None if genes.all() else selected)
     validation.check_counts(
-        X,
-        what="X" if layer is None else f"layer {layer!r}",
-        cell_names=adata.obs_names,
-        gene_names=adata.var_names[selected],
+        X, what=what, cell_names=adata.obs_names, gene_names=adata.var_names[selected]
     )
-    return X, selected, sf
+    return X, selected, sf, None
+
+
+def _check_block(block, first_gene: int, *, what, cells, genes) -> None:
+    """Counts check of one gene block of a dask array (its genes named)."""
+    validation.check_counts(
+        block,
+        what=what,
+        cell_names=cells,
+        gene_names=genes[first_gene : first_gene + block.shape[1]],
+    )
+
+
+def in_memory(X, check) -> GeneColumns:
+    """The selected columns as in-memory :class:`GeneColumns` (a dask array is computed
+    and checked), for the fits that need every gene at once."""
+    if not is_dask(X):
+        return X
+    block = X.compute()
+    check(block, 0)
+    return GeneColumns(block)

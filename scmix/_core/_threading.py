@@ -7,7 +7,9 @@ handful of still-active genes. Those go to the serial build.
 
 from __future__ import annotations
 
+import threading
 import types
+from contextlib import contextmanager
 
 import numba
 
@@ -36,9 +38,24 @@ class GeneKernel:
         self.__name__ = function.__name__
 
     def __call__(self, *args, work: int | None = None):
-        if work is not None and work < PARALLEL_MIN_WORK:
+        if getattr(_local, "serial", False) or (work is not None and work < PARALLEL_MIN_WORK):
             return self.serial(*args)
         return self.parallel(*args)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def serial_kernels():
+    """Run every gene kernel serially in this thread (e.g. inside a dask task, where the
+    parallelism comes from running several tasks at once, not from numba's threads)."""
+    before = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        yield
+    finally:
+        _local.serial = before
 
 
 def gene_kernel(function) -> GeneKernel:

@@ -18,6 +18,11 @@ from .families import Family
 from .families.base import ChunkData
 
 
+def is_dask(X) -> bool:
+    """Is ``X`` a dask array (checked without importing dask)?"""
+    return type(X).__module__.split(".")[0] == "dask"
+
+
 @dataclass
 class MixtureFit:
     """Per-gene results for all ``n_genes`` columns; genes without any count have
@@ -34,6 +39,38 @@ class MixtureFit:
     resp: np.ndarray | None = None  # (n_cells, n_genes, K) float32
     trace: np.ndarray | None = None  # (points, n_genes), see run_em
     single: MixtureFit | None = None  # the one-component fit (itself when K = 1)
+
+    @classmethod
+    def start(
+        cls, family: Family, n_components: int, n_cells: int, n_genes: int, store_resp: bool
+    ) -> MixtureFit:
+        """Empty results for the K- and the one-component fit, filled by :meth:`collect`."""
+        result = cls.empty(family, n_components, n_genes)
+        result.single = result if n_components == 1 else cls.empty(family, 1, n_genes)
+        if store_resp:
+            result.resp = np.full((n_cells, n_genes, n_components), np.nan, dtype=np.float32)
+        return result
+
+    def collect(self, genes, one: ChunkFit, fitted: ChunkFit, traces: list) -> None:
+        """Store a block's two fits in the rows ``genes``; its trace goes to ``traces``."""
+        if self.single is not self:
+            self.single.fill(genes, one)
+        self.fill(genes, fitted)
+        if fitted.trace is not None:
+            traces.append((genes, fitted.trace))
+
+    def finish(self, traces: list, keep_trace: bool) -> MixtureFit:
+        n_genes = self.loglik.size
+        n_empty = int((~self.fitted).sum())
+        if n_empty:
+            warnings.warn(
+                f"{n_empty} of {n_genes} genes have no non-zero count and were not fitted "
+                "(NaN parameters, converged=False).",
+                stacklevel=4,
+            )
+        if keep_trace:
+            self.trace = _merge_traces(traces, n_genes)
+        return self
 
     @classmethod
     def empty(cls, family: Family, n_components: int, n_genes: int) -> MixtureFit:
@@ -84,9 +121,10 @@ def fit_matrix(
     progress: Callable[[int], None] | None = None,
     uniforms: np.ndarray | None = None,
     start_resp: np.ndarray | None = None,
+    check: Callable | None = None,
 ) -> MixtureFit:
     """Fit ``n_components`` to each column of ``X`` (cells x genes; dense, CSR or CSC,
-    or a :class:`GeneColumns` selection of them).
+    a :class:`GeneColumns` selection of them, or a dask array).
 
     The one-component model is always fitted as well (``result.single``): it is
     needed for model selection and serves as one more start of the K-component
@@ -97,10 +135,15 @@ def fit_matrix(
     ``uniforms`` (n_genes, max(n_init, 1), K) replaces those draws when given.
     ``start_resp`` (K, n_cells): one more start of the K-component fit from these
     responsibilities, shared by all genes (``n_init`` may then be 0).
+    A dask array runs as one task per gene block (:mod:`scmix._core.dask`), where
+    ``check(block, genes)`` validates each block's counts before it is fitted; the
+    results are identical to the in-memory path.
     """
-    columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
-    n_cells, n_genes = columns.n_cells, columns.n_genes
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
+    if isinstance(X, GeneColumns):
+        n_cells, n_genes = X.n_cells, X.n_genes
+    else:
+        n_cells, n_genes = X.shape
     if chunk_size is None:
         n_starts = 1 if n_components == 1 else n_init + 1 + (start_resp is not None)
         chunk_size = chunk_size_for(n_cells, n_components, n_starts)
@@ -108,65 +151,90 @@ def fit_matrix(
         uniforms = np.random.default_rng(random_state).random(
             (n_genes, max(n_init, 1), n_components)
         )
-    result = MixtureFit.empty(family, n_components, n_genes)
-    single = result if n_components == 1 else MixtureFit.empty(family, 1, n_genes)
-    result.single = single
-    if store_resp:
-        result.resp = np.full((n_cells, n_genes, n_components), np.nan, dtype=np.float32)
+    result = MixtureFit.start(family, n_components, n_cells, n_genes, store_resp)
     traces = []
     options = dict(n_init=n_init, max_iter=max_iter, tol=tol, accelerate=accelerate)
+    if is_dask(X):
+        from .dask import fit_blocks
+
+        outputs = fit_blocks(
+            X,
+            size_factors,
+            family,
+            n_components,
+            uniforms,
+            chunk_size,
+            keep_trace=keep_trace,
+            start_resp=start_resp,
+            check=check,
+            **options,
+        )
+        for genes, one, fitted in outputs:
+            result.collect(genes, one, fitted, traces)
+        return result.finish(traces, keep_trace)
+    columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
 
     for chunk in iter_chunks(n_genes, chunk_size):
         x = columns.block(chunk)
         has_counts = x.any(axis=1)
         genes = np.arange(chunk.start, chunk.stop)[has_counts]
         if genes.size:
-            x = np.ascontiguousarray(x[has_counts])
-            data = ChunkData(x, size_factors)
-            one = fit_chunk(
+            one, fitted = fit_rows(
                 family,
-                x,
+                np.ascontiguousarray(x[has_counts]),
                 size_factors,
-                1,
-                uniforms=uniforms[genes, :, :1],
-                keep_trace=keep_trace and n_components == 1,
-                data=data,
+                n_components,
+                uniforms[genes],
+                keep_trace=keep_trace,
+                start_resp=start_resp,
                 **options,
             )
-            fitted = (
-                one
-                if n_components == 1
-                else fit_chunk(
-                    family,
-                    x,
-                    size_factors,
-                    n_components,
-                    uniforms=uniforms[genes],
-                    keep_trace=keep_trace,
-                    single=one,
-                    data=data,
-                    start_resp=start_resp,
-                    **options,
-                )
-            )
-            if single is not result:
-                single.fill(genes, one)
-            result.fill(genes, fitted)
-            if keep_trace:
-                traces.append((genes, fitted.trace))
+            result.collect(genes, one, fitted, traces)
         if progress is not None:
             progress(chunk.stop)
 
-    n_empty = int((~result.fitted).sum())
-    if n_empty:
-        warnings.warn(
-            f"{n_empty} of {n_genes} genes have no non-zero count and were not fitted "
-            "(NaN parameters, converged=False).",
-            stacklevel=3,
-        )
-    if keep_trace:
-        result.trace = _merge_traces(traces, n_genes)
-    return result
+    return result.finish(traces, keep_trace)
+
+
+def fit_rows(
+    family: Family,
+    x: np.ndarray,
+    size_factors: np.ndarray,
+    n_components: int,
+    uniforms: np.ndarray,
+    *,
+    keep_trace: bool,
+    start_resp: np.ndarray | None,
+    **options,
+) -> tuple[ChunkFit, ChunkFit]:
+    """The one- and the K-component fit of the rows of ``x`` (genes, cells; float64,
+    every row with a count), sharing their count levels."""
+    data = ChunkData(x, size_factors)
+    one = fit_chunk(
+        family,
+        x,
+        size_factors,
+        1,
+        uniforms=uniforms[:, :, :1],
+        keep_trace=keep_trace and n_components == 1,
+        data=data,
+        **options,
+    )
+    if n_components == 1:
+        return one, one
+    fitted = fit_chunk(
+        family,
+        x,
+        size_factors,
+        n_components,
+        uniforms=uniforms,
+        keep_trace=keep_trace,
+        single=one,
+        data=data,
+        start_resp=start_resp,
+        **options,
+    )
+    return one, fitted
 
 
 def _merge_traces(traces, n_genes: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from .._core.chunks import chunk_size_for
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
-from .._inputs import describe_mask, describe_size_factors, fit_inputs
+from .._inputs import describe_mask, describe_size_factors, fit_inputs, in_memory
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._shared import fit_cell_level
 from ._write import replace_results
@@ -186,7 +186,7 @@ def fit_mixture(
         if shared:
             raise ValueError("n_bootstrap is not available with shared=True.")
 
-    X, selected, sf = fit_inputs(adata, layer, mask_var, size_factors)
+    X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     start_resp = _start_responsibilities(adata, init, n_components)
     options = dict(
         n_init=n_init,
@@ -221,7 +221,7 @@ def fit_mixture(
     if shared:
         fit_cell_level(
             target,
-            X,
+            in_memory(X, check),
             selected,
             sf,
             family=fam,
@@ -245,6 +245,7 @@ def fit_mixture(
             keep_trace=keep_trace,
             progress=advance,
             start_resp=start_resp,
+            check=check,
             **options,
         )
 

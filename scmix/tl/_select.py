@@ -53,12 +53,14 @@ def select_n_components(
     n_init = validation.check_positive_int(n_init, "n_init")
     max_iter = validation.check_positive_int(max_iter, "max_iter")
     tol = validation.check_tol(tol)
-    X, selected, sf = fit_inputs(adata, layer, mask_var, size_factors)
+    X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     options = dict(n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state)
     loglik = {}
     fits = {}
     for k in [c for c in candidates if c > 1] or candidates:
-        fits[k] = fit_matrix(X, sf, family=fam, n_components=k, store_resp=False, **options)
+        fits[k] = fit_matrix(
+            X, sf, family=fam, n_components=k, store_resp=False, check=check, **options
+        )
         loglik[k] = fits[k].loglik
     if 1 in candidates:
         loglik[1] = next(iter(fits.values())).single.loglik

@@ -1,0 +1,74 @@
+"""Gene blocks of a dask array as dask tasks (threaded scheduler or dask.distributed).
+
+The cells of a gene must be in one block: the array is rechunked to all cells x
+``chunk_size`` genes. Each task validates its block, fits it with the same engine
+and the same per-gene uniforms as the in-memory path (so results are identical), and
+runs the numba kernels serially: the parallelism comes from running tasks at once.
+dask is imported only here, when a dask array is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import sparse
+
+from ._threading import serial_kernels
+from .families import Family
+
+
+def _fit_block(block, first_gene, size_factors, family, n_components, uniforms, check, options):
+    """One task: (genes with counts as global indices, one-component fit, K fit) or None."""
+    from .fit import fit_rows
+
+    if check is not None:
+        check(block, first_gene)
+    dense = block.toarray() if sparse.issparse(block) else np.asarray(block)
+    x = np.ascontiguousarray(dense.T, dtype=np.float64)
+    has_counts = x.any(axis=1)
+    if not has_counts.any():
+        return None
+    with serial_kernels():
+        one, fitted = fit_rows(
+            family,
+            np.ascontiguousarray(x[has_counts]),
+            size_factors,
+            n_components,
+            uniforms[has_counts],
+            **options,
+        )
+    return first_gene + np.flatnonzero(has_counts), one, fitted
+
+
+def fit_blocks(
+    X,
+    size_factors: np.ndarray,
+    family: Family,
+    n_components: int,
+    uniforms: np.ndarray,
+    chunk_size: int,
+    *,
+    check: Callable | None = None,
+    **options,
+) -> list:
+    """Fit every gene block of the dask array ``X`` (cells x genes) as a dask task, on
+    the current scheduler; returns the non-empty blocks' ``(genes, one, fitted)``."""
+    import dask
+
+    X = X.rechunk((X.shape[0], chunk_size))
+    starts = np.concatenate([[0], np.cumsum(X.chunks[1])[:-1]])
+    tasks = [
+        dask.delayed(_fit_block)(
+            block,
+            int(start),
+            size_factors,
+            family,
+            n_components,
+            uniforms[start : start + width],
+            check,
+            options,
+        )
+        for block, start, width in zip(X.to_delayed().ravel(), starts, X.chunks[1], strict=True)
+    ]
+    return [output for output in dask.compute(*tasks) if output is not None]
