@@ -7,7 +7,8 @@ Every start works on ``y = log1p(x / s)``, the depth-normalised expression:
 * start 1 nests the components: K equal groups by the rank of ``|y - median|``,
   so that a tight component sits inside broad ones (deterministic). Mixtures
   of a narrow and a wide NB with similar means are common optima that
-  splitting by level does not reach;
+  splitting by level does not reach. Where this is the quantile split again
+  (more than half of the counts are zero) it is a k-means++ start instead;
 * later starts use k-means++ seeding on y followed by a few Lloyd iterations,
   driven by uniforms drawn once per gene, so that a gene's start does not
   depend on which chunk it is processed in.
@@ -73,7 +74,13 @@ def starting_labels(
     if start == 0 or n_components == 1:
         return quantile_labels(y, n_components)
     if start == 1:
-        return quantile_labels(np.abs(y - np.median(y, axis=1, keepdims=True)), n_components)
+        nested = quantile_labels(np.abs(y - np.median(y, axis=1, keepdims=True)), n_components)
+        # where the median is the smallest value (genes with more than half zeros) the
+        # nested split is the quantile split again: a k-means++ start instead
+        same = (nested == quantile_labels(y, n_components)).all(axis=1)
+        if same.any():
+            nested[same] = kmeanspp_labels(y[same], n_components, uniforms[same, start, :])
+        return nested
     return kmeanspp_labels(y, n_components, uniforms[:, start, :])
 
 
