@@ -9,7 +9,9 @@ Simulated with :func:`scmix.datasets.simulate`, calibrated on the Svensson et al
 * spike-ins: each ERCC with a count in at least 5% of cells keeps its name, and the mean
   and dispersion of a one-component NB fitted to it with the spike-in size factors;
 * endogenous-like genes ``gene_1`` ... ``gene_8`` really have two components (means 4x
-  apart, weights 0.3 / 0.7), so that the demo shows both answers scmix gives.
+  apart, weights 0.3 / 0.7), so that the demo shows both answers scmix gives;
+* ``.obs["size_factors"]``: the spike-in size factors computed from the simulated ERCC
+  (``scmix.pp.size_factors(method="spike_in")``), so that ``fit_mixture`` runs as is.
 
 Run from the repository root: ``SCMIX_DATA_DIR=../shared/data python data/make_demo.py``.
 """
@@ -103,6 +105,8 @@ def main() -> None:
                 [one, genes.var[f"true_{field}_{k}"].to_numpy()]
             )
     demo.var["true_n_components"] = np.r_[np.ones(real.n_vars, int), np.full(N_BIMODAL, 2)]
+    # spike-in size factors as a user would compute them, so that fit_mixture runs as is
+    scmix.pp.size_factors(demo, method="spike_in")
     demo.uns["simulation"] = {
         "calibrated_on": "svensson2017 sample 20312 (ERCC with a count in >= 5% of cells)",
         "size_factor_modes": np.exp(means).tolist(),

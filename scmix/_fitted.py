@@ -25,13 +25,34 @@ def fit_params(adata: AnnData, key: str) -> dict:
     return adata.uns[key]["params"]
 
 
+def fitted_positions(adata: AnnData, key: str) -> np.ndarray:
+    """Positions in ``adata.var`` of the genes with parameters under ``key`` (per-gene or
+    cell-level fit): those with a finite one-component mean."""
+    fit_params(adata, key)
+    return np.flatnonzero(np.isfinite(adata.var[f"{key}_single_mean"].to_numpy(dtype=float)))
+
+
+def is_shared(adata: AnnData, key: str) -> bool:
+    """Is the fit under ``key`` a cell-level mixture (``fit_mixture(shared=True)``)?"""
+    return bool(fit_params(adata, key).get("shared", False))
+
+
+def require_per_gene(adata: AnnData, key: str, what: str) -> None:
+    """A clear error for tools that need the per-gene model selection of a fit."""
+    if is_shared(adata, key):
+        raise ValueError(
+            f"{what} needs per-gene fits, but key {key!r} holds a cell-level mixture "
+            "(shared=True): fit per gene with scmix.tl.fit_mixture(adata, key_added=...)."
+        )
+
+
 def fitted_gene(adata: AnnData, gene: str, key: str) -> int:
     """Position of a gene that the fit under ``key`` covers."""
     fit_params(adata, key)
     if gene not in adata.var_names:
         raise KeyError(f"gene {gene!r} is not in adata.var_names.")
     position = adata.var_names.get_loc(gene)
-    if not np.isfinite(adata.var[f"{key}_loglik"].iloc[position]):
+    if position not in fitted_positions(adata, key):
         raise ValueError(
             f"gene {gene!r} was not fitted under key {key!r} (outside mask_var, or no counts)."
         )
@@ -81,7 +102,7 @@ def stored_model(adata: AnnData, key: str, model: Model = "mixture") -> StoredMo
         raise ValueError(f"model must be 'mixture' or 'one_component', got {model!r}.")
     family = get_family(params["family"])
     var = adata.var
-    positions = np.flatnonzero(var[f"{key}_loglik"].notna().to_numpy())
+    positions = fitted_positions(adata, key)
     rows = var.iloc[positions]
     if model == "mixture":
         n_comp = params["n_components"]

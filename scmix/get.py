@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._fitted import fit_params
+from ._fitted import fit_params, fitted_positions, is_shared
 from .tl._goodness_of_fit import quantile_residuals
 
 __all__ = ["mixture_df", "quantile_residuals"]
@@ -22,14 +23,26 @@ def mixture_df(adata: AnnData, key: str = "scmix") -> pd.DataFrame:
     ``mean_{k}``, ``dispersion_{k}``, ``weight_{k}``, ``single_mean``,
     ``single_dispersion``, ``converged``, ``n_iter`` and, when
     :func:`scmix.tl.goodness_of_fit` ran, ``gof_ks`` / ``gof_pvalue``. The index
-    (named ``gene``) holds the gene names; genes not fitted are left out.
+    (named ``gene``) holds the gene names; genes not fitted are left out. After
+    ``goodness_of_fit(model="one_component")`` there are also ``single_gof_ks`` and
+    ``single_gof_pvalue``. For a cell-level fit (``shared=True``) the table starts with
+    ``log2_fold_change`` (last over first class mean) and is sorted by it.
     """
     fit_params(adata, key)
     pattern = re.compile(rf"{re.escape(key)}_(.+)")
     columns = {c: pattern.fullmatch(c).group(1) for c in adata.var.columns if pattern.fullmatch(c)}
-    table = adata.var.loc[adata.var[f"{key}_loglik"].notna(), list(columns)].rename(columns=columns)
+    rows = adata.var.index[fitted_positions(adata, key)]
+    table = adata.var.loc[rows, list(columns)].rename(columns=columns)
+    if is_shared(adata, key):  # cell-level classes: no per-gene test; rank by separation
+        last = adata.uns[key]["n_components"] - 1
+        table.insert(0, "log2_fold_change", np.log2(table[f"mean_{last}"] / table["mean_0"]))
+        return _sorted(table, "log2_fold_change")
     first = ["bimodal", "delta_bic", "lrt"]
     table = table[first + [c for c in table.columns if c not in first]]
-    table = table.sort_values("delta_bic", ascending=False, kind="stable")
+    return _sorted(table, "delta_bic")
+
+
+def _sorted(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    table = table.sort_values(column, ascending=False, kind="stable")
     table.index.name = "gene"
     return table

@@ -40,7 +40,7 @@ def test_demo_end_to_end(tmp_path):
     result = run("fit", "-o", out, "--plots", tmp_path / "plots", "--top", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "embedded demo" in result.stdout and "called bimodal: 8" in result.stdout
-    assert "spike_in (scmix.pp.size_factors" in result.stdout
+    assert ".obs['size_factors'] of the input" in result.stdout
     adata = ad.read_h5ad(out)
     var = adata.var
     for column in (
@@ -144,6 +144,7 @@ def inputs(tmp_path_factory):
     zero = good.copy()
     zero.X = zero.X.toarray()
     zero.X[7, :] = 0  # a cell without any count: its size factor would be zero
+    del zero.obs["size_factors"]  # so that --size-factors auto computes them
     zero.write_h5ad(folder / "zero.h5ad")
     (folder / "not.h5ad").write_text("this is not an h5ad file\n")
     (folder / "unknown.txt").write_text("NOT_A_GENE\n")

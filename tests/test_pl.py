@@ -159,3 +159,23 @@ def test_every_plot_runs_on_real_data(svensson_fitted):
     assert len(scmix.pl.qq(adata, gene).collections) == 1
     with pytest.raises(ValueError, match="not fitted"):
         scmix.pl.mixture(adata, "ERCC-00085")  # outside the mask
+
+
+def test_plots_on_a_cell_level_fit_and_without_offsets(svensson_fitted):
+    adata = svensson_fitted.copy()
+    expressed = list(adata.uns["scmix"]["var_names"])
+    scmix.tl.fit_mixture(adata, shared=True, size_factors=None, mask_var=expressed, key_added="c")
+    assert "cell-level" in scmix.pl.mixture(adata, "ERCC-00002", key="c").get_title()
+    ax = scmix.pl.responsibilities(adata, "ERCC-00002", key="c")
+    np.testing.assert_allclose(
+        ax.collections[0].get_array(), adata.obsm["c_responsibilities"][:, 1]
+    )
+    assert ax.get_xlabel() == "cell total count (mean 1)"
+    flat = ax.get_lines()[0].get_ydata()
+    assert np.all(flat == flat[0])  # no offsets: flat component means
+    with pytest.raises(ValueError, match="cell-level"):
+        scmix.pl.bimodality(adata, key="c")
+    table = scmix.get.mixture_df(adata, key="c")
+    assert table.columns[0] == "log2_fold_change" and len(table) == len(expressed)
+    scmix.tl.goodness_of_fit(adata, key="c")
+    assert adata.var.loc[expressed, "c_gof_pvalue"].notna().all()

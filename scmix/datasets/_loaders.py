@@ -202,7 +202,8 @@ def demo() -> AnnData:
     Simulated from the scmix model with figures calibrated on the Svensson 2017
     sample 20312 ERCC: the same two size-factor modes, each ERCC's fitted mean and
     dispersion, plus a few endogenous-like genes that really have two components.
-    ``.var["spike_in"]`` flags the ERCC; the truth is in ``.var["true_*"]``,
+    ``.var["spike_in"]`` flags the ERCC; ``.obs["size_factors"]`` holds the spike-in
+    size factors computed from them; the truth is in ``.var["true_*"]``,
     ``.obs["true_size_factors"]`` and ``.uns["simulation"]``. It needs no download.
     """
     import anndata

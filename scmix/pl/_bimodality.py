@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .._fitted import fit_params
+from .._fitted import fit_params, require_per_gene
 from ._utils import HIGHLIGHT_COLOUR, finish, new_axes
 
 
@@ -29,6 +29,7 @@ def bimodality(
     The Axes; its two point collections are labelled ``"not bimodal"`` and ``"bimodal"``.
     """
     params = fit_params(adata, key)
+    require_per_gene(adata, key, "pl.bimodality")
     var = adata.var
     fitted = var[f"{key}_loglik"].notna().to_numpy()
     mean = var[f"{key}_single_mean"].to_numpy(dtype=float)[fitted]

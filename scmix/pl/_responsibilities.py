@@ -20,11 +20,15 @@ def responsibilities(
     show: bool | None = None,
 ):
     r"""Each cell's count against its size factor, coloured by the responsibility of the
-    upper component :math:`r_{i,K-1}`, with the component means :math:`s\,\mu_k` as lines.
+    upper component :math:`r_{i,K-1}`, with the component means :math:`s\,\mu_k` as lines
+    (flat lines :math:`\mu_k` for a fit without size factors, against ``size_factors``
+    when given, else each cell's total count over all genes scaled to mean 1).
 
     Counts that follow the size factors lie along one line whatever their level; a
     gene with two components shows two bands. Both axes are logarithmic (the count
-    axis symmetric-log, so zeros stay visible).
+    axis symmetric-log, so zeros stay visible). For a fit without size factors the
+    component means are flat lines :math:`\mu_k`, and the x axis shows ``size_factors``
+    when given, else each cell's total count over all genes (scaled to mean 1).
 
     Returns
     -------
@@ -45,17 +49,25 @@ def responsibilities(
         column = list(adata.uns[key]["var_names"]).index(gene)
         upper = adata.obsm[resp_key][:, column, -1]
     counts = gene_counts(adata, [position], params["layer"])[0]
-    sf = fit_size_factors(adata, params, size_factors)
     n_comp = params["n_components"]
+    offsets = params["size_factors"] is not None
+    if offsets or size_factors is not None:
+        x = fit_size_factors(adata, params, size_factors)
+        label = "size factor"
+    else:
+        totals = np.asarray(adata.X.sum(axis=1), dtype=float).ravel()
+        x = totals / totals.mean()
+        label = "cell total count (mean 1)"
 
     ax = new_axes(ax)
-    points = ax.scatter(sf, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
-    grid = np.geomspace(sf.min(), sf.max(), 50)
+    points = ax.scatter(x, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
+    positive = x[x > 0]
+    grid = np.geomspace(positive.min(), positive.max(), 50)
     for k in range(n_comp):
         mean = adata.var[f"{key}_mean_{k}"].iloc[position]
         ax.plot(
             grid,
-            grid * mean,
+            grid * mean if offsets else np.full_like(grid, mean),
             color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)],
             lw=1.5,
             label=f"component {k}",
@@ -63,7 +75,7 @@ def responsibilities(
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=-0.5)  # zeros on the axis, no empty negative half
-    ax.set_xlabel("size factor")
+    ax.set_xlabel(label)
     ax.set_ylabel("count")
     ax.set_title(gene)
     ax.figure.colorbar(points, ax=ax, label=f"responsibility of component {n_comp - 1}")
