@@ -179,3 +179,26 @@ def test_plots_on_a_cell_level_fit_and_without_offsets(svensson_fitted):
     assert table.columns[0] == "log2_fold_change" and len(table) == len(expressed)
     scmix.tl.goodness_of_fit(adata, key="c")
     assert adata.var.loc[expressed, "c_gof_pvalue"].notna().all()
+
+
+def test_every_plot_draws_into_a_given_axes(svensson_fitted):
+    adata = svensson_fitted
+    calls = {
+        "mixture": lambda ax: scmix.pl.mixture(adata, "ERCC-00002", ax=ax),
+        "bimodality": lambda ax: scmix.pl.bimodality(adata, ax=ax),
+        "responsibilities": lambda ax: scmix.pl.responsibilities(adata, "ERCC-00002", ax=ax),
+        "convergence": lambda ax: scmix.pl.convergence(adata, ax=ax),
+        "size_factors": lambda ax: scmix.pl.size_factors(adata, ax=ax),
+        "qq": lambda ax: scmix.pl.qq(adata, "ERCC-00002", ax=ax),
+    }
+    _, axes = plt.subplots(2, 3)
+    for (name, call), ax in zip(calls.items(), axes.ravel(), strict=True):
+        assert call(ax) is ax, name
+        assert ax.has_data(), name
+    assert len(plt.get_fignums()) == 1  # no figure of their own
+
+
+def test_unknown_gene_is_named(svensson_fitted):
+    for plot in (scmix.pl.mixture, scmix.pl.responsibilities, scmix.pl.qq):
+        with pytest.raises(KeyError, match="NOT_A_GENE"):
+            plot(svensson_fitted, "NOT_A_GENE")
