@@ -61,3 +61,19 @@ def serial_kernels():
 def gene_kernel(function) -> GeneKernel:
     """Decorator: compile ``function`` as a :class:`GeneKernel`."""
     return GeneKernel(function)
+
+
+@contextmanager
+def numba_threads(n_jobs: int | None):
+    """Use ``n_jobs`` threads for the parallel kernels inside the block (None: numba's
+    setting; -1: every thread numba was started with)."""
+    if n_jobs is None:
+        yield
+        return
+    available = numba.config.NUMBA_NUM_THREADS
+    before = numba.get_num_threads()
+    numba.set_num_threads(available if n_jobs == -1 else min(n_jobs, available))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

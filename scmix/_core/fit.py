@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunks import GeneColumns, chunk_size_for, iter_chunks
+from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, chunk_size_for, iter_chunks
 from .em import ChunkFit, fit_chunk
 from .families import Family
 from .families.base import ChunkData
@@ -115,6 +115,7 @@ def fit_matrix(
     tol: float,
     random_state: int | None,
     chunk_size: int | None = None,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
     store_resp: bool = True,
     keep_trace: bool = False,
     accelerate: bool = True,
@@ -146,7 +147,7 @@ def fit_matrix(
         n_cells, n_genes = X.shape
     if chunk_size is None:
         n_starts = 1 if n_components == 1 else n_init + 1 + (start_resp is not None)
-        chunk_size = chunk_size_for(n_cells, n_components, n_starts)
+        chunk_size = chunk_size_for(n_cells, n_components, n_starts, memory_bytes)
     if uniforms is None:
         uniforms = np.random.default_rng(random_state).random(
             (n_genes, max(n_init, 1), n_components)

@@ -12,7 +12,8 @@ from anndata import AnnData
 
 from .. import __version__
 from .._core import bootstrap, selection, validation
-from .._core.chunks import chunk_size_for
+from .._core._threading import numba_threads
+from .._core.chunks import DEFAULT_MEMORY_BYTES, chunk_size_for
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._docs import DOC_FIT_OPTIONS, doc_params
@@ -44,6 +45,8 @@ def fit_mixture(
     store_responsibilities: bool | Literal["auto"] = "auto",
     keep_trace: bool = False,
     chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    n_jobs: int | None = None,
     n_bootstrap: int = 0,
     bootstrap_early_stop: int = 0,
     shared: bool = False,
@@ -103,6 +106,14 @@ def fit_mixture(
         Keep each gene's log-likelihood at every point of its (best start's) EM
         path, the non-decreasing sequence of EM and accepted SQUAREM points, in
         ``.uns[key]["trace"]``: shape (points, n_fitted_genes), NaN after a gene stopped.
+    memory_budget
+        Bytes of working memory for one gene chunk (default 256 MiB), from which the
+        chunk size is chosen when ``chunk_size`` is not given. Peak memory is this plus
+        the inputs and outputs (and the responsibilities when stored): it does not grow
+        with the number of genes.
+    n_jobs
+        Threads of the numba kernels (parallel over genes in a chunk); ``None`` keeps
+        numba's setting (all cores), ``-1`` all cores. Results do not depend on it.
     n_bootstrap
         Replicates B of the parametric bootstrap of the LRT (0: none; K > 1 only).
         Each gene's counts are simulated B times from its fitted one-component model
@@ -171,6 +182,10 @@ def fit_mixture(
             f"store_responsibilities must be True, False or 'auto', got {store_responsibilities!r}."
         )
     # with init, n_init=0 leaves the given start (and the split) alone
+    if memory_budget is not None:
+        memory_budget = validation.check_positive_int(memory_budget, "memory_budget")
+    if n_jobs is not None and n_jobs != -1:
+        n_jobs = validation.check_positive_int(n_jobs, "n_jobs")
     n_init = (
         0 if init is not None and n_init == 0 else validation.check_positive_int(n_init, "n_init")
     )
@@ -194,6 +209,7 @@ def fit_mixture(
         tol=tol,
         random_state=random_state,
         chunk_size=chunk_size,
+        memory_bytes=memory_budget or DEFAULT_MEMORY_BYTES,
     )
     params = dict(
         n_components=n_components,
@@ -211,68 +227,71 @@ def fit_mixture(
         store_responsibilities=store_responsibilities,
         keep_trace=keep_trace,
         chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        n_jobs=n_jobs,
         n_bootstrap=n_bootstrap,
         bootstrap_early_stop=bootstrap_early_stop,
         shared=shared,
         init=init,
         progress=progress,
     )
-    target = adata.copy() if copy else adata
-    if shared:
-        fit_cell_level(
+    with numba_threads(n_jobs):
+        target = adata.copy() if copy else adata
+        if shared:
+            fit_cell_level(
+                target,
+                in_memory(X, check),
+                selected,
+                sf,
+                family=fam,
+                n_components=n_components,
+                options=options,
+                params=params,
+                key=key_added,
+                keep_trace=keep_trace,
+            )
+            return target if copy else None
+
+        store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
+
+        with _progress_bar(progress, selected.size) as advance:
+            fit = fit_matrix(
+                X,
+                sf,
+                family=fam,
+                n_components=n_components,
+                store_resp=store,
+                keep_trace=keep_trace,
+                progress=advance,
+                start_resp=start_resp,
+                check=check,
+                **options,
+            )
+
+        extra = {}
+        if n_bootstrap:
+            extra = _bootstrap_columns(
+                fit,
+                sf,
+                adata.var_names[selected],
+                n_bootstrap,
+                bootstrap_early_stop,
+                progress,
+                options,
+                n_components,
+            )
+
+        _write_results(
             target,
-            in_memory(X, check),
+            key_added,
             selected,
-            sf,
-            family=fam,
-            n_components=n_components,
-            options=options,
-            params=params,
-            key=key_added,
-            keep_trace=keep_trace,
+            fit,
+            params,
+            bic_threshold=bic_threshold,
+            min_weight=min_weight,
+            extra=extra,
         )
         return target if copy else None
-
-    store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
-
-    with _progress_bar(progress, selected.size) as advance:
-        fit = fit_matrix(
-            X,
-            sf,
-            family=fam,
-            n_components=n_components,
-            store_resp=store,
-            keep_trace=keep_trace,
-            progress=advance,
-            start_resp=start_resp,
-            check=check,
-            **options,
-        )
-
-    extra = {}
-    if n_bootstrap:
-        extra = _bootstrap_columns(
-            fit,
-            sf,
-            adata.var_names[selected],
-            n_bootstrap,
-            bootstrap_early_stop,
-            progress,
-            options,
-            n_components,
-        )
-
-    _write_results(
-        target,
-        key_added,
-        selected,
-        fit,
-        params,
-        bic_threshold=bic_threshold,
-        min_weight=min_weight,
-        extra=extra,
-    )
-    return target if copy else None
 
 
 def _bootstrap_columns(fit, sf, names, n_bootstrap, early_stop, progress, options, n_components):
@@ -294,7 +313,9 @@ def _bootstrap_columns(fit, sf, names, n_bootstrap, early_stop, progress, option
     lrt = 2.0 * (fit.loglik - fit.single.loglik)
     pvalue = np.full(fit.loglik.size, np.nan)
     starts = 1 + options["n_init"]
-    rows = max(n_bootstrap, 2 * chunk_size_for(sf.size, n_components, starts))
+    rows = max(
+        n_bootstrap, 2 * chunk_size_for(sf.size, n_components, starts, options["memory_bytes"])
+    )
     with _progress_bar(progress, fitted.size, "bootstrap") as advance:
         pvalue[fitted], _ = bootstrap.bootstrap_pvalues(
             fit_rows,
