@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from anndata import AnnData
 
@@ -13,46 +15,69 @@ def bimodality(
     adata: AnnData,
     *,
     key: str = "scmix",
+    score: Literal["delta_bic", "pvalue"] = "delta_bic",
+    alpha: float = 0.05,
     n_labels: int = 10,
     ax=None,
     show: bool | None = None,
 ):
-    r"""Delta BIC (:math:`\mathrm{BIC}_1 - \mathrm{BIC}_K`) of every fitted gene against
-    its mean expression (the one-component mean per unit size factor, log scale).
+    r"""Evidence for K components of every fitted gene against its mean expression (the
+    one-component mean per unit size factor, log scale).
 
-    Genes called bimodal are highlighted; the ``n_labels`` genes with the largest
-    delta BIC among them are labelled; a dashed line marks the threshold. The y axis
-    is symmetric-log, since delta BIC spans from negative values to thousands.
+    ``score="delta_bic"``: :math:`\mathrm{BIC}_1 - \mathrm{BIC}_K` (symmetric-log axis,
+    since it spans from negative values to thousands), the genes called bimodal
+    highlighted and the threshold dashed. ``score="pvalue"``: :math:`-\log_{10}` of the
+    bootstrap p-value of the LRT (``fit_mixture(..., n_bootstrap=B)``), the genes with a
+    Benjamini-Hochberg adjusted value below ``alpha`` highlighted and the lowest
+    possible value, :math:`-\log_{10}(1/(B+1))`, dashed. The ``n_labels`` highlighted
+    genes with the strongest evidence are labelled.
 
     Returns
     -------
-    The Axes; its two point collections are labelled ``"not bimodal"`` and ``"bimodal"``.
+    The Axes; its two point collections are labelled ``"not bimodal"`` and ``"bimodal"``
+    (``"not significant"`` / ``"significant"`` for p-values).
     """
     params = fit_params(adata, key)
     require_per_gene(adata, key, "pl.bimodality")
+    if score not in ("delta_bic", "pvalue"):
+        raise ValueError(f"score must be 'delta_bic' or 'pvalue', got {score!r}.")
     var = adata.var
     fitted = var[f"{key}_loglik"].notna().to_numpy()
     mean = var[f"{key}_single_mean"].to_numpy(dtype=float)[fitted]
-    delta = var[f"{key}_delta_bic"].to_numpy(dtype=float)[fitted]
-    called = var[f"{key}_bimodal"].to_numpy(dtype=bool)[fitted]
     names = var.index[fitted]
+    if score == "delta_bic":
+        value = var[f"{key}_delta_bic"].to_numpy(dtype=float)[fitted]
+        highlight = var[f"{key}_bimodal"].to_numpy(dtype=bool)[fitted]
+        labels, line = ("not bimodal", "bimodal"), params["bic_threshold"]
+        ylabel = "ΔBIC (1 vs K components)"
+    else:
+        if f"{key}_lrt_pvalue" not in var:
+            raise KeyError(
+                f"no bootstrap p-values under key {key!r}: run scmix.tl.fit_mixture(adata, "
+                f"key_added={key!r}, n_bootstrap=99) first."
+            )
+        value = -np.log10(var[f"{key}_lrt_pvalue"].to_numpy(dtype=float)[fitted])
+        highlight = var[f"{key}_lrt_padj"].to_numpy(dtype=float)[fitted] < alpha
+        labels, line = ("not significant", "significant"), np.log10(params["n_bootstrap"] + 1)
+        ylabel = "-log10 bootstrap p-value of the LRT"
 
     ax = new_axes(ax)
-    ax.scatter(mean[~called], delta[~called], s=12, color="0.55", label="not bimodal")
-    ax.scatter(mean[called], delta[called], s=16, color=HIGHLIGHT_COLOUR, label="bimodal")
-    ax.axhline(params["bic_threshold"], color="0.3", ls="--", lw=0.8)
+    ax.scatter(mean[~highlight], value[~highlight], s=12, color="0.55", label=labels[0])
+    ax.scatter(mean[highlight], value[highlight], s=16, color=HIGHLIGHT_COLOUR, label=labels[1])
+    ax.axhline(line, color="0.3", ls="--", lw=0.8)
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=10.0)
-    for i in np.flatnonzero(called)[np.argsort(-delta[called])][:n_labels]:
+    if score == "delta_bic":
+        ax.set_yscale("symlog", linthresh=10.0)
+    for i in np.flatnonzero(highlight)[np.argsort(-value[highlight], kind="stable")][:n_labels]:
         ax.annotate(
             names[i],
-            (mean[i], delta[i]),
+            (mean[i], value[i]),
             fontsize="x-small",
             xytext=(3, 3),
             textcoords="offset points",
         )
     ax.set_xlabel("mean count per unit size factor (one component)")
-    ax.set_ylabel("ΔBIC (1 vs K components)")
-    ax.set_title(f"{int(called.sum())} of {int(fitted.sum())} genes bimodal (key {key!r})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{int(highlight.sum())} of {int(fitted.sum())} genes {labels[1]} (key {key!r})")
     ax.legend(frameon=False, fontsize="small")
     return finish(ax, show)
