@@ -32,12 +32,26 @@ def normalised_expression(x: np.ndarray, size_factors: np.ndarray) -> np.ndarray
 
 
 def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
-    """Label cells 0..K-1 by the rank of y within each gene (equal-size groups)."""
+    """Label cells 0..K-1 by the rank of y within each gene (equal-size groups), ties
+    kept together: a cell's group is that of the first cell with its value, so that
+    equal counts (typically the zeros) do not land in two groups. Where that would
+    leave a group empty, the groups are of equal size (ties split by position)."""
     n_cells = y.shape[1]
     order = np.argsort(y, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(n_cells)[None, :], axis=1)
-    return (ranks * n_components) // n_cells
+    ordered = np.take_along_axis(y, order, axis=1)
+    # rank of the first cell with the same value, in sorted order
+    new_value = np.ones_like(ordered, dtype=bool)
+    new_value[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = np.maximum.accumulate(np.where(new_value, np.arange(n_cells)[None, :], 0), axis=1)
+    first_rank = np.take_along_axis(first, ranks, axis=1)
+    labels = (first_rank * n_components) // n_cells
+    # a tie as large as a group can leave a group empty: equal-size groups there
+    counts = np.stack([(labels == k).sum(axis=1) for k in range(n_components)], axis=1)
+    empty = (counts == 0).any(axis=1)
+    labels[empty] = (ranks[empty] * n_components) // n_cells
+    return labels
 
 
 def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
