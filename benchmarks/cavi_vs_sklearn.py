@@ -28,12 +28,12 @@ import os
 import platform
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import scipy
 import sklearn
+from run_core import best_of
 from sklearn.mixture import BayesianGaussianMixture
 
 from scmix._core import cavi
@@ -56,16 +56,6 @@ def simulate(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     second = rng.random(n) < 0.4
     return np.where(second, rng.normal(3.0, 0.8, n), rng.normal(0.0, 1.0, n))
-
-
-def best_of(function, repeats=REPEATS):
-    """Best wall time of ``repeats`` calls and the last result."""
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def quantile_resp(x: np.ndarray) -> np.ndarray:
@@ -154,8 +144,8 @@ def main(argv=None) -> int:
 
     rows = []
     for start, init in (("default", None), ("same (quantile split)", resp0)):
-        t_scmix, ours = best_of(lambda init=init: run_scmix(x, init))
-        t_sk, theirs = best_of(lambda init=init: run_sklearn(x, init))
+        t_scmix, ours = best_of(lambda init=init: run_scmix(x, init), REPEATS)
+        t_sk, theirs = best_of(lambda init=init: run_sklearn(x, init), REPEATS)
         diff = {key: np.abs(ours[key] - theirs[key]).max() for key in ("means", "weights")}
         diff["variances"] = np.abs(ours["variances"] - theirs["variances"]).max()
         for name, seconds, result in (("scmix", t_scmix, ours), ("sklearn", t_sk, theirs)):

@@ -30,6 +30,7 @@ import baseline_statsmodels
 import cavi_vs_sklearn
 import numpy as np
 import run_core
+from run_core import best_of
 from scipy import sparse
 
 import scmix
@@ -51,15 +52,6 @@ def sparse_counts(n_cells: int, n_genes: int, seed: int) -> tuple[sparse.csr_mat
     return sim.X.tocsr(), sim.obs["size_factors"].to_numpy()
 
 
-def timed(function, repeats: int = 1) -> tuple[float, object]:
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def table(header: list[str], rows: list[list]) -> str:
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -75,9 +67,9 @@ def k1_vs_statsmodels(quick: bool) -> None:
     )
     X, sf = np.asarray(sim.X), sim.obs["size_factors"].to_numpy()
     model = scmix.models.NegativeBinomialMixture(1)
-    seconds, _ = timed(lambda: model.fit(X, sf), repeats=3)
+    seconds, _ = best_of(lambda: model.fit(X, sf), repeats=3)
     subset = np.arange(20 if quick else 50)
-    sm_seconds, sm_loglik = timed(lambda: baseline_statsmodels.fit_nb2(X[:, subset], sf))
+    sm_seconds, sm_loglik = best_of(lambda: baseline_statsmodels.fit_nb2(X[:, subset], sf), 1)
     ours = model.lower_bound_[subset]  # the maximised log-likelihood per gene
     agree = int(np.sum(ours >= sm_loglik - 1e-6 * np.abs(sm_loglik)))
     per_gene = 1e3 * seconds / n_genes
@@ -123,7 +115,7 @@ def scaling(quick: bool) -> None:
         n_genes, n_cells = base_genes * factor_g, base_cells * factor_c
         X, sf = sparse_counts(n_cells, n_genes, seed=factor_g * 10 + factor_c)
         model = scmix.models.NegativeBinomialMixture(2)
-        seconds, _ = timed(lambda X=X, sf=sf, model=model: model.fit(X, sf))
+        seconds, _ = best_of(lambda X=X, sf=sf, model=model: model.fit(X, sf), 1)
         ns = 1e9 * seconds / (n_genes * n_cells)
         rows.append(
             [n_genes, n_cells, f"{X.nnz / (n_genes * n_cells):.3f}", f"{seconds:.2f}", f"{ns:.0f}"]
@@ -143,8 +135,8 @@ def gaussian(quick: bool) -> None:
     x = np.where(rng.random(n) < 0.6, rng.normal(0, 1, n), rng.normal(3, 0.8, n))
     cavi = scmix.models.GaussianMixtureCAVI(2, tol=1e-8)
     em = GaussianMixture(2, tol=1e-8 * n, max_iter=1000, random_state=0)
-    t_cavi, _ = timed(lambda: cavi.fit(x), repeats=3)
-    t_em, _ = timed(lambda: em.fit(x[:, None]), repeats=3)
+    t_cavi, _ = best_of(lambda: cavi.fit(x), repeats=3)
+    t_em, _ = best_of(lambda: em.fit(x[:, None]), repeats=3)
     print(
         table(
             ["implementation", "s", "means", "weights"],
@@ -172,7 +164,7 @@ def large() -> None:
     X, sf = sparse_counts(n_cells, n_genes, seed=99)
     print(f"   non-zero fraction {X.nnz / (n_genes * n_cells):.3f}")
     model = scmix.models.NegativeBinomialMixture(2)
-    seconds, _ = timed(lambda: model.fit(X, sf))
+    seconds, _ = best_of(lambda: model.fit(X, sf), 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(
         f"   time {seconds:.0f} s (target < 300 s), peak memory of the process {peak:.2f} GiB "
