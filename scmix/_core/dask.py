@@ -19,26 +19,15 @@ from .families import Family
 
 
 def _fit_block(block, first_gene, size_factors, family, n_components, uniforms, check, options):
-    """One task: (genes with counts as global indices, one-component fit, K fit) or None."""
-    from .fit import fit_rows
+    """One task: :func:`~scmix._core.fit.fit_block` on a checked, densified block."""
+    from .fit import fit_block
 
     if check is not None:
         check(block, first_gene)
     dense = block.toarray() if sparse.issparse(block) else np.asarray(block)
     x = np.ascontiguousarray(dense.T, dtype=np.float64)
-    has_counts = x.any(axis=1)
-    if not has_counts.any():
-        return None
     with serial_kernels():
-        one, fitted = fit_rows(
-            family,
-            np.ascontiguousarray(x[has_counts]),
-            size_factors,
-            n_components,
-            uniforms[has_counts],
-            **options,
-        )
-    return first_gene + np.flatnonzero(has_counts), one, fitted
+        return fit_block(x, first_gene, size_factors, family, n_components, uniforms, **options)
 
 
 def fit_blocks(

@@ -176,25 +176,44 @@ def fit_matrix(
     columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
 
     for chunk in iter_chunks(n_genes, chunk_size):
-        x = columns.block(chunk)
-        has_counts = x.any(axis=1)
-        genes = np.arange(chunk.start, chunk.stop)[has_counts]
-        if genes.size:
-            one, fitted = fit_rows(
-                family,
-                np.ascontiguousarray(x[has_counts]),
-                size_factors,
-                n_components,
-                uniforms[genes],
-                keep_trace=keep_trace,
-                start_resp=start_resp,
-                **options,
-            )
-            result.collect(genes, one, fitted, traces)
+        fitted = fit_block(
+            columns.block(chunk),
+            chunk.start,
+            size_factors,
+            family,
+            n_components,
+            uniforms[chunk],
+            keep_trace=keep_trace,
+            start_resp=start_resp,
+            **options,
+        )
+        if fitted is not None:
+            result.collect(*fitted, traces)
         if progress is not None:
             progress(chunk.stop)
 
     return result.finish(traces, keep_trace)
+
+
+def fit_block(x, first_gene: int, size_factors, family, n_components, uniforms, **options):
+    """Fit the genes with a count among the rows of ``x`` (genes, cells; float64), whose
+    first row is gene ``first_gene`` and whose start uniforms are ``uniforms``.
+
+    Returns ``(genes, one, fitted)`` with the fitted genes as global indices, or None
+    when no row has a count.
+    """
+    has_counts = x.any(axis=1)
+    if not has_counts.any():
+        return None
+    one, fitted = fit_rows(
+        family,
+        np.ascontiguousarray(x[has_counts]),
+        size_factors,
+        n_components,
+        uniforms[has_counts],
+        **options,
+    )
+    return first_gene + np.flatnonzero(has_counts), one, fitted
 
 
 def fit_rows(

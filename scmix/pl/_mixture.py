@@ -14,6 +14,16 @@ from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
 _MAX_BINS = 60
 
 
+def cell_pmf(values, size_factors, mean, dispersion) -> np.ndarray:
+    """P(x = v) for each cell (rows) and integer v (columns): NB of mean ``s_i * mean``
+    and dispersion phi (Poisson at phi = 0)."""
+    m = size_factors[:, None] * mean
+    if dispersion > 0:
+        theta = 1.0 / dispersion
+        return stats.nbinom.pmf(values[None, :], theta, theta / (theta + m))
+    return stats.poisson.pmf(values[None, :], m)
+
+
 def component_pmfs(values, size_factors, means, dispersions, weights) -> np.ndarray:
     r"""Average over cells of each weighted component's pmf at integer ``values``:
     :math:`\frac1n \sum_i \pi_k f(v \mid s_i \mu_k, \phi_k)`, shape (K, len(values)).
@@ -22,15 +32,8 @@ def component_pmfs(values, size_factors, means, dispersions, weights) -> np.ndar
     the mixture at one typical size factor.
     """
     out = np.empty((len(means), values.size))
-    v = values[None, :]
     for k, (mu, phi, pi) in enumerate(zip(means, dispersions, weights, strict=True)):
-        m = size_factors[:, None] * mu
-        if phi > 0:
-            theta = 1.0 / phi
-            pmf = stats.nbinom.pmf(v, theta, theta / (theta + m))
-        else:
-            pmf = stats.poisson.pmf(v, m)
-        out[k] = pi * pmf.mean(axis=0)
+        out[k] = pi * cell_pmf(values, size_factors, mu, phi).mean(axis=0)
     return out
 
 
@@ -55,15 +58,10 @@ def _binned_normalised(counts, sf, means, dispersions, weights, top):
     observed = np.histogram(y[y < edges[-1]], edges)[0] / counts.size / widths
     values = np.arange(int(np.ceil(top * sf.max())) + 1)
     model = np.zeros((len(means), widths.size))
+    where = np.searchsorted(edges, values[None, :] / sf[:, None], side="right") - 1
+    inside = where < widths.size
     for k, (mu, phi, pi) in enumerate(zip(means, dispersions, weights, strict=True)):
-        mean = sf[:, None] * mu
-        v = values[None, :]
-        if phi > 0:
-            pmf = stats.nbinom.pmf(v, 1.0 / phi, 1.0 / (1.0 + phi * mean))
-        else:
-            pmf = stats.poisson.pmf(v, mean)
-        where = np.searchsorted(edges, v / sf[:, None], side="right") - 1
-        inside = where < widths.size
+        pmf = cell_pmf(values, sf, mu, phi)
         model[k] = np.bincount(where[inside], weights=pi * pmf[inside], minlength=widths.size)
     return edges, observed, model / counts.size / widths, edges[:-1] + widths / 2
 
