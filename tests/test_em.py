@@ -261,6 +261,34 @@ def test_more_starts_never_lower_the_likelihood(sparse_data):
     assert (many.loglik[fitted] >= one.loglik[fitted] - 1e-9 * np.abs(one.loglik[fitted])).all()
 
 
+def test_identical_starts_run_once_with_the_same_result(sparse_data, monkeypatch):
+    """k-means++ and the nested split often give a sparse gene the same labels: such a
+    start is run once, and the fit equals one where every start is run."""
+    from scmix._core import em
+
+    X, s = sparse_data
+    rows = []
+    run_em = em.run_em
+
+    def counting(family, data, *args, **kwargs):
+        rows.append(data.x.shape[0])
+        return run_em(family, data, *args, **kwargs)
+
+    monkeypatch.setattr(em, "run_em", counting)
+    deduplicated = _fit(X, s, "nb", 2, n_init=4)
+    n_genes = int(deduplicated.fitted.sum())
+    assert rows[1] < 5 * n_genes  # 4 label starts + the split, some left out
+    monkeypatch.setattr(
+        em,
+        "_distinct_starts",
+        lambda starts, names: np.ones((len(starts), starts[0][1].shape[0]), dtype=bool),
+    )
+    every = _fit(X, s, "nb", 2, n_init=4)
+    np.testing.assert_array_equal(deduplicated.loglik, every.loglik)
+    np.testing.assert_array_equal(deduplicated.params["mu"], every.params["mu"])
+    np.testing.assert_array_equal(deduplicated.n_iter, every.n_iter)
+
+
 # -- the two faces share one engine -----------------------------------------------------
 
 

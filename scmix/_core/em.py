@@ -196,12 +196,12 @@ def fit_chunk(
         Responsibilities (K, n_cells) shared by all genes: one more start from them
         (``n_init`` may then be 0).
 
-    All starts run in one EM over ``n_starts * n_genes`` rows (start s of gene j
-    is row ``s * n_genes + j``), which shares the driver's per-iteration cost and
-    gives the threads more work. The best start per gene (highest marginal
-    log-likelihood, the earliest on ties) is kept; its components are sorted by
-    increasing mean and a final E-step makes the responsibilities match the
-    returned parameters.
+    All starts run in one EM with one row per start and gene (start-major), which
+    shares the driver's per-iteration cost and gives the threads more work; a start
+    identical to an earlier start of its gene is not run again. The best start per
+    gene (highest marginal log-likelihood, the earliest on ties) is kept; its
+    components are sorted by increasing mean and a final E-step makes the
+    responsibilities match the returned parameters.
     """
     n_genes, n_cells = x.shape
     if data is None:
@@ -211,11 +211,18 @@ def fit_chunk(
         starts(family, data, n_components, n_init, uniforms, work, single, start_resp)
     )
     n_starts = len(start_list)
-    stacked = data.repeat(n_starts)
-    params = {name: np.concatenate([p[name] for p, _ in start_list]) for name in family.param_names}
-    weights = np.concatenate([w for _, w in start_list])
-    constant = np.tile(family.log_prob_constant(data), n_starts)
-    resp = np.empty((n_starts * n_genes, n_components, n_cells))
+    # a start identical to an earlier one of the same gene (k-means++ and the nested
+    # split often give the same labels) would repeat its EM exactly: it is left out
+    keep = _distinct_starts(start_list, family.param_names)
+    row_start, row_gene = np.nonzero(keep)  # start-major, as the concatenation below
+    stacked = data.take(row_gene)
+    params = {
+        name: np.concatenate([p[name][keep[s]] for s, (p, _) in enumerate(start_list)])
+        for name in family.param_names
+    }
+    weights = np.concatenate([w[keep[s]] for s, (_, w) in enumerate(start_list)])
+    constant = family.log_prob_constant(data)[row_gene]
+    resp = np.empty((row_gene.size, n_components, n_cells))
     loglik, converged, n_iter, trace = run_em(
         family,
         stacked,
@@ -231,8 +238,12 @@ def fit_chunk(
     del resp, stacked
 
     genes = np.arange(n_genes)
-    # the best start of each gene, as a row of the stacked arrays
-    rows = np.argmax(loglik.reshape(n_starts, n_genes), axis=0) * n_genes + genes
+    by_start = np.full((n_starts, n_genes), -np.inf)
+    by_start[row_start, row_gene] = loglik
+    row_of = np.zeros((n_starts, n_genes), dtype=np.int64)
+    row_of[row_start, row_gene] = np.arange(row_gene.size)
+    # the best start of each gene (the earliest on ties), as a row of the stacked arrays
+    rows = row_of[np.argmax(by_start, axis=0), genes]
     order = np.argsort(params["mu"][rows], axis=1, kind="stable")
     params = {name: np.take_along_axis(v[rows], order, axis=1) for name, v in params.items()}
     weights = np.take_along_axis(weights[rows], order, axis=1)
@@ -247,6 +258,20 @@ def fit_chunk(
         work,
         None if trace is None else trace[:, rows],
     )
+
+
+def _distinct_starts(start_list, param_names) -> np.ndarray:
+    """(n_starts, n_genes) bool: False where a start equals an earlier start of the gene
+    in every parameter and weight (exactly, so that its EM would be the same)."""
+    keep = np.ones((len(start_list), start_list[0][1].shape[0]), dtype=bool)
+    for s, (params, weights) in enumerate(start_list):
+        for t in range(s):
+            earlier, earlier_weights = start_list[t]
+            same = (weights == earlier_weights).all(axis=1)
+            for name in param_names:
+                same &= (params[name] == earlier[name]).all(axis=1)
+            keep[s] &= ~same
+    return keep
 
 
 def e_step_at(family: Family, data: ChunkData, params, weights, out=None) -> np.ndarray:

@@ -50,16 +50,12 @@ class ChunkData:
         """``sum_i log(x_ij!)`` per gene, shape (n_genes,)."""
         return log_factorial_sums(self.x)
 
-    def repeat(self, times: int) -> ChunkData:
-        """The chunk stacked ``times`` over (rows ``s * n_genes + j``), levels reused."""
-        stacked = ChunkData(np.tile(self.x, (times, 1)), self.size_factors)
+    def take(self, rows: np.ndarray) -> ChunkData:
+        """The chunk's rows ``rows`` (genes may repeat, one row per start), levels reused."""
+        taken = ChunkData(self.x[rows], self.size_factors)
         values, n_levels, level = self.levels
-        stacked.levels = (
-            np.tile(values, (times, 1)),
-            np.tile(n_levels, times),
-            np.tile(level, (times, 1)),
-        )
-        return stacked
+        taken.levels = (values[rows], n_levels[rows], level[rows])
+        return taken
 
     @property
     def n_cells(self) -> int:
