@@ -48,67 +48,86 @@ def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
     )
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def normalise(joint, top):
+    """Turn ``joint[k] = log pi_k + log f_k`` (largest ``top``) into responsibilities
+    in place and return ``log sum_k exp(joint[k])``.
+
+    Subtracting the maximum keeps well-separated components from underflowing. Two
+    components take the logistic form: one exp and one log1p, and the smaller
+    responsibility as e / (1 + e), never as 1 - r (no cancellation).
+    """
+    n_comp = joint.shape[0]
+    if n_comp == 1:
+        joint[0] = 1.0
+        return top
+    if n_comp == 2:
+        if joint[1] > joint[0]:
+            e = math.exp(joint[0] - joint[1])
+            joint[1] = 1.0 / (1.0 + e)
+            joint[0] = e * joint[1]
+        else:
+            e = math.exp(joint[1] - joint[0])
+            joint[0] = 1.0 / (1.0 + e)
+            joint[1] = e * joint[0]
+        return top + math.log1p(e)
+    acc = 0.0
+    for k in range(n_comp):
+        joint[k] = math.exp(joint[k] - top)
+        acc += joint[k]
+    inv = 1.0 / acc
+    for k in range(n_comp):
+        joint[k] *= inv
+    return top + math.log(acc)
+
+
 @gene_kernel
 def e_step(log_prob, log_weights, active, loglik, resp_sums):
     """Turn ``log_prob`` into responsibilities in place and sum the log-likelihood.
 
     For each active gene j and cell i, with ``l_k = log pi_jk + log f_ijk``:
     ``r_ijk = exp(l_k - logsumexp_k l)`` and ``loglik_j = sum_i logsumexp_k l``;
-    ``resp_sums[j, k] = sum_i r_ijk`` gives the next weights. Subtracting the
-    maximum first keeps well-separated components from underflowing. Two
-    components take the logistic form (one exp and one log1p per cell).
+    ``resp_sums[j, k] = sum_i r_ijk`` gives the next weights (see :func:`normalise`).
     """
     n_comp = log_prob.shape[1]
     n_cells = log_prob.shape[2]
     for a in numba.prange(active.shape[0]):
         g = active[a]
+        joint = np.empty(n_comp)
+        sums = np.zeros(n_comp)
         total = 0.0
-        for k in range(n_comp):
-            resp_sums[g, k] = 0.0
-        if n_comp == 2:
-            sum0 = 0.0
-            sum1 = 0.0
-            for i in range(n_cells):
-                l0 = log_weights[g, 0] + log_prob[g, 0, i]
-                l1 = log_weights[g, 1] + log_prob[g, 1, i]
-                # the smaller responsibility as e / (1 + e), never as 1 - r (no cancellation)
-                if l1 > l0:
-                    e = math.exp(l0 - l1)
-                    r1 = 1.0 / (1.0 + e)
-                    r0 = e * r1
-                    total += l1 + math.log1p(e)
-                else:
-                    e = math.exp(l1 - l0)
-                    r0 = 1.0 / (1.0 + e)
-                    r1 = e * r0
-                    total += l0 + math.log1p(e)
-                log_prob[g, 0, i] = r0
-                log_prob[g, 1, i] = r1
-                sum0 += r0
-                sum1 += r1
-            resp_sums[g, 0] = sum0
-            resp_sums[g, 1] = sum1
-            loglik[g] = total
-            continue
         for i in range(n_cells):
             top = -np.inf
             for k in range(n_comp):
-                v = log_weights[g, k] + log_prob[g, k, i]
-                log_prob[g, k, i] = v
-                if v > top:
-                    top = v
-            acc = 0.0
+                joint[k] = log_weights[g, k] + log_prob[g, k, i]
+                top = max(top, joint[k])
+            total += normalise(joint, top)
             for k in range(n_comp):
-                e = math.exp(log_prob[g, k, i] - top)
-                log_prob[g, k, i] = e
-                acc += e
-            inv = 1.0 / acc
-            for k in range(n_comp):
-                r = log_prob[g, k, i] * inv
-                log_prob[g, k, i] = r
-                resp_sums[g, k] += r
-            total += top + math.log(acc)
+                log_prob[g, k, i] = joint[k]
+                sums[k] += joint[k]
         loglik[g] = total
+        for k in range(n_comp):
+            resp_sums[g, k] = sums[k]
+
+
+@gene_kernel
+def nonzero_cells(level):
+    """The cells with a non-zero count of each gene (``level >= 0``): indices
+    (n_genes, most non-zero cells of a gene), padded with 0, and their number."""
+    n_genes, n_cells = level.shape
+    counts = np.zeros(n_genes, dtype=np.int64)
+    for g in numba.prange(n_genes):
+        for i in range(n_cells):
+            if level[g, i] >= 0:
+                counts[g] += 1
+    cells = np.zeros((n_genes, max(1, counts.max())), dtype=np.int32)
+    for g in numba.prange(n_genes):
+        t = 0
+        for i in range(n_cells):
+            if level[g, i] >= 0:
+                cells[g, t] = i
+                t += 1
+    return cells, counts
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import e_step
 from .families import Family
 from .families.base import ChunkData
 from .init import starts
@@ -75,8 +74,9 @@ def run_em(
     of theta2; otherwise the gene returns to theta2 (alpha = -1 is plain EM). The
     log-likelihood at the accepted points therefore never decreases.
 
-    ``resp`` is the work buffer; on return it holds each gene's responsibilities
-    at its returned parameters. Returns ``(loglik, converged, n_iter, trace)``;
+    ``resp`` is the work buffer (a family may leave the responsibilities of zero
+    counts in its ``state`` instead, see :meth:`Family.e_step`).
+    Returns ``(loglik, converged, n_iter, trace)``;
     ``n_iter`` counts EM steps (M-steps), ``trace`` the log-likelihood at each
     accepted point, shape (points, n_genes), NaN after a gene stopped.
     """
@@ -93,13 +93,13 @@ def run_em(
     squarem = Squarem(family, params, weights) if accelerate else None
     small_gains_to_stop = 1 if accelerate else _SMALL_GAINS_TO_STOP
     resp_sums = np.zeros_like(weights)
+    state = family.new_state(data, weights.shape[1])  # what an E-step leaves its M-step
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
     active = np.arange(n_genes)
     first = True
     while active.size:
-        family.log_prob(data, params, active, resp)
-        e_step(resp, log_weights, active, loglik, resp_sums, work=active.size * resp[0].size)
+        family.e_step(data, params, log_weights, active, resp, loglik, resp_sums, state)
         ll = loglik[active]
         ph = phase[active]
 
@@ -139,7 +139,7 @@ def run_em(
         update = active[m_step]
         if update.size:
             weights[update] = resp_sums[update] / n_cells
-            family.m_step(data, resp, params, update)
+            family.m_step(data, resp, params, update, state)
             n_iter[update] += 1
         changed = active[m_step | em2 | revert]
         with np.errstate(divide="ignore"):
@@ -282,7 +282,8 @@ def e_step_at(family: Family, data: ChunkData, params, weights, out=None) -> np.
         out = np.empty((n_genes, n_comp, data.n_cells))
     every = np.arange(n_genes)
     loglik = np.empty(n_genes)
-    family.log_prob(data, params, every, out)
     with np.errstate(divide="ignore"):
-        e_step(out, np.log(weights), every, loglik, np.empty_like(weights))
+        log_weights = np.log(weights)
+    # without a state every cell is summed and every responsibility set
+    family.e_step(data, params, log_weights, every, out, loglik, np.empty_like(weights))
     return loglik + family.log_prob_constant(data)

@@ -22,7 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .._kernels import count_levels, log_factorial_sums, weighted_rate
+from .._kernels import count_levels, e_step, log_factorial_sums, nonzero_cells, weighted_rate
+from ..quadrature import ZeroQuadrature, zero_quadrature
 
 #: Means are kept above this floor so that log(mu) stays finite.
 MU_MIN = 1e-10
@@ -46,15 +47,27 @@ class ChunkData:
         return count_levels(self.x)
 
     @cached_property
+    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(cells, n_nonzero)`` of :func:`~scmix._core._kernels.nonzero_cells`."""
+        return nonzero_cells(self.levels[2])
+
+    @cached_property
+    def zero_quadrature(self) -> ZeroQuadrature:
+        """The zero counts of each gene as weighted nodes (:mod:`scmix._core.quadrature`)."""
+        return zero_quadrature(*self.nonzero, self.size_factors)
+
+    @cached_property
     def log_factorial_sums(self) -> np.ndarray:
         """``sum_i log(x_ij!)`` per gene, shape (n_genes,)."""
         return log_factorial_sums(self.x)
 
     def take(self, rows: np.ndarray) -> ChunkData:
-        """The chunk's rows ``rows`` (genes may repeat, one row per start), levels reused."""
+        """The chunk's rows ``rows`` (genes may repeat, one row per start); what was
+        derived from the counts is taken along, not derived again."""
         taken = ChunkData(self.x[rows], self.size_factors)
-        values, n_levels, level = self.levels
-        taken.levels = (values[rows], n_levels[rows], level[rows])
+        taken.levels = tuple(a[rows] for a in self.levels)
+        taken.nonzero = tuple(a[rows] for a in self.nonzero)
+        taken.zero_quadrature = self.zero_quadrature.take(rows)
         return taken
 
     @property
@@ -101,10 +114,30 @@ class Family(ABC):
     def log_prob(self, data: ChunkData, params, active, out) -> None:
         """Write ``log f(x_ij | s_i mu_jk, ...) + log(x_ij!)`` into ``out[active]``."""
 
+    def new_state(self, data: ChunkData, n_components: int):
+        """Per-row scratch that :meth:`e_step` fills for :meth:`m_step` (None: nothing)."""
+        return None
+
+    def e_step(
+        self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
+    ) -> None:
+        """E-step of the rows ``active``: the responsibilities into ``resp[active]``,
+        ``sum_i log sum_k pi_k f`` (without the ``log x!`` terms) into ``loglik[active]``
+        and ``sum_i r_ijk`` into ``resp_sums[active]`` (as :func:`e_step`).
+
+        With a ``state`` (from :meth:`new_state`) a family may sum the zero counts on
+        quadrature nodes, leaving ``resp`` of those cells unset and what its M-step
+        needs in ``state``; without one every cell is summed and every ``resp`` set.
+        """
+        self.log_prob(data, params, active, resp)
+        e_step(resp, log_weights, active, loglik, resp_sums, work=active.size * resp[0].size)
+
     @abstractmethod
-    def m_step(self, data: ChunkData, resp, params, active) -> None:
+    def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
         """Update ``params[...][active]`` in place so that the expected
-        complete-data log-likelihood ``sum_i r_ijk log f(x_ij | ...)`` does not decrease."""
+        complete-data log-likelihood ``sum_i r_ijk log f(x_ij | ...)`` does not decrease.
+
+        ``state``: what the E-step at the current parameters left, or None."""
 
     @abstractmethod
     def cdf(self, x: np.ndarray, mean: np.ndarray, params: dict) -> np.ndarray:

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from scipy import stats
 
+from .._kernels import normalise
 from .._threading import gene_kernel
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
 from .base import MU_MIN, ChunkData, Family
@@ -41,6 +42,29 @@ _MAX_STEP = 3.0
 _MAX_HALVINGS = 30
 
 
+@numba.njit(cache=True, nogil=True)
+def _lgamma_table(values, n_levels, th, out):
+    """``out[u] = lgamma(v_u + theta) - lgamma(theta)`` for the count levels ``v_u``.
+
+    Level by level, each step adds ``lgamma(v_u + theta) - lgamma(v_{u-1} + theta)``,
+    usually a single log."""
+    below = 0.0
+    running = 0.0
+    for u in range(n_levels):
+        running += lgamma_ratio(values[u] - below, th + below)
+        below = values[u]
+        out[u] = running
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
+    """log f(x | s mu, theta) + log x!; ``lgamma_term`` is 0 for x = 0."""
+    l1 = math.log1p(s * mu / th)
+    if xi == 0.0:
+        return -th * l1
+    return lgamma_term - th * l1 + xi * (log_s + log_mu_minus_log_th - l1)
+
+
 @gene_kernel
 def _nb_log_prob(
     x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out
@@ -49,29 +73,139 @@ def _nb_log_prob(
     n_comp = mu.shape[1]
     for a in numba.prange(active.shape[0]):
         g = active[a]
-        table = np.empty(n_levels[g])
+        table = np.zeros(max(n_levels[g], 1))
         for k in range(n_comp):
             th = theta[g, k]
-            # lgamma(v_u + theta) - lgamma(theta), level by level: each step adds
-            # lgamma(v_u + theta) - lgamma(v_{u-1} + theta), usually a single log
-            below = 0.0
-            running = 0.0
-            for u in range(n_levels[g]):
-                running += lgamma_ratio(values[g, u] - below, th + below)
-                below = values[g, u]
-                table[u] = running
+            _lgamma_table(values[g], n_levels[g], th, table)
             log_mu_minus_log_th = math.log(mu[g, k]) - math.log(th)
             for i in range(n_cells):
-                m = size_factors[i] * mu[g, k]
-                l1 = math.log1p(m / th)
-                if level[g, i] < 0:
-                    out[g, k, i] = -th * l1
-                else:
-                    out[g, k, i] = (
-                        table[level[g, i]]
-                        - th * l1
-                        + x[g, i] * (log_size_factors[i] + log_mu_minus_log_th - l1)
-                    )
+                out[g, k, i] = _log_pmf(
+                    x[g, i],
+                    table[max(level[g, i], 0)],
+                    size_factors[i],
+                    log_size_factors[i],
+                    mu[g, k],
+                    th,
+                    log_mu_minus_log_th,
+                )
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cell_joint(joint, xi, lev, s, log_s, mu, theta, log_mu_minus_log_th, log_weights, tables):
+    """``joint[k] = log pi_k + log f_k(x) + log x!`` for one cell; returns the largest."""
+    top = -np.inf
+    for k in range(joint.shape[0]):
+        lgamma_term = tables[k, lev] if lev >= 0 else 0.0
+        joint[k] = log_weights[k] + _log_pmf(
+            xi, lgamma_term, s, log_s, mu[k], theta[k], log_mu_minus_log_th[k]
+        )
+        top = max(top, joint[k])
+    return top
+
+
+@gene_kernel
+def _nb_e_step(
+    x,
+    size_factors,
+    log_size_factors,
+    values,
+    n_levels,
+    level,
+    nonzero,
+    n_nonzero,
+    node_size_factors,
+    node_log_size_factors,
+    node_weights,
+    node_low_weights,
+    use_nodes,
+    tolerance,
+    mu,
+    theta,
+    log_weights,
+    active,
+    resp,
+    loglik,
+    resp_sums,
+    node_resp,
+    on_nodes,
+):
+    """The E-step fused with the log-pmf: one pass over the cells of a gene.
+
+    Where ``use_nodes[g]``, the zero counts are summed on the quadrature nodes
+    (:mod:`scmix._core.quadrature`; their responsibilities go to ``node_resp``)
+    and only the non-zero cells one by one, unless the error estimate of the
+    node sums exceeds ``tolerance[g]``: then every cell is summed.
+    ``on_nodes[g]`` tells the M-step which way the gene went.
+    """
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    n_nodes = node_size_factors.shape[0]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        tables = np.zeros((n_comp, max(n_levels[g], 1)))
+        log_mu_minus_log_th = np.empty(n_comp)
+        for k in range(n_comp):
+            _lgamma_table(values[g], n_levels[g], theta[g, k], tables[k])
+            log_mu_minus_log_th[k] = math.log(mu[g, k]) - math.log(theta[g, k])
+        joint = np.empty(n_comp)
+        sums = np.zeros(n_comp)
+        total = 0.0
+        quadrature = use_nodes[g]
+        if quadrature:
+            low_sums = np.zeros(n_comp)
+            low_total = 0.0
+            for n in range(n_nodes):
+                top = _cell_joint(
+                    joint,
+                    0.0,
+                    -1,
+                    node_size_factors[n],
+                    node_log_size_factors[n],
+                    mu[g],
+                    theta[g],
+                    log_mu_minus_log_th,
+                    log_weights[g],
+                    tables,
+                )
+                value = normalise(joint, top)
+                w = node_weights[g, n]
+                w_low = node_low_weights[g, n]
+                total += w * value
+                low_total += w_low * value
+                for k in range(n_comp):
+                    node_resp[g, k, n] = joint[k]
+                    sums[k] += w * joint[k]
+                    low_sums[k] += w_low * joint[k]
+            error = abs(total - low_total)
+            for k in range(n_comp):
+                error += abs(sums[k] - low_sums[k])
+            if error > tolerance[g]:
+                quadrature = False
+                total = 0.0
+                sums[:] = 0.0
+        on_nodes[g] = quadrature
+        n_cells_summed = n_nonzero[g] if quadrature else n_cells
+        for t in range(n_cells_summed):
+            i = nonzero[g, t] if quadrature else t
+            top = _cell_joint(
+                joint,
+                x[g, i],
+                level[g, i],
+                size_factors[i],
+                log_size_factors[i],
+                mu[g],
+                theta[g],
+                log_mu_minus_log_th,
+                log_weights[g],
+                tables,
+            )
+            total += normalise(joint, top)
+            for k in range(n_comp):
+                resp[g, k, i] = joint[k]
+                sums[k] += joint[k]
+        loglik[g] = total
+        for k in range(n_comp):
+            resp_sums[g, k] = sums[k]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -129,6 +263,31 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
     return q, ga, gb, haa, hab, hbb
 
 
+@numba.njit(cache=True, nogil=True)
+def _compact_cells(
+    x, size_factors, log_size_factors, level, cells, n_cells, resp, node_s, node_log_s, node_r
+):
+    """The non-zero cells ``cells[:n_cells]`` followed by the quadrature nodes as
+    pseudo-cells with count 0 and weights ``node_r``: ``(x, s, log s, r, level)``."""
+    n_nodes = node_s.shape[0]
+    xs = np.zeros(n_cells + n_nodes)
+    lv = np.full(n_cells + n_nodes, -1, dtype=level.dtype)
+    ss = np.empty(n_cells + n_nodes)
+    ls = np.empty(n_cells + n_nodes)
+    rs = np.empty(n_cells + n_nodes)
+    for t in range(n_cells):
+        i = cells[t]
+        xs[t] = x[i]
+        ss[t] = size_factors[i]
+        ls[t] = log_size_factors[i]
+        rs[t] = resp[i]
+        lv[t] = level[i]
+    ss[n_cells:] = node_s
+    ls[n_cells:] = node_log_s
+    rs[n_cells:] = node_r
+    return xs, ss, ls, rs, lv
+
+
 @gene_kernel
 def _nb_m_step(
     x,
@@ -137,7 +296,14 @@ def _nb_m_step(
     values,
     n_levels,
     level,
+    nonzero,
+    n_nonzero,
+    node_size_factors,
+    node_log_size_factors,
+    node_weights,
     resp,
+    node_resp,
+    on_nodes,
     mu,
     theta,
     active,
@@ -145,26 +311,37 @@ def _nb_m_step(
     tol,
 ):
     n_comp = mu.shape[1]
-    n_cells = x.shape[1]
     for pair in numba.prange(active.shape[0] * n_comp):
         g = active[pair // n_comp]
         k = pair % n_comp
-        r = resp[g, k]
+        if on_nodes[g]:
+            # the E-step summed this gene's zeros on the quadrature nodes
+            xg, sg, lg, r, lv = _compact_cells(
+                x[g],
+                size_factors,
+                log_size_factors,
+                level[g],
+                nonzero[g],
+                n_nonzero[g],
+                resp[g, k],
+                node_size_factors,
+                node_log_size_factors,
+                node_weights[g] * node_resp[g, k],
+            )
+        else:
+            xg, sg, lg, r, lv = x[g], size_factors, log_size_factors, resp[g, k], level[g]
         level_weight = np.zeros(n_levels[g])
         weight = 0.0
-        for i in range(n_cells):
+        for i in range(xg.shape[0]):
             weight += r[i]
-            if level[g, i] >= 0:
-                level_weight[level[g, i]] += r[i]
+            if lv[i] >= 0:
+                level_weight[lv[i]] += r[i]
         if weight < 1e-10:
             continue  # an emptied component keeps its parameters
-        xg = x[g]
         vg = values[g]
         a = math.log(mu[g, k])
         b = math.log(theta[g, k])
-        q, ga, gb, haa, hab, hbb = _objective(
-            xg, size_factors, log_size_factors, r, vg, level_weight, a, b
-        )
+        q, ga, gb, haa, hab, hbb = _objective(xg, sg, lg, r, vg, level_weight, a, b)
         for _ in range(max_newton):
             det = haa * hbb - hab * hab
             if haa < 0.0 and hbb < 0.0 and det > 0.0:
@@ -189,9 +366,7 @@ def _nb_m_step(
                 b_new = min(max(b + step * db, _LOG_THETA_MIN), _LOG_THETA_MAX)
                 if a_new == a and b_new == b:
                     break
-                res = _objective(
-                    xg, size_factors, log_size_factors, r, vg, level_weight, a_new, b_new
-                )
+                res = _objective(xg, sg, lg, r, vg, level_weight, a_new, b_new)
                 if res[0] >= q:
                     accepted = True
                     break
@@ -272,13 +447,98 @@ class NegativeBinomial(Family):
             work=active.size * out[0].size,
         )
 
-    def m_step(self, data: ChunkData, resp, params, active) -> None:
+    def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+        """The responsibilities on the quadrature nodes and whether a gene's last
+        E-step used them (:mod:`scmix._core.quadrature`)."""
+        n_rows = data.x.shape[0]
+        n_nodes = data.zero_quadrature.size_factors.size
+        return np.zeros((n_rows, n_components, n_nodes)), np.zeros(n_rows, dtype=bool)
+
+    @staticmethod
+    def _zeros_args(data: ChunkData, state, n_components: int) -> tuple:
+        """Quadrature arguments of the kernels; without a state, none are used."""
+        if state is None:
+            nothing = np.zeros(0)
+            never = np.zeros(data.x.shape[0], dtype=bool)
+            cells = (
+                np.zeros((data.x.shape[0], 1), dtype=np.int32),
+                np.zeros(data.x.shape[0], dtype=np.int64),
+            )
+            return (
+                *cells,
+                nothing,
+                nothing,
+                np.zeros((data.x.shape[0], 0)),
+                np.zeros((data.x.shape[0], 0)),
+                never,
+                np.zeros(data.x.shape[0]),
+                np.zeros((0, n_components, 0)),
+                np.empty(data.x.shape[0], dtype=bool),
+            )
+        quad = data.zero_quadrature
+        return (
+            *data.nonzero,
+            quad.size_factors,
+            quad.log_size_factors,
+            quad.weights,
+            quad.low_weights,
+            quad.use,
+            quad.tolerance,
+            *state,
+        )
+
+    def e_step(
+        self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
+    ) -> None:
+        """Fused with the log-pmf; with a state, zeros summed on quadrature nodes where
+        that is accurate (see :func:`_nb_e_step`)."""
+        cells, n_nonzero, node_s, node_log_s, weights, low, use, tol, node_resp, on_nodes = (
+            self._zeros_args(data, state, resp.shape[1])
+        )
+        _nb_e_step(
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            *data.levels,
+            cells,
+            n_nonzero,
+            node_s,
+            node_log_s,
+            weights,
+            low,
+            use,
+            tol,
+            params["mu"],
+            params["theta"],
+            log_weights,
+            active,
+            resp,
+            loglik,
+            resp_sums,
+            node_resp,
+            on_nodes,
+            work=active.size * resp[0].size,
+        )
+
+    def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
+        cells, n_nonzero, node_s, node_log_s, weights, _, _, _, node_resp, on_nodes = (
+            self._zeros_args(data, state, resp.shape[1])
+        )
+        if state is None:
+            on_nodes[:] = False
         _nb_m_step(
             data.x,
             data.size_factors,
             data.log_size_factors,
             *data.levels,
+            cells,
+            n_nonzero,
+            node_s,
+            node_log_s,
+            weights,
             resp,
+            node_resp,
+            on_nodes,
             params["mu"],
             params["theta"],
             active,

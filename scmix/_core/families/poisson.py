@@ -52,7 +52,7 @@ class Poisson(Family):
             work=active.size * out[0].size,
         )
 
-    def m_step(self, data: ChunkData, resp, params, active) -> None:
+    def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
         mu = weighted_rate(data.x, data.size_factors, resp, active)
         # a component with no weight left keeps its mean (it no longer matters)
         keep = ~np.isfinite(mu)
