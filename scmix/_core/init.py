@@ -21,7 +21,10 @@ one more start.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+
+from ._threading import gene_kernel
 
 _LLOYD_ITERATIONS = 10
 
@@ -54,30 +57,56 @@ def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
     return labels
 
 
+@numba.njit(cache=True, nogil=True)
+def _nearest(value, centres):
+    """Index of the centre nearest to ``value`` (the lowest index on ties)."""
+    best = 0
+    for k in range(1, centres.shape[0]):
+        if abs(value - centres[k]) < abs(value - centres[best]):
+            best = k
+    return best
+
+
 def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
     """k-means++ seeds (one uniform per centre, ``uniforms`` of shape (n_genes, K)),
     then Lloyd iterations; labels ordered by centre so that label 0 is the lowest."""
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
+    return _kmeanspp_labels(y, n_components, uniforms, work=y.size * n_components)
+
+
+@gene_kernel
+def _kmeanspp_labels(y, n_components, uniforms):
     n_genes, n_cells = y.shape
-    rows = np.arange(n_genes)
-    centres = np.empty((n_genes, n_components))
-    first = np.minimum((uniforms[:, 0] * n_cells).astype(np.int64), n_cells - 1)
-    centres[:, 0] = y[rows, first]
-    dist2 = (y - centres[:, :1]) ** 2
-    for k in range(1, n_components):
-        cumulative = np.cumsum(dist2, axis=1)
-        target = uniforms[:, k] * cumulative[:, -1]
-        pick = np.minimum((cumulative < target[:, None]).sum(axis=1), n_cells - 1)
-        centres[:, k] = y[rows, pick]
-        np.minimum(dist2, (y - centres[:, k : k + 1]) ** 2, out=dist2)
-    for _ in range(_LLOYD_ITERATIONS):
-        labels = np.argmin(np.abs(y[:, None, :] - centres[:, :, None]), axis=1)
-        for k in range(n_components):
-            member = labels == k
-            count = member.sum(axis=1)
-            total = np.where(member, y, 0.0).sum(axis=1)
-            centres[:, k] = np.where(count > 0, total / np.maximum(count, 1), centres[:, k])
-    centres.sort(axis=1)
-    return np.argmin(np.abs(y[:, None, :] - centres[:, :, None]), axis=1)
+    labels = np.empty((n_genes, n_cells), dtype=np.int64)
+    for g in numba.prange(n_genes):
+        row = y[g]
+        centres = np.empty(n_components)
+        centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
+        dist2 = (row - centres[0]) ** 2
+        for k in range(1, n_components):
+            # the first cell where the cumulative squared distance reaches the target
+            cumulative = np.cumsum(dist2)
+            target = uniforms[g, k] * cumulative[-1]
+            pick = min(np.searchsorted(cumulative, target, side="left"), n_cells - 1)
+            centres[k] = row[pick]
+            dist2 = np.minimum(dist2, (row - centres[k]) ** 2)
+        totals = np.empty(n_components)
+        counts = np.empty(n_components)
+        for _ in range(_LLOYD_ITERATIONS):
+            totals[:] = 0.0
+            counts[:] = 0.0
+            for i in range(n_cells):
+                k = _nearest(row[i], centres)
+                totals[k] += row[i]
+                counts[k] += 1.0
+            for k in range(n_components):
+                if counts[k] > 0:
+                    centres[k] = totals[k] / counts[k]
+        centres.sort()
+        for i in range(n_cells):
+            labels[g, i] = _nearest(row[i], centres)
+    return labels
 
 
 def starting_labels(
