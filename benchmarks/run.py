@@ -15,7 +15,9 @@ Sections (each prints its own table; ratios are measured in this one process):
    genes and cells grow (cost should be linear in each);
 4. Gaussian mixtures (``cavi_vs_sklearn.py``): CAVI against scikit-learn's
    ``BayesianGaussianMixture``, and EM (scikit-learn ``GaussianMixture``) for reference;
-5. (``--large``) K=2 NB on 20,000 genes x 10,000 cells, 10% non-zero, with peak memory.
+5. per-iteration cost (``iteration_cost.py``): NB and Poisson, K = 1 and 2, in ns per cell
+   x component x EM iteration, against one ``np.log`` per entry;
+6. (``--large``) K=2 NB on 20,000 genes x 10,000 cells, 10% non-zero, with peak memory.
 """
 
 from __future__ import annotations
@@ -28,28 +30,15 @@ import warnings
 
 import baseline_statsmodels
 import cavi_vs_sklearn
+import iteration_cost
 import numpy as np
 import run_core
+from iteration_cost import sparse_counts
 from run_core import best_of
-from scipy import sparse
 
 import scmix
 import scmix.datasets
 import scmix.models
-
-
-def sparse_counts(n_cells: int, n_genes: int, seed: int) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """K=2 NB counts with bimodal size factors and low means, about 10% non-zero."""
-    sim = scmix.datasets.simulate(
-        n_cells=n_cells,
-        n_genes=n_genes,
-        n_components=2,
-        means=np.column_stack([np.full(n_genes, 0.04), np.full(n_genes, 0.2)]),
-        dispersion=0.2,
-        as_sparse=True,
-        random_state=seed,
-    )
-    return sim.X.tocsr(), sim.obs["size_factors"].to_numpy()
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -160,7 +149,7 @@ def gaussian(quick: bool) -> None:
 
 def large() -> None:
     n_genes, n_cells = 20_000, 10_000
-    print(f"\n5. K=2 NB, {n_genes} genes x {n_cells} cells, sparse")
+    print(f"\n6. K=2 NB, {n_genes} genes x {n_cells} cells, sparse")
     X, sf = sparse_counts(n_cells, n_genes, seed=99)
     print(f"   non-zero fraction {X.nnz / (n_genes * n_cells):.3f}")
     model = scmix.models.NegativeBinomialMixture(2)
@@ -185,6 +174,8 @@ def main(argv=None) -> int:
     k1_vs_statsmodels(args.quick)
     scaling(args.quick)
     gaussian(args.quick)
+    print("\n5. ", end="")
+    iteration_cost.main(["--genes", "100" if args.quick else "400"])
     if args.large:
         large()
     print(f"\nall benchmarks: {time.perf_counter() - start:.0f} s")

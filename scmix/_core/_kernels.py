@@ -110,26 +110,6 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
             resp_sums[g, k] = sums[k]
 
 
-@gene_kernel
-def nonzero_cells(level):
-    """The cells with a non-zero count of each gene (``level >= 0``): indices
-    (n_genes, most non-zero cells of a gene), padded with 0, and their number."""
-    n_genes, n_cells = level.shape
-    counts = np.zeros(n_genes, dtype=np.int64)
-    for g in numba.prange(n_genes):
-        for i in range(n_cells):
-            if level[g, i] >= 0:
-                counts[g] += 1
-    cells = np.zeros((n_genes, max(1, counts.max())), dtype=np.int32)
-    for g in numba.prange(n_genes):
-        t = 0
-        for i in range(n_cells):
-            if level[g, i] >= 0:
-                cells[g, t] = i
-                t += 1
-    return cells, counts
-
-
 @numba.njit(cache=True, nogil=True)
 def _distinct_sorted(row):
     values = np.sort(row[row > 0.0])

@@ -1,25 +1,27 @@
-r"""The zero counts of a gene as a few weighted pseudo-cells.
+r"""Cells sharing a count, summed as a few weighted pseudo-cells.
 
-A cell with :math:`x_{ij} = 0` enters every E- and M-step sum through a function of
-its size factor alone, :math:`\sum_{i: x_{ij}=0} h(u_i)` with :math:`u_i = \log s_i`
-(e.g. :math:`h = \log\sum_k \pi_k (1 + e^u\mu_k/\theta_k)^{-\theta_k}`). On sparse
-genes (90% zeros) these sums are most of the work of an iteration. ``h`` is
-analytic in :math:`u` (in the NB terms the nearest singularities lie at
+A cell with count :math:`x_{ij} = v` enters every E- and M-step sum through a
+function of its size factor alone, :math:`\sum_{i: x_{ij}=v} h_v(u_i)` with
+:math:`u_i = \log s_i` (e.g. for the zeros
+:math:`h_0 = \log\sum_k \pi_k (1 + e^u\mu_k/\theta_k)^{-\theta_k}`). On sparse genes
+(90% zeros, most of the rest ones) these sums are most of the work of an
+iteration. :math:`h_v` is analytic in :math:`u` (the NB terms are singular only at
 :math:`|\mathrm{Im}\,u| = \pi`), so it is replaced by its polynomial interpolant at
 the Chebyshev-Lobatto points :math:`u_0 \ldots u_N` of :math:`[\min u, \max u]`:
 
 .. math::
 
-    \sum_{i: x_{ij}=0} h(u_i) \approx \sum_n w_{jn} h(u_n),\qquad
-    w_{jn} = \sum_{i: x_{ij}=0} \ell_n(u_i),
+    \sum_{i: x_{ij}=v} h_v(u_i) \approx \sum_n w_{jvn} h_v(u_n),\qquad
+    w_{jvn} = \sum_{i: x_{ij}=v} \ell_n(u_i),
 
-with :math:`\ell_n` the Lagrange basis (barycentric form). The weights are computed
-once per gene; afterwards an iteration costs ``N + 1`` evaluations of ``h`` instead
-of one per zero cell. The even nodes are the Chebyshev-Lobatto points of degree
-``N/2``, so a second rule with weights ``w_low`` on them comes for free and
-``|sum w h - sum w_low h|`` estimates the error (as in Clenshaw-Curtis
-quadrature); a family falls back to the exact sum over cells wherever that
-estimate exceeds its tolerance.
+with :math:`\ell_n` the Lagrange basis (barycentric form). Per gene, the (at most
+``MAX_POOLED``) counts shared by enough cells are pooled this way and the other
+cells are summed one by one; the weights are computed once per chunk, after which
+an iteration costs ``N + 1`` evaluations per pooled count instead of one per cell.
+The even nodes are the Chebyshev-Lobatto points of degree ``N/2``, so a second rule
+with weights ``w_low`` on them comes for free and ``|sum w h - sum w_low h|``
+estimates the error (as in Clenshaw-Curtis quadrature); a family sums every cell
+of a gene wherever that estimate exceeds its tolerance.
 """
 
 from __future__ import annotations
@@ -29,35 +31,53 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._threading import gene_kernel
+
 #: Degree of the interpolant (N + 1 nodes); the error check uses degree N / 2.
 DEGREE = 32
-#: Genes with fewer zero cells than this many times the nodes are summed exactly.
-MIN_ZEROS_PER_NODE = 4
-#: Largest estimated error allowed, per zero cell, in the log-likelihood and in each
+#: A count is pooled when at least this many cells per node share it.
+MIN_CELLS_PER_NODE = 4
+#: Most counts pooled per gene.
+MAX_POOLED = 4
+#: Largest estimated error allowed, per pooled cell, in the log-likelihood and in each
 #: component's summed responsibility.
-TOLERANCE_PER_ZERO = 1e-8
+TOLERANCE_PER_CELL = 1e-8
+#: ``pooled_level`` of an unused slot (-1 is the zero count, as in ``count_levels``).
+UNUSED = -2
 
 
 @dataclass
-class ZeroQuadrature:
-    """Nodes shared by a chunk's genes and each gene's weights on them."""
+class CountQuadrature:
+    """Nodes shared by a chunk's genes; per gene the pooled counts, their weights on
+    the nodes, and the cells summed one by one."""
 
     size_factors: np.ndarray  # (n_nodes,) e^{u_n}
     log_size_factors: np.ndarray  # (n_nodes,)
-    weights: np.ndarray  # (n_genes, n_nodes)
-    low_weights: np.ndarray  # (n_genes, n_nodes), zero on the odd nodes
-    use: np.ndarray  # (n_genes,) bool: genes whose zeros go through the nodes
+    pooled_level: np.ndarray  # (n_genes, MAX_POOLED) int32: -1 zero, u level u, UNUSED
+    pooled_count: np.ndarray  # (n_genes, MAX_POOLED) the count of each pooled slot
+    weights: np.ndarray  # (n_genes, MAX_POOLED, n_nodes)
+    low_weights: np.ndarray  # (n_genes, MAX_POOLED, n_nodes), zero on the odd nodes
+    cells: np.ndarray  # (n_genes, n_cells) int32: the cells summed one by one, first
+    n_cells: np.ndarray  # (n_genes,) how many
     tolerance: np.ndarray  # (n_genes,) largest error estimate accepted
 
-    def take(self, rows: np.ndarray) -> ZeroQuadrature:
-        return ZeroQuadrature(
+    def take(self, rows: np.ndarray) -> CountQuadrature:
+        return CountQuadrature(
             self.size_factors,
             self.log_size_factors,
-            self.weights[rows],
-            self.low_weights[rows],
-            self.use[rows],
-            self.tolerance[rows],
+            *(getattr(self, name)[rows] for name in _PER_GENE),
         )
+
+
+_PER_GENE = (
+    "pooled_level",
+    "pooled_count",
+    "weights",
+    "low_weights",
+    "cells",
+    "n_cells",
+    "tolerance",
+)
 
 
 def lobatto_nodes(low: float, high: float, degree: int) -> np.ndarray:
@@ -81,43 +101,74 @@ def lagrange_basis(points: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     return basis
 
 
-@numba.njit(cache=True, nogil=True)
-def _zero_weights(total, basis, cells, n_nonzero):
-    """``total - sum_{i non-zero} basis[i]`` per gene, cell by cell in a fixed order (a
-    matrix product's summation order depends on the shapes, i.e. on the chunk)."""
-    out = np.empty((n_nonzero.shape[0], total.shape[0]))
-    for g in range(n_nonzero.shape[0]):
-        out[g] = total
-        for t in range(n_nonzero[g]):
-            out[g] -= basis[cells[g, t]]
-    return out
+@gene_kernel
+def _pool(values, n_levels, level, basis, low_basis, min_cells, tolerance_per_cell):
+    n_genes, n_cells = level.shape
+    n_nodes = basis.shape[1]
+    pooled_level = np.full((n_genes, MAX_POOLED), UNUSED, dtype=np.int32)
+    pooled_count = np.zeros((n_genes, MAX_POOLED))
+    weights = np.zeros((n_genes, MAX_POOLED, n_nodes))
+    low_weights = np.zeros((n_genes, MAX_POOLED, n_nodes))
+    cells = np.zeros((n_genes, n_cells), dtype=np.int32)
+    n_single = np.zeros(n_genes, dtype=np.int64)
+    tolerance = np.zeros(n_genes)
+    for g in numba.prange(n_genes):
+        # cells per count: slot 0 is the zero count, slot u + 1 level u
+        sizes = np.zeros(n_levels[g] + 1)
+        for i in range(n_cells):
+            sizes[level[g, i] + 1] += 1.0
+        slot = np.full(n_levels[g] + 1, -1)
+        order = np.argsort(-sizes, kind="mergesort")
+        for p in range(min(MAX_POOLED, order.shape[0])):
+            c = order[p]
+            if sizes[c] < min_cells:
+                break
+            slot[c] = p
+            pooled_level[g, p] = c - 1
+            pooled_count[g, p] = 0.0 if c == 0 else values[g, c - 1]
+            tolerance[g] += tolerance_per_cell * sizes[c]
+        t = 0
+        for i in range(n_cells):
+            p = slot[level[g, i] + 1]
+            if p < 0:
+                cells[g, t] = i
+                t += 1
+            else:
+                for n in range(n_nodes):
+                    weights[g, p, n] += basis[i, n]
+                    low_weights[g, p, n] += low_basis[i, n]
+        n_single[g] = t
+    return pooled_level, pooled_count, weights, low_weights, cells, n_single, tolerance
 
 
-def zero_quadrature(
-    cells: np.ndarray, n_nonzero: np.ndarray, size_factors: np.ndarray, degree: int = DEGREE
-) -> ZeroQuadrature:
-    """The :class:`ZeroQuadrature` of genes whose non-zero cells are ``cells[g, :n_nonzero[g]]``
-    (as :func:`~scmix._core._kernels.nonzero_cells` gives them)."""
+def count_quadrature(
+    values: np.ndarray,
+    n_levels: np.ndarray,
+    level: np.ndarray,
+    size_factors: np.ndarray,
+    degree: int = DEGREE,
+) -> CountQuadrature:
+    """The :class:`CountQuadrature` of genes with the count levels of
+    :func:`~scmix._core._kernels.count_levels`."""
     u = np.log(size_factors)
-    n_zero = (u.size - n_nonzero).astype(np.float64)
     low, high = float(u.min()), float(u.max())
     if high - low <= 1e-12 * max(1.0, abs(low)):
-        # one size factor for every cell: the zeros are one pseudo-cell, exactly
+        # one size factor for every cell: cells sharing a count are one pseudo-cell
         nodes = np.array([low])
-        weights = n_zero[:, None].copy()
-        low_weights = weights
+        basis = low_basis = np.ones((u.size, 1))
     else:
         nodes = lobatto_nodes(low, high, degree)
         basis = lagrange_basis(u, nodes)
-        weights = _zero_weights(basis.sum(axis=0), basis, cells, n_nonzero)
-        low_weights = np.zeros_like(weights)
-        basis = lagrange_basis(u, nodes[::2])
-        low_weights[:, ::2] = _zero_weights(basis.sum(axis=0), basis, cells, n_nonzero)
-    return ZeroQuadrature(
-        np.exp(nodes),
-        nodes,
-        weights,
-        low_weights,
-        n_zero >= MIN_ZEROS_PER_NODE * nodes.size,
-        TOLERANCE_PER_ZERO * n_zero,
+        low_basis = np.zeros_like(basis)
+        low_basis[:, ::2] = lagrange_basis(u, nodes[::2])
+    pooled = _pool(
+        values,
+        n_levels,
+        level,
+        basis,
+        low_basis,
+        MIN_CELLS_PER_NODE * nodes.size,
+        TOLERANCE_PER_CELL,
+        work=level.size,
     )
+    return CountQuadrature(np.exp(nodes), nodes, *pooled)

@@ -22,8 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .._kernels import count_levels, e_step, log_factorial_sums, nonzero_cells, weighted_rate
-from ..quadrature import ZeroQuadrature, zero_quadrature
+from .._kernels import count_levels, e_step, log_factorial_sums, weighted_rate
+from ..quadrature import CountQuadrature, count_quadrature
 
 #: Means are kept above this floor so that log(mu) stays finite.
 MU_MIN = 1e-10
@@ -47,14 +47,9 @@ class ChunkData:
         return count_levels(self.x)
 
     @cached_property
-    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(cells, n_nonzero)`` of :func:`~scmix._core._kernels.nonzero_cells`."""
-        return nonzero_cells(self.levels[2])
-
-    @cached_property
-    def zero_quadrature(self) -> ZeroQuadrature:
-        """The zero counts of each gene as weighted nodes (:mod:`scmix._core.quadrature`)."""
-        return zero_quadrature(*self.nonzero, self.size_factors)
+    def quadrature(self) -> CountQuadrature:
+        """Cells sharing a count as weighted nodes (:mod:`scmix._core.quadrature`)."""
+        return count_quadrature(*self.levels, self.size_factors)
 
     @cached_property
     def log_factorial_sums(self) -> np.ndarray:
@@ -66,8 +61,7 @@ class ChunkData:
         derived from the counts is taken along, not derived again."""
         taken = ChunkData(self.x[rows], self.size_factors)
         taken.levels = tuple(a[rows] for a in self.levels)
-        taken.nonzero = tuple(a[rows] for a in self.nonzero)
-        taken.zero_quadrature = self.zero_quadrature.take(rows)
+        taken.quadrature = self.quadrature.take(rows)
         return taken
 
     @property

@@ -15,6 +15,12 @@ step where the Hessian is not negative definite) with step halving: a step is
 taken only if Q does not decrease, so EM stays monotone (a generalised EM).
 theta is kept in ``[THETA_MIN, THETA_MAX]``; a component at ``THETA_MAX`` is
 Poisson-like (dispersion below 1e-8) and reported with dispersion 0.
+
+During EM, the cells of a gene that share a frequent count (the zeros, and the
+ones of a sparse gene) are summed on quadrature nodes in ``log s``
+(:mod:`scmix._core.quadrature`), so that an iteration costs O(other cells + nodes);
+the error of those sums is estimated at every E-step and the gene summed cell by
+cell when it exceeds the tolerance. The final E-step always sums every cell.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from scipy import stats
 
 from .._kernels import normalise
 from .._threading import gene_kernel
+from ..quadrature import UNUSED
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
 from .base import MU_MIN, ChunkData, Family
 
@@ -111,13 +118,14 @@ def _nb_e_step(
     values,
     n_levels,
     level,
-    nonzero,
-    n_nonzero,
     node_size_factors,
     node_log_size_factors,
+    pooled_level,
+    pooled_count,
     node_weights,
     node_low_weights,
-    use_nodes,
+    single_cells,
+    n_single,
     tolerance,
     mu,
     theta,
@@ -131,11 +139,11 @@ def _nb_e_step(
 ):
     """The E-step fused with the log-pmf: one pass over the cells of a gene.
 
-    Where ``use_nodes[g]``, the zero counts are summed on the quadrature nodes
-    (:mod:`scmix._core.quadrature`; their responsibilities go to ``node_resp``)
-    and only the non-zero cells one by one, unless the error estimate of the
-    node sums exceeds ``tolerance[g]``: then every cell is summed.
-    ``on_nodes[g]`` tells the M-step which way the gene went.
+    Where a gene has pooled counts, the cells of each are summed
+    on the quadrature nodes (:mod:`scmix._core.quadrature`; their responsibilities
+    go to ``node_resp[g, k, p, n]``) and only the other cells one by one, unless the
+    error estimate of the node sums exceeds ``tolerance[g]``: then every cell is
+    summed. On return ``on_nodes[g]`` tells the M-step which way the gene went.
     """
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
@@ -150,32 +158,35 @@ def _nb_e_step(
         joint = np.empty(n_comp)
         sums = np.zeros(n_comp)
         total = 0.0
-        quadrature = use_nodes[g]
+        quadrature = pooled_level[g, 0] != UNUSED
         if quadrature:
             low_sums = np.zeros(n_comp)
             low_total = 0.0
-            for n in range(n_nodes):
-                top = _cell_joint(
-                    joint,
-                    0.0,
-                    -1,
-                    node_size_factors[n],
-                    node_log_size_factors[n],
-                    mu[g],
-                    theta[g],
-                    log_mu_minus_log_th,
-                    log_weights[g],
-                    tables,
-                )
-                value = normalise(joint, top)
-                w = node_weights[g, n]
-                w_low = node_low_weights[g, n]
-                total += w * value
-                low_total += w_low * value
-                for k in range(n_comp):
-                    node_resp[g, k, n] = joint[k]
-                    sums[k] += w * joint[k]
-                    low_sums[k] += w_low * joint[k]
+            for p in range(pooled_level.shape[1]):
+                if pooled_level[g, p] == UNUSED:
+                    break
+                for n in range(n_nodes):
+                    top = _cell_joint(
+                        joint,
+                        pooled_count[g, p],
+                        pooled_level[g, p],
+                        node_size_factors[n],
+                        node_log_size_factors[n],
+                        mu[g],
+                        theta[g],
+                        log_mu_minus_log_th,
+                        log_weights[g],
+                        tables,
+                    )
+                    value = normalise(joint, top)
+                    w = node_weights[g, p, n]
+                    w_low = node_low_weights[g, p, n]
+                    total += w * value
+                    low_total += w_low * value
+                    for k in range(n_comp):
+                        node_resp[g, k, p, n] = joint[k]
+                        sums[k] += w * joint[k]
+                        low_sums[k] += w_low * joint[k]
             error = abs(total - low_total)
             for k in range(n_comp):
                 error += abs(sums[k] - low_sums[k])
@@ -184,9 +195,9 @@ def _nb_e_step(
                 total = 0.0
                 sums[:] = 0.0
         on_nodes[g] = quadrature
-        n_cells_summed = n_nonzero[g] if quadrature else n_cells
+        n_cells_summed = n_single[g] if quadrature else n_cells
         for t in range(n_cells_summed):
-            i = nonzero[g, t] if quadrature else t
+            i = single_cells[g, t] if quadrature else t
             top = _cell_joint(
                 joint,
                 x[g, i],
@@ -205,7 +216,9 @@ def _nb_e_step(
                 sums[k] += joint[k]
         loglik[g] = total
         for k in range(n_comp):
-            resp_sums[g, k] = sums[k]
+            # node weights may be negative: an emptied component's sum can come out
+            # at -1e-17, and the weights must stay >= 0
+            resp_sums[g, k] = max(sums[k], 0.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -265,16 +278,33 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
 
 @numba.njit(cache=True, nogil=True)
 def _compact_cells(
-    x, size_factors, log_size_factors, level, cells, n_cells, resp, node_s, node_log_s, node_r
+    x,
+    size_factors,
+    log_size_factors,
+    level,
+    cells,
+    n_cells,
+    resp,
+    node_s,
+    node_log_s,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_resp,
 ):
-    """The non-zero cells ``cells[:n_cells]`` followed by the quadrature nodes as
-    pseudo-cells with count 0 and weights ``node_r``: ``(x, s, log s, r, level)``."""
+    """The cells ``cells[:n_cells]`` followed by the quadrature nodes of each pooled
+    count as pseudo-cells with weights ``node_weights * node_resp``:
+    ``(x, s, log s, r, level)``."""
     n_nodes = node_s.shape[0]
-    xs = np.zeros(n_cells + n_nodes)
-    lv = np.full(n_cells + n_nodes, -1, dtype=level.dtype)
-    ss = np.empty(n_cells + n_nodes)
-    ls = np.empty(n_cells + n_nodes)
-    rs = np.empty(n_cells + n_nodes)
+    n_pooled = 0
+    while n_pooled < pooled_level.shape[0] and pooled_level[n_pooled] != UNUSED:
+        n_pooled += 1
+    size = n_cells + n_pooled * n_nodes
+    xs = np.empty(size)
+    ss = np.empty(size)
+    ls = np.empty(size)
+    rs = np.empty(size)
+    lv = np.empty(size, dtype=level.dtype)
     for t in range(n_cells):
         i = cells[t]
         xs[t] = x[i]
@@ -282,9 +312,15 @@ def _compact_cells(
         ls[t] = log_size_factors[i]
         rs[t] = resp[i]
         lv[t] = level[i]
-    ss[n_cells:] = node_s
-    ls[n_cells:] = node_log_s
-    rs[n_cells:] = node_r
+    t = n_cells
+    for p in range(n_pooled):
+        for n in range(n_nodes):
+            xs[t] = pooled_count[p]
+            ss[t] = node_s[n]
+            ls[t] = node_log_s[n]
+            rs[t] = node_weights[p, n] * node_resp[p, n]
+            lv[t] = pooled_level[p]
+            t += 1
     return xs, ss, ls, rs, lv
 
 
@@ -296,11 +332,13 @@ def _nb_m_step(
     values,
     n_levels,
     level,
-    nonzero,
-    n_nonzero,
     node_size_factors,
     node_log_size_factors,
+    pooled_level,
+    pooled_count,
     node_weights,
+    single_cells,
+    n_single,
     resp,
     node_resp,
     on_nodes,
@@ -315,18 +353,21 @@ def _nb_m_step(
         g = active[pair // n_comp]
         k = pair % n_comp
         if on_nodes[g]:
-            # the E-step summed this gene's zeros on the quadrature nodes
+            # the E-step summed this gene's pooled counts on the quadrature nodes
             xg, sg, lg, r, lv = _compact_cells(
                 x[g],
                 size_factors,
                 log_size_factors,
                 level[g],
-                nonzero[g],
-                n_nonzero[g],
+                single_cells[g],
+                n_single[g],
                 resp[g, k],
                 node_size_factors,
                 node_log_size_factors,
-                node_weights[g] * node_resp[g, k],
+                pooled_level[g],
+                pooled_count[g],
+                node_weights[g],
+                node_resp[g, k],
             )
         else:
             xg, sg, lg, r, lv = x[g], size_factors, log_size_factors, resp[g, k], level[g]
@@ -448,65 +489,78 @@ class NegativeBinomial(Family):
         )
 
     def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-        """The responsibilities on the quadrature nodes and whether a gene's last
-        E-step used them (:mod:`scmix._core.quadrature`)."""
-        n_rows = data.x.shape[0]
-        n_nodes = data.zero_quadrature.size_factors.size
-        return np.zeros((n_rows, n_components, n_nodes)), np.zeros(n_rows, dtype=bool)
+        """The responsibilities on the quadrature nodes of each pooled count, and per
+        gene whether its last E-step used them (:mod:`scmix._core.quadrature`)."""
+        quad = data.quadrature
+        n_rows, n_pooled, n_nodes = quad.weights.shape
+        return np.zeros((n_rows, n_components, n_pooled, n_nodes)), np.zeros(n_rows, dtype=bool)
 
     @staticmethod
-    def _zeros_args(data: ChunkData, state, n_components: int) -> tuple:
-        """Quadrature arguments of the kernels; without a state, none are used."""
+    def _pooling(data: ChunkData, state) -> tuple:
+        """The kernels' quadrature arguments; without a state no count is pooled."""
         if state is None:
-            nothing = np.zeros(0)
-            never = np.zeros(data.x.shape[0], dtype=bool)
-            cells = (
-                np.zeros((data.x.shape[0], 1), dtype=np.int32),
-                np.zeros(data.x.shape[0], dtype=np.int64),
-            )
+            n_rows = data.x.shape[0]
+            nowhere = np.zeros(n_rows, dtype=bool)
             return (
-                *cells,
-                nothing,
-                nothing,
-                np.zeros((data.x.shape[0], 0)),
-                np.zeros((data.x.shape[0], 0)),
-                never,
-                np.zeros(data.x.shape[0]),
-                np.zeros((0, n_components, 0)),
-                np.empty(data.x.shape[0], dtype=bool),
+                np.ones(1),
+                np.zeros(1),
+                np.full((n_rows, 1), UNUSED, dtype=np.int32),
+                np.zeros((n_rows, 1)),
+                np.zeros((n_rows, 1, 1)),
+                np.zeros((n_rows, 1, 1)),
+                np.zeros((n_rows, 1), dtype=np.int32),
+                np.zeros(n_rows, dtype=np.int64),
+                np.zeros(n_rows),
+                np.zeros((0, 1, 1, 1)),
+                nowhere,
             )
-        quad = data.zero_quadrature
+        quad = data.quadrature
+        node_resp, on_nodes = state
         return (
-            *data.nonzero,
             quad.size_factors,
             quad.log_size_factors,
+            quad.pooled_level,
+            quad.pooled_count,
             quad.weights,
             quad.low_weights,
-            quad.use,
+            quad.cells,
+            quad.n_cells,
             quad.tolerance,
-            *state,
+            node_resp,
+            on_nodes,
         )
 
     def e_step(
         self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
     ) -> None:
-        """Fused with the log-pmf; with a state, zeros summed on quadrature nodes where
-        that is accurate (see :func:`_nb_e_step`)."""
-        cells, n_nonzero, node_s, node_log_s, weights, low, use, tol, node_resp, on_nodes = (
-            self._zeros_args(data, state, resp.shape[1])
-        )
+        """Fused with the log-pmf; with a state, cells sharing a count summed on
+        quadrature nodes where that is accurate (see :func:`_nb_e_step`)."""
+        (
+            node_s,
+            node_log_s,
+            level,
+            count,
+            weights,
+            low,
+            cells,
+            n_single,
+            tol,
+            node_resp,
+            on_nodes,
+        ) = self._pooling(data, state)
         _nb_e_step(
             data.x,
             data.size_factors,
             data.log_size_factors,
             *data.levels,
-            cells,
-            n_nonzero,
             node_s,
             node_log_s,
+            level,
+            count,
             weights,
             low,
-            use,
+            cells,
+            n_single,
             tol,
             params["mu"],
             params["theta"],
@@ -521,21 +575,38 @@ class NegativeBinomial(Family):
         )
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
-        cells, n_nonzero, node_s, node_log_s, weights, _, _, _, node_resp, on_nodes = (
-            self._zeros_args(data, state, resp.shape[1])
-        )
         if state is None:
-            on_nodes[:] = False
+            (
+                node_s,
+                node_log_s,
+                level,
+                count,
+                weights,
+                _,
+                cells,
+                n_single,
+                _,
+                node_resp,
+                on_nodes,
+            ) = self._pooling(data, None)
+        else:
+            quad = data.quadrature
+            node_resp, on_nodes = state  # as the E-step left them
+            node_s, node_log_s = quad.size_factors, quad.log_size_factors
+            level, count, weights = quad.pooled_level, quad.pooled_count, quad.weights
+            cells, n_single = quad.cells, quad.n_cells
         _nb_m_step(
             data.x,
             data.size_factors,
             data.log_size_factors,
             *data.levels,
-            cells,
-            n_nonzero,
             node_s,
             node_log_s,
+            level,
+            count,
             weights,
+            cells,
+            n_single,
             resp,
             node_resp,
             on_nodes,
