@@ -8,7 +8,7 @@ from scipy import sparse
 
 import scmix
 from scmix._core.em import e_step_at
-from scmix._core.families import NegativeBinomial
+from scmix._core.families import NegativeBinomial, Poisson
 from scmix._core.families.base import ChunkData
 from scmix._core.fit import fit_matrix
 from scmix._core.quadrature import DEGREE, UNUSED, lagrange_basis, lobatto_nodes
@@ -99,17 +99,18 @@ def test_one_size_factor_makes_the_zeros_one_exact_node():
     assert quad.n_cells.tolist() == [0, 0]  # every count pooled
 
 
+@pytest.mark.parametrize("family", [NegativeBinomial(), Poisson()], ids=["nb", "poisson"])
 @pytest.mark.parametrize("n_components", [1, 2, 3])
-def test_nb_e_step_on_nodes_matches_every_cell(n_components):
+def test_e_step_on_nodes_matches_every_cell(n_components, family):
     x, s = _sparse_genes()
     data = ChunkData(x, s)
-    family = NegativeBinomial()
     assert (data.quadrature.pooled_level[:, 0] != UNUSED).all()
     rng = np.random.default_rng(n_components)
     params = {
         "mu": np.sort(rng.uniform(0.02, 0.8, (x.shape[0], n_components)), axis=1),
         "theta": rng.uniform(0.5, 20, (x.shape[0], n_components)),
     }
+    params = {name: params[name] for name in family.param_names}
     weights = rng.dirichlet(np.ones(n_components), x.shape[0])
     active = np.arange(x.shape[0])
     log_weights = np.log(weights)
@@ -166,6 +167,33 @@ def test_nb_m_step_on_nodes_matches_every_cell():
     assert not np.allclose(results[0]["mu"], start["mu"])  # the M-step moved
 
 
+def test_poisson_m_step_from_the_e_step_sums_is_the_closed_form():
+    x, s = _sparse_genes(seed=6)
+    data = ChunkData(x, s)
+    family = Poisson()
+    n_genes = x.shape[0]
+    params = {"mu": np.tile([0.05, 0.6], (n_genes, 1))}
+    log_weights = np.log(np.full((n_genes, 2), 0.5))
+    active = np.arange(n_genes)
+    resp = np.empty((n_genes, 2, x.shape[1]))
+    state = family.new_state(data, 2)
+    sums = np.empty((n_genes, 2))
+    family.e_step(data, params, log_weights, active, resp, np.empty(n_genes), sums, state)
+    family.m_step(data, resp, params, active, state)
+    exact = np.empty_like(resp)
+    family.e_step(
+        data,
+        {"mu": np.tile([0.05, 0.6], (n_genes, 1))},
+        log_weights,
+        active,
+        exact,
+        np.empty(n_genes),
+        np.empty((n_genes, 2)),
+    )
+    expected = np.einsum("gki,gi->gk", exact, x) / np.einsum("gki,i->gk", exact, s)
+    np.testing.assert_allclose(params["mu"], expected, rtol=1e-10)
+
+
 def test_steep_responsibilities_fall_back_to_every_cell():
     """Two components so far apart that r(s) of the zeros is a near step: the node
     sums fail their error check and the gene is summed cell by cell."""
@@ -191,15 +219,16 @@ def test_steep_responsibilities_fall_back_to_every_cell():
     np.testing.assert_array_equal(ll, exact_ll)
 
 
-def test_fit_on_nodes_reaches_the_optimum_of_the_exact_fit(monkeypatch):
-    """Same data, zeros on nodes or cell by cell: the same log-likelihoods (both are
-    evaluated exactly at the end) to the precision of the convergence test."""
+@pytest.mark.parametrize("family", [NegativeBinomial(), Poisson()], ids=["nb", "poisson"])
+def test_fit_on_nodes_reaches_the_optimum_of_the_exact_fit(monkeypatch, family):
+    """Same data, counts pooled on nodes or cell by cell: the same log-likelihoods (both
+    are evaluated exactly at the end) to the precision of the convergence test."""
     from scmix._core import quadrature
 
     x, s = _sparse_genes(n_cells=2000, n_genes=8, seed=7)
     X = sparse.csr_matrix(x.T)
     options = dict(
-        family=NegativeBinomial(),
+        family=family,
         n_components=2,
         n_init=3,
         max_iter=3000,

@@ -113,8 +113,10 @@ def starting_labels(
     x: np.ndarray, size_factors: np.ndarray, n_components: int, start: int, uniforms: np.ndarray
 ) -> np.ndarray:
     """Hard labels for start number ``start`` (``uniforms``: shape (n_genes, n_init, K))."""
+    if n_components == 1:
+        return np.zeros(x.shape, dtype=np.int64)
     y = normalised_expression(x, size_factors)
-    if start == 0 or n_components == 1:
+    if start == 0:
         return quantile_labels(y, n_components)
     if start == 1:
         nested = quantile_labels(np.abs(y - np.median(y, axis=1, keepdims=True)), n_components)

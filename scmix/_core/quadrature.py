@@ -61,6 +61,25 @@ class CountQuadrature:
     n_cells: np.ndarray  # (n_genes,) how many
     tolerance: np.ndarray  # (n_genes,) largest error estimate accepted
 
+    @classmethod
+    def none(cls, n_genes: int) -> CountQuadrature:
+        """No count pooled: every cell of every gene is summed one by one."""
+        return cls(
+            np.ones(1),
+            np.zeros(1),
+            np.full((n_genes, 1), UNUSED, dtype=np.int32),
+            np.zeros((n_genes, 1)),
+            np.zeros((n_genes, 1, 1)),
+            np.zeros((n_genes, 1, 1)),
+            np.zeros((n_genes, 1), dtype=np.int32),
+            np.zeros(n_genes, dtype=np.int64),
+            np.zeros(n_genes),
+        )
+
+    def arrays(self) -> tuple:
+        """The fields in the order the kernels take them."""
+        return (self.size_factors, self.log_size_factors, *(getattr(self, n) for n in _PER_GENE))
+
     def take(self, rows: np.ndarray) -> CountQuadrature:
         return CountQuadrature(
             self.size_factors,
@@ -112,6 +131,11 @@ def _pool(values, n_levels, level, basis, low_basis, min_cells, tolerance_per_ce
     cells = np.zeros((n_genes, n_cells), dtype=np.int32)
     n_single = np.zeros(n_genes, dtype=np.int64)
     tolerance = np.zeros(n_genes)
+    total = np.zeros(n_nodes)
+    low_total = np.zeros(n_nodes)
+    for i in range(n_cells):
+        total += basis[i]
+        low_total += low_basis[i]
     for g in numba.prange(n_genes):
         # cells per count: slot 0 is the zero count, slot u + 1 level u
         sizes = np.zeros(n_levels[g] + 1)
@@ -127,13 +151,22 @@ def _pool(values, n_levels, level, basis, low_basis, min_cells, tolerance_per_ce
             pooled_level[g, p] = c - 1
             pooled_count[g, p] = 0.0 if c == 0 else values[g, c - 1]
             tolerance[g] += tolerance_per_cell * sizes[c]
+        # the zeros' weights as all cells' minus the others' (most cells are zeros)
+        zero_slot = slot[0]
+        if zero_slot >= 0:
+            weights[g, zero_slot] = total
+            low_weights[g, zero_slot] = low_total
         t = 0
         for i in range(n_cells):
             p = slot[level[g, i] + 1]
             if p < 0:
                 cells[g, t] = i
                 t += 1
-            else:
+            if p != zero_slot and level[g, i] >= 0 and zero_slot >= 0:
+                for n in range(n_nodes):
+                    weights[g, zero_slot, n] -= basis[i, n]
+                    low_weights[g, zero_slot, n] -= low_basis[i, n]
+            if p >= 0 and p != zero_slot:
                 for n in range(n_nodes):
                     weights[g, p, n] += basis[i, n]
                     low_weights[g, p, n] += low_basis[i, n]

@@ -69,6 +69,15 @@ class ChunkData:
         return self.x.shape[1]
 
 
+def pooling(data: ChunkData, state) -> tuple[CountQuadrature, tuple]:
+    """The quadrature a family's kernels use and the ``(node values, on_nodes)`` of its
+    state; without a state nothing is pooled (every cell summed, every ``resp`` set)."""
+    if state is None:
+        n_genes = data.x.shape[0]
+        return CountQuadrature.none(n_genes), (np.zeros((0, 1, 1, 1)), np.zeros(n_genes, bool))
+    return data.quadrature, state
+
+
 class Family(ABC):
     """A count distribution with mean ``s_i * mu_jk`` and per-component parameters."""
 

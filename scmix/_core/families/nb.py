@@ -35,7 +35,7 @@ from .._kernels import normalise
 from .._threading import gene_kernel
 from ..quadrature import UNUSED
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
-from .base import MU_MIN, ChunkData, Family
+from .base import MU_MIN, ChunkData, Family, pooling
 
 THETA_MIN = 1e-6
 THETA_MAX = 1e8
@@ -337,8 +337,10 @@ def _nb_m_step(
     pooled_level,
     pooled_count,
     node_weights,
+    node_low_weights,
     single_cells,
     n_single,
+    tolerance,
     resp,
     node_resp,
     on_nodes,
@@ -495,73 +497,18 @@ class NegativeBinomial(Family):
         n_rows, n_pooled, n_nodes = quad.weights.shape
         return np.zeros((n_rows, n_components, n_pooled, n_nodes)), np.zeros(n_rows, dtype=bool)
 
-    @staticmethod
-    def _pooling(data: ChunkData, state) -> tuple:
-        """The kernels' quadrature arguments; without a state no count is pooled."""
-        if state is None:
-            n_rows = data.x.shape[0]
-            nowhere = np.zeros(n_rows, dtype=bool)
-            return (
-                np.ones(1),
-                np.zeros(1),
-                np.full((n_rows, 1), UNUSED, dtype=np.int32),
-                np.zeros((n_rows, 1)),
-                np.zeros((n_rows, 1, 1)),
-                np.zeros((n_rows, 1, 1)),
-                np.zeros((n_rows, 1), dtype=np.int32),
-                np.zeros(n_rows, dtype=np.int64),
-                np.zeros(n_rows),
-                np.zeros((0, 1, 1, 1)),
-                nowhere,
-            )
-        quad = data.quadrature
-        node_resp, on_nodes = state
-        return (
-            quad.size_factors,
-            quad.log_size_factors,
-            quad.pooled_level,
-            quad.pooled_count,
-            quad.weights,
-            quad.low_weights,
-            quad.cells,
-            quad.n_cells,
-            quad.tolerance,
-            node_resp,
-            on_nodes,
-        )
-
     def e_step(
         self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
     ) -> None:
         """Fused with the log-pmf; with a state, cells sharing a count summed on
         quadrature nodes where that is accurate (see :func:`_nb_e_step`)."""
-        (
-            node_s,
-            node_log_s,
-            level,
-            count,
-            weights,
-            low,
-            cells,
-            n_single,
-            tol,
-            node_resp,
-            on_nodes,
-        ) = self._pooling(data, state)
+        quad, (node_resp, on_nodes) = pooling(data, state)
         _nb_e_step(
             data.x,
             data.size_factors,
             data.log_size_factors,
             *data.levels,
-            node_s,
-            node_log_s,
-            level,
-            count,
-            weights,
-            low,
-            cells,
-            n_single,
-            tol,
+            *quad.arrays(),
             params["mu"],
             params["theta"],
             log_weights,
@@ -575,38 +522,13 @@ class NegativeBinomial(Family):
         )
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
-        if state is None:
-            (
-                node_s,
-                node_log_s,
-                level,
-                count,
-                weights,
-                _,
-                cells,
-                n_single,
-                _,
-                node_resp,
-                on_nodes,
-            ) = self._pooling(data, None)
-        else:
-            quad = data.quadrature
-            node_resp, on_nodes = state  # as the E-step left them
-            node_s, node_log_s = quad.size_factors, quad.log_size_factors
-            level, count, weights = quad.pooled_level, quad.pooled_count, quad.weights
-            cells, n_single = quad.cells, quad.n_cells
+        quad, (node_resp, on_nodes) = pooling(data, state)
         _nb_m_step(
             data.x,
             data.size_factors,
             data.log_size_factors,
             *data.levels,
-            node_s,
-            node_log_s,
-            level,
-            count,
-            weights,
-            cells,
-            n_single,
+            *quad.arrays(),
             resp,
             node_resp,
             on_nodes,

@@ -8,9 +8,19 @@ import numba
 import numpy as np
 from scipy import stats
 
-from .._kernels import weighted_rate
+from .._kernels import normalise, weighted_rate
 from .._threading import gene_kernel
+from ..quadrature import UNUSED
 from .base import MU_MIN, ChunkData, Family
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _log_pmf(xi, s, log_s, mu, log_mu):
+    """log f(x | s mu) + log x!"""
+    m = s * mu
+    if xi == 0.0:
+        return -m
+    return xi * (log_s + log_mu) - m
 
 
 @gene_kernel
@@ -22,12 +32,124 @@ def _poisson_log_prob(x, size_factors, log_size_factors, mu, active, out):
         for k in range(n_comp):
             log_mu = math.log(mu[g, k])
             for i in range(n_cells):
-                m = size_factors[i] * mu[g, k]
-                xi = x[g, i]
-                if xi == 0.0:
-                    out[g, k, i] = -m
-                else:
-                    out[g, k, i] = xi * (log_size_factors[i] + log_mu) - m
+                out[g, k, i] = _log_pmf(
+                    x[g, i], size_factors[i], log_size_factors[i], mu[g, k], log_mu
+                )
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_point(joint, x, s, log_s, mu, log_mu, log_weights, weight, sums, stats):
+    """Responsibilities of one (pseudo-)cell into ``joint``; adds ``weight`` times them
+    to ``sums`` and to the M-step's ``stats`` (sum r x, sum r s); returns the log-sum."""
+    top = -np.inf
+    for k in range(joint.shape[0]):
+        joint[k] = log_weights[k] + _log_pmf(x, s, log_s, mu[k], log_mu[k])
+        top = max(top, joint[k])
+    value = normalise(joint, top)
+    for k in range(joint.shape[0]):
+        r = weight * joint[k]
+        sums[k] += r
+        stats[k, 0] += r * x
+        stats[k, 1] += r * s
+    return value
+
+
+@gene_kernel
+def _poisson_e_step(
+    x,
+    size_factors,
+    log_size_factors,
+    node_size_factors,
+    node_log_size_factors,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_low_weights,
+    single_cells,
+    n_single,
+    tolerance,
+    mu,
+    log_weights,
+    active,
+    resp,
+    loglik,
+    resp_sums,
+    stats,
+    on_nodes,
+):
+    """E-step fused with the log-pmf and the M-step's sums ``stats[g, k]`` =
+    (sum_i r x, sum_i r s); pooled counts on quadrature nodes as in the NB family."""
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    n_nodes = node_size_factors.shape[0]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        log_mu = np.log(mu[g])
+        joint = np.empty(n_comp)
+        sums = np.zeros(n_comp)
+        sufficient = np.zeros((n_comp, 2))
+        total = 0.0
+        quadrature = pooled_level[g, 0] != UNUSED
+        if quadrature:
+            low_sums = np.zeros(n_comp)
+            low_sufficient = np.zeros((n_comp, 2))
+            low_total = 0.0
+            for p in range(pooled_level.shape[1]):
+                if pooled_level[g, p] == UNUSED:
+                    break
+                for n in range(n_nodes):
+                    count = pooled_count[g, p]
+                    s_n = node_size_factors[n]
+                    value = _add_point(
+                        joint,
+                        count,
+                        s_n,
+                        node_log_size_factors[n],
+                        mu[g],
+                        log_mu,
+                        log_weights[g],
+                        node_weights[g, p, n],
+                        sums,
+                        sufficient,
+                    )
+                    total += node_weights[g, p, n] * value
+                    low_total += node_low_weights[g, p, n] * value
+                    for k in range(n_comp):
+                        r = node_low_weights[g, p, n] * joint[k]
+                        low_sums[k] += r
+                        low_sufficient[k, 0] += r * count
+                        low_sufficient[k, 1] += r * s_n
+            error = abs(total - low_total)
+            for k in range(n_comp):
+                error += abs(sums[k] - low_sums[k])
+            if error > tolerance[g]:
+                quadrature = False
+                total = 0.0
+                sums[:] = 0.0
+                sufficient[:] = 0.0
+        on_nodes[g] = quadrature
+        n_cells_summed = n_single[g] if quadrature else n_cells
+        for t in range(n_cells_summed):
+            i = single_cells[g, t] if quadrature else t
+            total += _add_point(
+                joint,
+                x[g, i],
+                size_factors[i],
+                log_size_factors[i],
+                mu[g],
+                log_mu,
+                log_weights[g],
+                1.0,
+                sums,
+                sufficient,
+            )
+            for k in range(n_comp):
+                resp[g, k, i] = joint[k]
+        loglik[g] = total
+        for k in range(n_comp):
+            resp_sums[g, k] = max(sums[k], 0.0)  # negative node weights: see the NB E-step
+            stats[g, k, 0] = sufficient[k, 0]
+            stats[g, k, 1] = sufficient[k, 1]
 
 
 class Poisson(Family):
@@ -52,8 +174,44 @@ class Poisson(Family):
             work=active.size * out[0].size,
         )
 
+    def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+        """The M-step's sums (sum_i r x, sum_i r s) per gene and component, and whether
+        the gene's last E-step used the quadrature nodes (:mod:`scmix._core.quadrature`)."""
+        n_rows = data.x.shape[0]
+        return np.zeros((n_rows, n_components, 2)), np.zeros(n_rows, dtype=bool)
+
+    def e_step(
+        self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
+    ) -> None:
+        """With a state: fused with the log-pmf and the M-step's sums, cells sharing a
+        count summed on quadrature nodes where that is accurate."""
+        if state is None:
+            super().e_step(data, params, log_weights, active, resp, loglik, resp_sums)
+            return
+        stats, on_nodes = state
+        _poisson_e_step(
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            *data.quadrature.arrays(),
+            params["mu"],
+            log_weights,
+            active,
+            resp,
+            loglik,
+            resp_sums,
+            stats,
+            on_nodes,
+            work=active.size * resp[0].size,
+        )
+
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
-        mu = weighted_rate(data.x, data.size_factors, resp, active)
+        if state is None:
+            mu = weighted_rate(data.x, data.size_factors, resp, active)
+        else:  # the E-step's sums at the current parameters
+            stats = state[0][active]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mu = np.where(stats[..., 1] > 0, stats[..., 0] / stats[..., 1], np.nan)
         # a component with no weight left keeps its mean (it no longer matters)
         keep = ~np.isfinite(mu)
         mu[keep] = params["mu"][active][keep]
