@@ -27,18 +27,27 @@ import scmix.models
 from scmix._core import em, quadrature
 
 
-def sparse_counts(n_cells: int, n_genes: int, seed: int):
-    """K=2 NB counts with bimodal size factors and low means, about 10% non-zero."""
-    sim = scmix.datasets.simulate(
-        n_cells=n_cells,
-        n_genes=n_genes,
-        n_components=2,
-        means=np.column_stack([np.full(n_genes, 0.04), np.full(n_genes, 0.2)]),
-        dispersion=0.2,
-        as_sparse=True,
-        random_state=seed,
-    )
-    return sim.X.tocsr(), sim.obs["size_factors"].to_numpy()
+def sparse_counts(n_cells: int, n_genes: int, seed: int, block: int = 2000):
+    """K=2 NB counts with bimodal size factors and low means, about 10% non-zero,
+    simulated ``block`` genes at a time (the simulation is dense inside a block)."""
+    from scipy import sparse
+
+    blocks, size_factors = [], "bimodal"
+    for first in range(0, n_genes, block):
+        n = min(block, n_genes - first)
+        sim = scmix.datasets.simulate(
+            n_cells=n_cells,
+            n_genes=n,
+            n_components=2,
+            means=np.column_stack([np.full(n, 0.04), np.full(n, 0.2)]),
+            dispersion=0.2,
+            size_factors=size_factors,
+            as_sparse=True,
+            random_state=seed + first,
+        )
+        size_factors = sim.obs["size_factors"].to_numpy()  # the same cells in every block
+        blocks.append(sim.X.tocsr())
+    return sparse.hstack(blocks, format="csr"), size_factors
 
 
 class IterationCounter:

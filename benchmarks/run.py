@@ -151,10 +151,11 @@ def large() -> None:
     n_genes, n_cells = 20_000, 10_000
     print(f"\n6. K=2 NB, {n_genes} genes x {n_cells} cells, sparse")
     X, sf = sparse_counts(n_cells, n_genes, seed=99)
-    print(f"   non-zero fraction {X.nnz / (n_genes * n_cells):.3f}")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(f"   non-zero fraction {X.nnz / (n_genes * n_cells):.3f}; peak memory {before:.2f} GiB")
     model = scmix.models.NegativeBinomialMixture(2)
     seconds, _ = best_of(lambda: model.fit(X, sf), 1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
         f"   time {seconds:.0f} s (target < 300 s), peak memory of the process {peak:.2f} GiB "
         "(target < 4 GiB); converged "

@@ -20,11 +20,11 @@ def chunk_size_for(
     """Genes per chunk so that a chunk's arrays fit in ``memory_bytes``.
 
     All starts of a gene run side by side: per gene and start the engine holds the
-    counts, their level index and the (K, cells) responsibility buffer, plus one
-    more buffer for the starts and the final E-step: about
-    ``8 * n_cells * (n_starts * (K + 2) + K + 4)`` bytes.
+    counts, their level index, the cells not pooled on quadrature nodes and the
+    (K, cells) responsibility buffer, plus one more buffer for the starts and the
+    final E-step: about ``8 * n_cells * (n_starts * (K + 3) + K + 5)`` bytes.
     """
-    per_gene = 8 * n_cells * (n_starts * (n_components + 2) + n_components + 4)
+    per_gene = 8 * n_cells * (n_starts * (n_components + 3) + n_components + 5)
     return max(1, int(memory_bytes // per_gene))
 
 
