@@ -1,0 +1,405 @@
+"""numba kernels of the negative binomial family (:mod:`scmix._core.families.nb`):
+the log-pmf, the fused E-step and the Newton M-step on (log mu, log theta)."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .._kernels import normalise
+from .._threading import gene_kernel
+from ..quadrature import UNUSED
+from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
+from .base import MU_MIN
+
+THETA_MIN = 1e-6
+THETA_MAX = 1e8
+#: Largest theta of a start (see NegativeBinomial.initial_params).
+THETA_START = 100.0
+_LOG_MU_MIN = math.log(MU_MIN)
+_LOG_THETA_MIN = math.log(THETA_MIN)
+_LOG_THETA_MAX = math.log(THETA_MAX)
+#: Largest Newton step in log mu or log theta (a factor of e^3 per step).
+_MAX_STEP = 3.0
+_MAX_HALVINGS = 30
+
+
+@numba.njit(cache=True, nogil=True)
+def _lgamma_table(values, n_levels, th, out):
+    """``out[u] = lgamma(v_u + theta) - lgamma(theta)`` for the count levels ``v_u``.
+
+    Level by level, each step adds ``lgamma(v_u + theta) - lgamma(v_{u-1} + theta)``,
+    usually a single log."""
+    below = 0.0
+    running = 0.0
+    for u in range(n_levels):
+        running += lgamma_ratio(values[u] - below, th + below)
+        below = values[u]
+        out[u] = running
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
+    """log f(x | s mu, theta) + log x!; ``lgamma_term`` is 0 for x = 0."""
+    l1 = math.log1p(s * mu / th)
+    if xi == 0.0:
+        return -th * l1
+    return lgamma_term - th * l1 + xi * (log_s + log_mu_minus_log_th - l1)
+
+
+@gene_kernel
+def _nb_log_prob(
+    x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out
+):
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        table = np.zeros(max(n_levels[g], 1))
+        for k in range(n_comp):
+            th = theta[g, k]
+            _lgamma_table(values[g], n_levels[g], th, table)
+            log_mu_minus_log_th = math.log(mu[g, k]) - math.log(th)
+            for i in range(n_cells):
+                out[g, k, i] = _log_pmf(
+                    x[g, i],
+                    table[max(level[g, i], 0)],
+                    size_factors[i],
+                    log_size_factors[i],
+                    mu[g, k],
+                    th,
+                    log_mu_minus_log_th,
+                )
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cell_joint(joint, xi, lev, s, log_s, mu, theta, log_mu_minus_log_th, log_weights, tables):
+    """``joint[k] = log pi_k + log f_k(x) + log x!`` for one cell; returns the largest."""
+    top = -np.inf
+    for k in range(joint.shape[0]):
+        lgamma_term = tables[k, lev] if lev >= 0 else 0.0
+        joint[k] = log_weights[k] + _log_pmf(
+            xi, lgamma_term, s, log_s, mu[k], theta[k], log_mu_minus_log_th[k]
+        )
+        top = max(top, joint[k])
+    return top
+
+
+@gene_kernel
+def _nb_e_step(
+    x,
+    size_factors,
+    log_size_factors,
+    values,
+    n_levels,
+    level,
+    node_size_factors,
+    node_log_size_factors,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_low_weights,
+    single_cells,
+    n_single,
+    tolerance,
+    mu,
+    theta,
+    log_weights,
+    active,
+    resp,
+    loglik,
+    resp_sums,
+    node_resp,
+    on_nodes,
+):
+    """The E-step fused with the log-pmf: one pass over the cells of a gene.
+
+    Where a gene has pooled counts, the cells of each are summed on the quadrature
+    nodes (:mod:`scmix._core.quadrature`; their responsibilities go to
+    ``node_resp[g, k, p, n]``) and only the other cells one by one, unless the error
+    estimate of the node sums exceeds ``tolerance[g]``: then every cell is summed.
+    On return ``on_nodes[g]`` tells the M-step which way the gene went.
+    """
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    n_nodes = node_size_factors.shape[0]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        tables = np.zeros((n_comp, max(n_levels[g], 1)))
+        log_mu_minus_log_th = np.empty(n_comp)
+        for k in range(n_comp):
+            _lgamma_table(values[g], n_levels[g], theta[g, k], tables[k])
+            log_mu_minus_log_th[k] = math.log(mu[g, k]) - math.log(theta[g, k])
+        joint = np.empty(n_comp)
+        sums = np.zeros(n_comp)
+        total = 0.0
+        quadrature = pooled_level[g, 0] != UNUSED
+        if quadrature:
+            low_sums = np.zeros(n_comp)
+            low_total = 0.0
+            for p in range(pooled_level.shape[1]):
+                if pooled_level[g, p] == UNUSED:
+                    break
+                for n in range(n_nodes):
+                    top = _cell_joint(
+                        joint,
+                        pooled_count[g, p],
+                        pooled_level[g, p],
+                        node_size_factors[n],
+                        node_log_size_factors[n],
+                        mu[g],
+                        theta[g],
+                        log_mu_minus_log_th,
+                        log_weights[g],
+                        tables,
+                    )
+                    value = normalise(joint, top)
+                    w = node_weights[g, p, n]
+                    w_low = node_low_weights[g, p, n]
+                    total += w * value
+                    low_total += w_low * value
+                    for k in range(n_comp):
+                        node_resp[g, k, p, n] = joint[k]
+                        sums[k] += w * joint[k]
+                        low_sums[k] += w_low * joint[k]
+            error = abs(total - low_total)
+            for k in range(n_comp):
+                error += abs(sums[k] - low_sums[k])
+            if error > tolerance[g]:
+                quadrature = False
+                total = 0.0
+                sums[:] = 0.0
+        on_nodes[g] = quadrature
+        n_cells_summed = n_single[g] if quadrature else n_cells
+        for t in range(n_cells_summed):
+            i = single_cells[g, t] if quadrature else t
+            top = _cell_joint(
+                joint,
+                x[g, i],
+                level[g, i],
+                size_factors[i],
+                log_size_factors[i],
+                mu[g],
+                theta[g],
+                log_mu_minus_log_th,
+                log_weights[g],
+                tables,
+            )
+            total += normalise(joint, top)
+            for k in range(n_comp):
+                resp[g, k, i] = joint[k]
+                sums[k] += joint[k]
+        loglik[g] = total
+        for k in range(n_comp):
+            # node weights may be negative: an emptied component's sum can come out
+            # at -1e-17, and the weights must stay >= 0
+            resp_sums[g, k] = max(sums[k], 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_mu, log_theta):
+    """Q = sum_i r_i log f(x_i) (without log x!), its gradient and Hessian in (log mu, log theta).
+
+    ``level_weight[u]`` is the summed weight of the cells whose count is
+    ``values[u]``: the lgamma / digamma / trigamma terms are evaluated once per level.
+    """
+    mu = math.exp(log_mu)
+    th = math.exp(log_theta)
+    inv_th = 1.0 / th
+    q = 0.0
+    ga = 0.0
+    gt = 0.0
+    haa = 0.0
+    htt = 0.0
+    hat = 0.0
+    # one division and one log1p per cell: t = theta + m, p = theta / t
+    for i in range(x.shape[0]):
+        ri = r[i]
+        if ri == 0.0:
+            continue
+        m = size_factors[i] * mu
+        l1 = math.log1p(m * inv_th)
+        inv_t = 1.0 / (th + m)
+        p = th * inv_t
+        xi = x[i]
+        q += ri * (xi * (log_size_factors[i] + log_mu - log_theta - l1) - th * l1)
+        ga += ri * (xi - m) * p
+        gt += ri * ((m - xi) * inv_t - l1)
+        haa -= ri * m * (xi + th) * p * inv_t
+        htt += ri * (m * m * inv_th + xi) * inv_t * inv_t
+        hat += ri * (xi - m) * m * inv_t * inv_t
+    # the special-function terms level by level, as increments from the level below
+    # (counts are mostly consecutive integers: one log and two divisions a level)
+    below = 0.0
+    lg = 0.0
+    dg = 0.0
+    tg = 0.0
+    for u in range(level_weight.shape[0]):
+        gap = values[u] - below
+        lg += lgamma_ratio(gap, th + below)
+        dg += digamma_ratio(gap, th + below)
+        tg += trigamma_ratio(gap, th + below)
+        below = values[u]
+        w = level_weight[u]
+        q += w * lg
+        gt += w * dg
+        htt += w * tg
+    # chain rule from theta to log theta
+    gb = th * gt
+    hbb = th * th * htt + gb
+    hab = th * hat
+    return q, ga, gb, haa, hab, hbb
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact_cells(
+    x,
+    size_factors,
+    log_size_factors,
+    level,
+    cells,
+    n_cells,
+    resp,
+    node_s,
+    node_log_s,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_resp,
+):
+    """The cells ``cells[:n_cells]`` followed by the quadrature nodes of each pooled
+    count as pseudo-cells with weights ``node_weights * node_resp``:
+    ``(x, s, log s, r, level)``."""
+    n_nodes = node_s.shape[0]
+    n_pooled = 0
+    while n_pooled < pooled_level.shape[0] and pooled_level[n_pooled] != UNUSED:
+        n_pooled += 1
+    size = n_cells + n_pooled * n_nodes
+    xs = np.empty(size)
+    ss = np.empty(size)
+    ls = np.empty(size)
+    rs = np.empty(size)
+    lv = np.empty(size, dtype=level.dtype)
+    for t in range(n_cells):
+        i = cells[t]
+        xs[t] = x[i]
+        ss[t] = size_factors[i]
+        ls[t] = log_size_factors[i]
+        rs[t] = resp[i]
+        lv[t] = level[i]
+    t = n_cells
+    for p in range(n_pooled):
+        for n in range(n_nodes):
+            xs[t] = pooled_count[p]
+            ss[t] = node_s[n]
+            ls[t] = node_log_s[n]
+            rs[t] = node_weights[p, n] * node_resp[p, n]
+            lv[t] = pooled_level[p]
+            t += 1
+    return xs, ss, ls, rs, lv
+
+
+@gene_kernel
+def _nb_m_step(
+    x,
+    size_factors,
+    log_size_factors,
+    values,
+    n_levels,
+    level,
+    node_size_factors,
+    node_log_size_factors,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_low_weights,
+    single_cells,
+    n_single,
+    tolerance,
+    resp,
+    node_resp,
+    on_nodes,
+    mu,
+    theta,
+    active,
+    max_newton,
+    tol,
+):
+    n_comp = mu.shape[1]
+    for pair in numba.prange(active.shape[0] * n_comp):
+        g = active[pair // n_comp]
+        k = pair % n_comp
+        if on_nodes[g]:
+            # the E-step summed this gene's pooled counts on the quadrature nodes
+            xg, sg, lg, r, lv = _compact_cells(
+                x[g],
+                size_factors,
+                log_size_factors,
+                level[g],
+                single_cells[g],
+                n_single[g],
+                resp[g, k],
+                node_size_factors,
+                node_log_size_factors,
+                pooled_level[g],
+                pooled_count[g],
+                node_weights[g],
+                node_resp[g, k],
+            )
+        else:
+            xg, sg, lg, r, lv = x[g], size_factors, log_size_factors, resp[g, k], level[g]
+        level_weight = np.zeros(n_levels[g])
+        weight = 0.0
+        for i in range(xg.shape[0]):
+            weight += r[i]
+            if lv[i] >= 0:
+                level_weight[lv[i]] += r[i]
+        if weight < 1e-10:
+            continue  # an emptied component keeps its parameters
+        vg = values[g]
+        a = math.log(mu[g, k])
+        b = math.log(theta[g, k])
+        q, ga, gb, haa, hab, hbb = _objective(xg, sg, lg, r, vg, level_weight, a, b)
+        for _ in range(max_newton):
+            det = haa * hbb - hab * hab
+            if haa < 0.0 and hbb < 0.0 and det > 0.0:
+                da = -(hbb * ga - hab * gb) / det
+                db = -(haa * gb - hab * ga) / det
+            else:  # not concave here: scaled gradient ascent
+                da = -ga / haa if haa < 0.0 else 0.0
+                db = gb / abs(hbb) if hbb != 0.0 else 0.0
+            da = min(max(da, -_MAX_STEP), _MAX_STEP)
+            db = min(max(db, -_MAX_STEP), _MAX_STEP)
+            # predicted gain (the Newton decrement): a relative 1e-9 is far below what
+            # EM's convergence test resolves, and saves Newton steps near the optimum
+            if ga * da + gb * db <= 1e-9 * (abs(q) + 1.0):
+                break
+            step = 1.0
+            accepted = False
+            a_new = a
+            b_new = b
+            res = (q, ga, gb, haa, hab, hbb)
+            for _h in range(_MAX_HALVINGS):
+                a_new = max(a + step * da, _LOG_MU_MIN)
+                b_new = min(max(b + step * db, _LOG_THETA_MIN), _LOG_THETA_MAX)
+                if a_new == a and b_new == b:
+                    break
+                res = _objective(xg, sg, lg, r, vg, level_weight, a_new, b_new)
+                if res[0] >= q:
+                    accepted = True
+                    break
+                step *= 0.5
+            if not accepted:
+                break
+            moved = max(abs(a_new - a), abs(b_new - b))
+            gain = res[0] - q
+            a = a_new
+            b = b_new
+            q, ga, gb, haa, hab, hbb = res
+            if moved < tol or gain <= tol * tol * (abs(q) + 1.0):
+                break
+        mu[g, k] = max(math.exp(a), MU_MIN)
+        # exp(log(x)) can overshoot the bound in the last bit
+        theta[g, k] = min(max(math.exp(b), THETA_MIN), THETA_MAX)
