@@ -173,20 +173,27 @@ def _nb_e_step(
                 sums[:] = 0.0
         on_nodes[g] = quadrature
         n_cells_summed = n_single[g] if quadrature else n_cells
+        # component by component first (the cells' loop stays simple), then per cell
+        for k in range(n_comp):
+            th = theta[g, k]
+            for t in range(n_cells_summed):
+                i = single_cells[g, t] if quadrature else t
+                lev = level[g, i]
+                resp[g, k, i] = log_weights[g, k] + _log_pmf(
+                    x[g, i],
+                    tables[k, lev] if lev >= 0 else 0.0,
+                    size_factors[i],
+                    log_size_factors[i],
+                    mu[g, k],
+                    th,
+                    log_mu_minus_log_th[k],
+                )
         for t in range(n_cells_summed):
             i = single_cells[g, t] if quadrature else t
-            top = _cell_joint(
-                joint,
-                x[g, i],
-                level[g, i],
-                size_factors[i],
-                log_size_factors[i],
-                mu[g],
-                theta[g],
-                log_mu_minus_log_th,
-                log_weights[g],
-                tables,
-            )
+            top = -np.inf
+            for k in range(n_comp):
+                joint[k] = resp[g, k, i]
+                top = max(top, joint[k])
             total += normalise(joint, top)
             for k in range(n_comp):
                 resp[g, k, i] = joint[k]
