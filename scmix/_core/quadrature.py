@@ -99,6 +99,16 @@ _PER_GENE = (
 )
 
 
+@numba.njit(cache=True, nogil=True)
+def estimated_error(total, low_total, sums, low_sums) -> float:
+    """Error estimate of a gene's node sums: how far the degree-N/2 rule's
+    log-likelihood and summed responsibilities lie from the degree-N rule's."""
+    error = abs(total - low_total)
+    for k in range(sums.shape[0]):
+        error += abs(sums[k] - low_sums[k])
+    return error
+
+
 def lobatto_nodes(low: float, high: float, degree: int) -> np.ndarray:
     """Chebyshev-Lobatto points of ``[low, high]``, from ``high`` down to ``low``."""
     return 0.5 * (low + high) + 0.5 * (high - low) * np.cos(np.pi * np.arange(degree + 1) / degree)

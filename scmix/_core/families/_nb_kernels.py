@@ -10,7 +10,7 @@ import numpy as np
 
 from .._kernels import normalise
 from .._threading import gene_kernel
-from ..quadrature import UNUSED
+from ..quadrature import UNUSED, estimated_error
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
 from .base import MU_MIN
 
@@ -164,10 +164,7 @@ def _nb_e_step(
                         node_resp[g, k, p, n] = joint[k]
                         sums[k] += w * joint[k]
                         low_sums[k] += w_low * joint[k]
-            error = abs(total - low_total)
-            for k in range(n_comp):
-                error += abs(sums[k] - low_sums[k])
-            if error > tolerance[g]:
+            if estimated_error(total, low_total, sums, low_sums) > tolerance[g]:
                 quadrature = False
                 total = 0.0
                 sums[:] = 0.0

@@ -10,7 +10,7 @@ from scipy import stats
 
 from .._kernels import normalise, weighted_rate
 from .._threading import gene_kernel
-from ..quadrature import UNUSED
+from ..quadrature import UNUSED, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
 
@@ -119,10 +119,7 @@ def _poisson_e_step(
                         low_sums[k] += r
                         low_sufficient[k, 0] += r * count
                         low_sufficient[k, 1] += r * s_n
-            error = abs(total - low_total)
-            for k in range(n_comp):
-                error += abs(sums[k] - low_sums[k])
-            if error > tolerance[g]:
+            if estimated_error(total, low_total, sums, low_sums) > tolerance[g]:
                 quadrature = False
                 total = 0.0
                 sums[:] = 0.0
