@@ -115,7 +115,10 @@ def scaling(quick: bool) -> None:
         )
     print("\n3. scaling, K=2 NB (n_init=3 + split, plus K=1), sparse counts")
     print(table(["genes", "cells", "non-zero", "s", "ns per gene x cell"], rows))
-    print("   linear in genes and in cells <=> the last column stays about constant")
+    print(
+        "   linear in genes and in cells <=> the last column stays about constant; it falls "
+        "with cells where pooled counts cost nodes, not cells"
+    )
 
 
 def gaussian(quick: bool) -> None:
