@@ -81,6 +81,27 @@ def normalise(joint, top):
     return top + math.log(acc)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
+    """``resp`` (K, n_cells) holds ``log f_k`` of one gene: turn the cells ``t <
+    n_summed`` (cell ``cells[t]`` if ``indirect``) into responsibilities with weights
+    ``exp(log_weights)``, add them to ``sums`` and return their log-likelihood."""
+    n_comp = resp.shape[0]
+    joint = np.empty(n_comp)
+    total = 0.0
+    for t in range(n_summed):
+        i = cells[t] if indirect else t
+        top = -np.inf
+        for k in range(n_comp):
+            joint[k] = log_weights[k] + resp[k, i]
+            top = max(top, joint[k])
+        total += normalise(joint, top)
+        for k in range(n_comp):
+            resp[k, i] = joint[k]
+            sums[k] += joint[k]
+    return total
+
+
 @gene_kernel
 def e_step(log_prob, log_weights, active, loglik, resp_sums):
     """Turn ``log_prob`` into responsibilities in place and sum the log-likelihood.
@@ -91,21 +112,11 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
     """
     n_comp = log_prob.shape[1]
     n_cells = log_prob.shape[2]
+    no_cells = np.zeros(1, dtype=np.int32)
     for a in numba.prange(active.shape[0]):
         g = active[a]
-        joint = np.empty(n_comp)
         sums = np.zeros(n_comp)
-        total = 0.0
-        for i in range(n_cells):
-            top = -np.inf
-            for k in range(n_comp):
-                joint[k] = log_weights[g, k] + log_prob[g, k, i]
-                top = max(top, joint[k])
-            total += normalise(joint, top)
-            for k in range(n_comp):
-                log_prob[g, k, i] = joint[k]
-                sums[k] += joint[k]
-        loglik[g] = total
+        loglik[g] = normalise_cells(log_prob[g], log_weights[g], no_cells, n_cells, False, sums)
         for k in range(n_comp):
             resp_sums[g, k] = sums[k]
 

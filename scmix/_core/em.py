@@ -74,8 +74,8 @@ def run_em(
     of theta2; otherwise the gene returns to theta2 (alpha = -1 is plain EM). The
     log-likelihood at the accepted points therefore never decreases.
 
-    ``resp`` is the work buffer (a family may leave the responsibilities of zero
-    counts in its ``state`` instead, see :meth:`Family.e_step`).
+    ``resp`` is the work buffer (a family may keep the responsibilities of cells
+    pooled on quadrature nodes in its ``state`` instead, see :meth:`Family.e_step`).
     Returns ``(loglik, converged, n_iter, trace)``;
     ``n_iter`` counts EM steps (M-steps), ``trace`` the log-likelihood at each
     accepted point, shape (points, n_genes), NaN after a gene stopped.

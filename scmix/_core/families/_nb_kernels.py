@@ -8,7 +8,7 @@ import math
 import numba
 import numpy as np
 
-from .._kernels import normalise
+from .._kernels import normalise, normalise_cells
 from .._threading import gene_kernel
 from ..quadrature import UNUSED, estimated_error
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
@@ -176,7 +176,7 @@ def _nb_e_step(
             for t in range(n_cells_summed):
                 i = single_cells[g, t] if quadrature else t
                 lev = level[g, i]
-                resp[g, k, i] = log_weights[g, k] + _log_pmf(
+                resp[g, k, i] = _log_pmf(
                     x[g, i],
                     tables[k, lev] if lev >= 0 else 0.0,
                     size_factors[i],
@@ -185,16 +185,9 @@ def _nb_e_step(
                     th,
                     log_mu_minus_log_th[k],
                 )
-        for t in range(n_cells_summed):
-            i = single_cells[g, t] if quadrature else t
-            top = -np.inf
-            for k in range(n_comp):
-                joint[k] = resp[g, k, i]
-                top = max(top, joint[k])
-            total += normalise(joint, top)
-            for k in range(n_comp):
-                resp[g, k, i] = joint[k]
-                sums[k] += joint[k]
+        total += normalise_cells(
+            resp[g], log_weights[g], single_cells[g], n_cells_summed, quadrature, sums
+        )
         loglik[g] = total
         for k in range(n_comp):
             # node weights may be negative: an emptied component's sum can come out

@@ -69,15 +69,6 @@ class ChunkData:
         return self.x.shape[1]
 
 
-def pooling(data: ChunkData, state) -> tuple[CountQuadrature, tuple]:
-    """The quadrature a family's kernels use and the ``(node values, on_nodes)`` of its
-    state; without a state nothing is pooled (every cell summed, every ``resp`` set)."""
-    if state is None:
-        n_genes = data.x.shape[0]
-        return CountQuadrature.none(n_genes), (np.zeros((0, 1, 1, 1)), np.zeros(n_genes, bool))
-    return data.quadrature, state
-
-
 class Family(ABC):
     """A count distribution with mean ``s_i * mu_jk`` and per-component parameters."""
 
@@ -128,9 +119,10 @@ class Family(ABC):
         ``sum_i log sum_k pi_k f`` (without the ``log x!`` terms) into ``loglik[active]``
         and ``sum_i r_ijk`` into ``resp_sums[active]`` (as :func:`e_step`).
 
-        With a ``state`` (from :meth:`new_state`) a family may sum the zero counts on
-        quadrature nodes, leaving ``resp`` of those cells unset and what its M-step
-        needs in ``state``; without one every cell is summed and every ``resp`` set.
+        With a ``state`` (from :meth:`new_state`) a family may sum the cells sharing a
+        frequent count on quadrature nodes (:mod:`scmix._core.quadrature`), leaving
+        ``resp`` of those cells unset and what its M-step needs in ``state``; without
+        one every cell is summed and every ``resp`` set.
         """
         self.log_prob(data, params, active, resp)
         e_step(resp, log_weights, active, loglik, resp_sums, work=active.size * resp[0].size)

@@ -28,10 +28,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ..quadrature import CountQuadrature
 from ._nb_kernels import THETA_MAX, THETA_MIN, THETA_START, _nb_e_step, _nb_log_prob, _nb_m_step
-from .base import ChunkData, Family, pooling
+from .base import ChunkData, Family
 
 __all__ = ["THETA_MAX", "THETA_MIN", "NegativeBinomial"]
+
+
+def _pooling(data: ChunkData, state) -> tuple[CountQuadrature, tuple]:
+    """The quadrature the kernels use and the ``(node_resp, on_nodes)`` of the state;
+    without a state nothing is pooled (every cell summed, every ``resp`` set)."""
+    if state is None:
+        n_genes = data.x.shape[0]
+        return CountQuadrature.none(n_genes), (np.zeros((0, 1, 1, 1)), np.zeros(n_genes, bool))
+    return data.quadrature, state
 
 
 class NegativeBinomial(Family):
@@ -108,7 +118,7 @@ class NegativeBinomial(Family):
     ) -> None:
         """Fused with the log-pmf; with a state, cells sharing a count summed on
         quadrature nodes where that is accurate (see :func:`_nb_e_step`)."""
-        quad, (node_resp, on_nodes) = pooling(data, state)
+        quad, (node_resp, on_nodes) = _pooling(data, state)
         _nb_e_step(
             data.x,
             data.size_factors,
@@ -128,7 +138,7 @@ class NegativeBinomial(Family):
         )
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
-        quad, (node_resp, on_nodes) = pooling(data, state)
+        quad, (node_resp, on_nodes) = _pooling(data, state)
         _nb_m_step(
             data.x,
             data.size_factors,

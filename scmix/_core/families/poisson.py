@@ -75,10 +75,10 @@ def _poisson_e_step(
     loglik,
     resp_sums,
     stats,
-    on_nodes,
 ):
     """E-step fused with the log-pmf and the M-step's sums ``stats[g, k]`` =
-    (sum_i r x, sum_i r s); pooled counts on quadrature nodes as in the NB family."""
+    (sum_i r x, sum_i r s); pooled counts on quadrature nodes as in the NB family
+    (the error check also covers sum_i r s, which the M-step uses)."""
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
     n_nodes = node_size_factors.shape[0]
@@ -92,7 +92,7 @@ def _poisson_e_step(
         quadrature = pooled_level[g, 0] != UNUSED
         if quadrature:
             low_sums = np.zeros(n_comp)
-            low_sufficient = np.zeros((n_comp, 2))
+            low_scaled = np.zeros(n_comp)  # sum r s by the low rule
             low_total = 0.0
             for p in range(pooled_level.shape[1]):
                 if pooled_level[g, p] == UNUSED:
@@ -117,14 +117,14 @@ def _poisson_e_step(
                     for k in range(n_comp):
                         r = node_low_weights[g, p, n] * joint[k]
                         low_sums[k] += r
-                        low_sufficient[k, 0] += r * count
-                        low_sufficient[k, 1] += r * s_n
-            if estimated_error(total, low_total, sums, low_sums) > tolerance[g]:
+                        low_scaled[k] += r * s_n
+            error = estimated_error(total, low_total, sums, low_sums)
+            error += estimated_error(0.0, 0.0, sufficient[:, 1], low_scaled)
+            if error > tolerance[g]:
                 quadrature = False
                 total = 0.0
                 sums[:] = 0.0
                 sufficient[:] = 0.0
-        on_nodes[g] = quadrature
         n_cells_summed = n_single[g] if quadrature else n_cells
         for t in range(n_cells_summed):
             i = single_cells[g, t] if quadrature else t
@@ -171,11 +171,9 @@ class Poisson(Family):
             work=active.size * out[0].size,
         )
 
-    def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-        """The M-step's sums (sum_i r x, sum_i r s) per gene and component, and whether
-        the gene's last E-step used the quadrature nodes (:mod:`scmix._core.quadrature`)."""
-        n_rows = data.x.shape[0]
-        return np.zeros((n_rows, n_components, 2)), np.zeros(n_rows, dtype=bool)
+    def new_state(self, data: ChunkData, n_components: int) -> np.ndarray:
+        """The M-step's sums (sum_i r x, sum_i r s) per gene and component."""
+        return np.zeros((data.x.shape[0], n_components, 2))
 
     def e_step(
         self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
@@ -185,7 +183,6 @@ class Poisson(Family):
         if state is None:
             super().e_step(data, params, log_weights, active, resp, loglik, resp_sums)
             return
-        stats, on_nodes = state
         _poisson_e_step(
             data.x,
             data.size_factors,
@@ -197,8 +194,7 @@ class Poisson(Family):
             resp,
             loglik,
             resp_sums,
-            stats,
-            on_nodes,
+            state,
             work=active.size * resp[0].size,
         )
 
@@ -206,7 +202,7 @@ class Poisson(Family):
         if state is None:
             mu = weighted_rate(data.x, data.size_factors, resp, active)
         else:  # the E-step's sums at the current parameters
-            stats = state[0][active]
+            stats = state[active]
             with np.errstate(divide="ignore", invalid="ignore"):
                 mu = np.where(stats[..., 1] > 0, stats[..., 0] / stats[..., 1], np.nan)
         # a component with no weight left keeps its mean (it no longer matters)
