@@ -154,3 +154,69 @@ def count_levels(x):
             if x[g, i] > 0.0:
                 level[g, i] = np.searchsorted(distinct, x[g, i])
     return values, n_levels, level
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def add_cell_score(c, resp, score, curvature, weights, centred, grad, hess):
+    """Add one (pseudo-)cell of weight ``c`` to the gradient and Hessian of the
+    marginal log-likelihood ``l = sum_i log sum_k pi_k f_k(x_i)`` (Louis' identity).
+
+    Coordinates (``P = K - 1 + Q K``): the weight logits ``alpha_m = log(pi_m / pi_K)``,
+    ``m < K``, then parameter ``q`` of component ``k`` at ``K - 1 + q K + k``.
+    ``resp[k]`` are the cell's responsibilities, ``score[k, q]`` and
+    ``curvature[k, q, q']`` the first and second derivatives of ``log f_k`` in the
+    family's log-parameters. With ``s_k`` the gradient of ``log pi_k + log f_k``,
+    ``G = sum_k r_k s_k`` and
+
+    .. math::
+
+        \\nabla^2 l_i = \\sum_k r_k (\\nabla^2 \\log f_k + (s_k - G)(s_k - G)^T)
+                       - (\\mathrm{diag}\\,\\pi - \\pi\\pi^T),
+
+    the covariance written about its mean, so that nothing cancels. The last term
+    (the same for every cell) is added by :func:`add_weight_curvature`; only the upper
+    triangle of ``hess`` is filled. ``centred`` is a work array of length P.
+    """
+    n_comp, n_par = score.shape
+    n_logit = n_comp - 1
+    size = grad.shape[0]
+    for m in range(n_logit):
+        grad[m] += c * (resp[m] - weights[m])
+    for q in range(n_par):
+        for k in range(n_comp):
+            grad[n_logit + q * n_comp + k] += c * resp[k] * score[k, q]
+    for k in range(n_comp):
+        rk = c * resp[k]
+        if rk == 0.0:
+            continue
+        # s_k - G: the logits' part is (e_k - pi) - (r - pi) = e_k - r
+        for m in range(n_logit):
+            centred[m] = (1.0 if m == k else 0.0) - resp[m]
+        for q in range(n_par):
+            for j in range(n_comp):
+                own = score[k, q] if j == k else 0.0
+                centred[n_logit + q * n_comp + j] = own - resp[j] * score[j, q]
+        for p in range(size):
+            cp = rk * centred[p]
+            for p2 in range(p, size):
+                hess[p, p2] += cp * centred[p2]
+        for q in range(n_par):
+            for q2 in range(q, n_par):
+                hess[n_logit + q * n_comp + k, n_logit + q2 * n_comp + k] += (
+                    rk * curvature[k, q, q2]
+                )
+
+
+@numba.njit(cache=True, nogil=True)
+def add_weight_curvature(total_weight, weights, hess):
+    """The second derivative of ``log pi_k`` in the logits, ``-(diag pi - pi pi^T)``,
+    summed over cells of total weight ``total_weight``; then mirror the upper triangle."""
+    n_logit = weights.shape[0] - 1
+    for m in range(n_logit):
+        for m2 in range(m, n_logit):
+            hess[m, m2] -= total_weight * (
+                (weights[m] if m == m2 else 0.0) - weights[m] * weights[m2]
+            )
+    for p in range(hess.shape[0]):
+        for p2 in range(p):
+            hess[p, p2] = hess[p2, p]

@@ -25,6 +25,7 @@ import numpy as np
 from .families import Family
 from .families.base import ChunkData
 from .init import starts
+from .newton import NewtonSteps
 from .squarem import Squarem
 
 
@@ -44,7 +45,10 @@ class ChunkFit:
 
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
 # the phase says at which point it was taken.
-_START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED = range(6)
+_START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED, _NEWTON = range(7)
+#: EM steps after which a gene that has not converged switches to Newton steps
+#: (:mod:`scmix._core.newton`), at the start of its next SQUAREM cycle.
+NEWTON_AFTER = 12
 #: Plain EM: a gain can dip below the threshold once while theta crosses a flat
 #: region; convergence needs this many small steps in a row.
 _SMALL_GAINS_TO_STOP = 2
@@ -62,6 +66,7 @@ def run_em(
     constant,
     keep_trace: bool = False,
     accelerate: bool = True,
+    newton_after: int | None = NEWTON_AFTER,
 ):
     """Iterate EM from ``params`` / ``weights`` (updated in place) for every gene.
 
@@ -74,10 +79,14 @@ def run_em(
     of theta2; otherwise the gene returns to theta2 (alpha = -1 is plain EM). The
     log-likelihood at the accepted points therefore never decreases.
 
+    A gene still iterating after ``newton_after`` EM steps continues with Newton
+    steps on the marginal log-likelihood (:mod:`scmix._core.newton`, monotone as
+    well), if the family supplies its derivatives; ``None`` keeps EM throughout.
+
     ``resp`` is the work buffer (a family may keep the responsibilities of cells
     pooled on quadrature nodes in its ``state`` instead, see :meth:`Family.e_step`).
     Returns ``(loglik, converged, n_iter, trace)``;
-    ``n_iter`` counts EM steps (M-steps), ``trace`` the log-likelihood at each
+    ``n_iter`` counts EM steps (M-steps) and Newton steps, ``trace`` the log-likelihood at each
     accepted point, shape (points, n_genes), NaN after a gene stopped.
     """
     n_genes, n_cells = data.x.shape
@@ -96,12 +105,16 @@ def run_em(
     state = family.new_state(data, weights.shape[1])  # what an E-step leaves its M-step
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
+    newton = None
+    if newton_after is not None and family.has_newton:
+        newton = NewtonSteps(family, params, weights)
     active = np.arange(n_genes)
     first = True
     while active.size:
         family.e_step(data, params, log_weights, active, resp, loglik, resp_sums, state)
         ll = loglik[active]
         ph = phase[active]
+        in_newton = ph == _NEWTON
 
         stabilised = ph == _STABILISED
         accepted = stabilised & (ll >= squarem.loglik2[active]) if squarem else stabilised
@@ -124,13 +137,46 @@ def run_em(
         converged[active[done]] = True
         stop = done | ((point | (ph == _REVERTED)) & (n_iter[active] >= max_iter))
 
-        go = ~stop & ~revert
+        go = ~stop & ~revert & ~in_newton
         restart = go & ((ph == _START) | accepted | (ph == _REVERTED))
+        newton_done = np.zeros_like(stop)
+        if newton is not None:
+            # EM genes at the start of a cycle, past newton_after steps, switch
+            enter = restart & (n_iter[active] >= newton_after)
+            enter[enter] = newton.eligible(active[enter])
+            restart &= ~enter
+            go &= ~enter
+            # Newton genes: their trial point just got its E-step
+            rows = active[in_newton]
+            took, settled, given_up = newton.judge(rows, loglik, threshold)
+            moved = rows[took]
+            if trace is not None:
+                trace[n_points[moved], moved] = loglik[moved] + constant[moved]
+                n_points[moved] += 1
+            converged[rows[settled]] = True
+            ending = np.concatenate(
+                [rows[settled], rows[took & ~settled & (n_iter[rows] >= max_iter)]]
+            )
+            stepping = np.concatenate([active[enter], rows[took & ~np.isin(rows, ending)]])
+            converged_now, handed_back = newton.start(
+                data, state, log_weights, loglik, stepping, threshold
+            )
+            converged[converged_now] = True
+            phase[stepping] = _NEWTON
+            n_iter[np.setdiff1d(stepping, np.concatenate([converged_now, handed_back]))] += 1
+            # back to EM: a fresh cycle from the point where the failed step began
+            back = np.concatenate([rows[given_up], handed_back])
+            phase[back] = _REVERTED if squarem else _START
+            cycle_start[back] = -np.inf
+            newton_done = np.isin(active, np.concatenate([converged_now, ending]))
+            changed_newton = np.concatenate([stepping, rows])
+            with np.errstate(divide="ignore"):
+                log_weights[changed_newton] = np.log(weights[changed_newton])
         em2 = go & (ph == _EM2)
         m_step = restart | (go & ((ph == _EM1) | (ph == _EXTRAPOLATED)))
         if squarem is None:
             em2 = np.zeros_like(em2)
-            m_step = go
+            m_step = go.copy()
         else:
             squarem.save(0, active[restart])
             squarem.save(1, active[go & (ph == _EM1)])
@@ -150,7 +196,7 @@ def run_em(
             phase[active[em2]] = _EXTRAPOLATED
             phase[active[go & (ph == _EXTRAPOLATED)]] = _STABILISED
             phase[active[revert]] = _REVERTED
-        active = active[~stop]
+        active = active[~(stop | newton_done)]
         first = False
     if trace is not None:
         trace = trace[: n_points.max()]

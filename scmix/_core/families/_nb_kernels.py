@@ -8,7 +8,7 @@ import math
 import numba
 import numpy as np
 
-from .._kernels import normalise, normalise_cells
+from .._kernels import add_cell_score, add_weight_curvature, normalise, normalise_cells
 from .._threading import gene_kernel
 from ..quadrature import UNUSED, estimated_error
 from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
@@ -400,3 +400,149 @@ def _nb_m_step(
         mu[g, k] = max(math.exp(a), MU_MIN)
         # exp(log(x)) can overshoot the bound in the last bit
         theta[g, k] = min(max(math.exp(b), THETA_MIN), THETA_MAX)
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_tables(values, n_levels, th, lg, dg, tg):
+    """Per count level ``v_u``: ``lgamma(v_u + theta) - lgamma(theta)`` and the same
+    differences of digamma and trigamma, level by level as in :func:`_objective`."""
+    below = 0.0
+    for u in range(n_levels):
+        gap = values[u] - below
+        prev_lg = lg[u - 1] if u else 0.0
+        prev_dg = dg[u - 1] if u else 0.0
+        prev_tg = tg[u - 1] if u else 0.0
+        lg[u] = prev_lg + lgamma_ratio(gap, th + below)
+        dg[u] = prev_dg + digamma_ratio(gap, th + below)
+        tg[u] = prev_tg + trigamma_ratio(gap, th + below)
+        below = values[u]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cell_derivatives(xi, lev, s, log_s, mu, theta, log_weights, lg, dg, tg, joint, score, curv):
+    """For one cell and every component: ``joint[k] = log pi_k + log f_k + log x!`` and
+    the derivatives of ``log f_k`` in ``(log mu, log theta)`` (as in :func:`_objective`);
+    then ``joint`` becomes the responsibilities."""
+    top = -np.inf
+    for k in range(joint.shape[0]):
+        th = theta[k]
+        m = s * mu[k]
+        l1 = math.log1p(m / th)
+        inv_t = 1.0 / (th + m)
+        p = th * inv_t
+        lgv = lg[k, lev] if lev >= 0 else 0.0
+        dgv = dg[k, lev] if lev >= 0 else 0.0
+        tgv = tg[k, lev] if lev >= 0 else 0.0
+        log_f = lgv - th * l1
+        if xi != 0.0:
+            log_f += xi * (log_s + math.log(mu[k]) - math.log(th) - l1)
+        joint[k] = log_weights[k] + log_f
+        top = max(top, joint[k])
+        g_theta = dgv + (m - xi) * inv_t - l1
+        h_theta = tgv + (m * m / th + xi) * inv_t * inv_t
+        score[k, 0] = (xi - m) * p
+        score[k, 1] = th * g_theta
+        curv[k, 0, 0] = -m * (xi + th) * p * inv_t
+        curv[k, 0, 1] = th * (xi - m) * m * inv_t * inv_t
+        curv[k, 1, 1] = th * th * h_theta + score[k, 1]
+    normalise(joint, top)
+
+
+@gene_kernel
+def _nb_marginal_derivatives(
+    x,
+    size_factors,
+    log_size_factors,
+    values,
+    n_levels,
+    level,
+    node_size_factors,
+    node_log_size_factors,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_low_weights,
+    single_cells,
+    n_single,
+    tolerance,
+    on_nodes,
+    mu,
+    theta,
+    log_weights,
+    active,
+    grad,
+    hess,
+):
+    """Gradient and Hessian of each active gene's marginal log-likelihood in the
+    coordinates of :func:`~scmix._core._kernels.add_cell_score` (parameters
+    ``log mu`` then ``log theta``). Where the gene's last E-step summed on the
+    quadrature nodes (``on_nodes``), so do these sums."""
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    n_nodes = node_size_factors.shape[0]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        size = max(n_levels[g], 1)
+        lg = np.zeros((n_comp, size))
+        dg = np.zeros((n_comp, size))
+        tg = np.zeros((n_comp, size))
+        for k in range(n_comp):
+            _level_tables(values[g], n_levels[g], theta[g, k], lg[k], dg[k], tg[k])
+        weights = np.exp(log_weights[g])
+        joint = np.empty(n_comp)
+        score = np.empty((n_comp, 2))
+        curv = np.zeros((n_comp, 2, 2))
+        centred = np.empty(grad.shape[1])
+        grad[g] = 0.0
+        hess[g] = 0.0
+        pooled = on_nodes[g]
+        n_summed = n_single[g] if pooled else n_cells
+        for t in range(n_summed):
+            i = single_cells[g, t] if pooled else t
+            _cell_derivatives(
+                x[g, i],
+                level[g, i],
+                size_factors[i],
+                log_size_factors[i],
+                mu[g],
+                theta[g],
+                log_weights[g],
+                lg,
+                dg,
+                tg,
+                joint,
+                score,
+                curv,
+            )
+            add_cell_score(1.0, joint, score, curv, weights, centred, grad[g], hess[g])
+        if pooled:
+            for p in range(pooled_level.shape[1]):
+                if pooled_level[g, p] == UNUSED:
+                    break
+                for n in range(n_nodes):
+                    _cell_derivatives(
+                        pooled_count[g, p],
+                        pooled_level[g, p],
+                        node_size_factors[n],
+                        node_log_size_factors[n],
+                        mu[g],
+                        theta[g],
+                        log_weights[g],
+                        lg,
+                        dg,
+                        tg,
+                        joint,
+                        score,
+                        curv,
+                    )
+                    add_cell_score(
+                        node_weights[g, p, n],
+                        joint,
+                        score,
+                        curv,
+                        weights,
+                        centred,
+                        grad[g],
+                        hess[g],
+                    )
+        add_weight_curvature(float(n_cells), weights, hess[g])

@@ -134,6 +134,23 @@ class Family(ABC):
 
         ``state``: what the E-step at the current parameters left, or None."""
 
+    def log_bounds(self) -> dict[str, tuple[float, float]]:
+        """The range of each parameter's log (as :meth:`clip_params` enforces)."""
+        return {"mu": (float(np.log(MU_MIN)), np.inf)}
+
+    @property
+    def has_newton(self) -> bool:
+        """Whether the family supplies :meth:`marginal_derivatives`."""
+        return type(self).marginal_derivatives is not Family.marginal_derivatives
+
+    def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
+        """Gradient ``grad[active]`` (rows, P) and Hessian ``hess[active]`` (rows, P, P)
+        of the marginal log-likelihood in the weight logits and the log-parameters,
+        laid out as in :func:`~scmix._core._kernels.add_cell_score`; ``state`` as the
+        last :meth:`e_step` left it (None: every cell). Used by the Newton finish of
+        :mod:`scmix._core.newton`; a family without it is fitted by EM alone."""
+        raise NotImplementedError
+
     @abstractmethod
     def cdf(self, x: np.ndarray, mean: np.ndarray, params: dict) -> np.ndarray:
         """P(X <= x) for counts ``x`` with mean ``mean`` (both (genes, cells)) and the

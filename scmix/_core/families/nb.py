@@ -29,7 +29,15 @@ import numpy as np
 from scipy import stats
 
 from ..quadrature import CountQuadrature
-from ._nb_kernels import THETA_MAX, THETA_MIN, THETA_START, _nb_e_step, _nb_log_prob, _nb_m_step
+from ._nb_kernels import (
+    THETA_MAX,
+    THETA_MIN,
+    THETA_START,
+    _nb_e_step,
+    _nb_log_prob,
+    _nb_m_step,
+    _nb_marginal_derivatives,
+)
 from .base import ChunkData, Family
 
 __all__ = ["THETA_MAX", "THETA_MIN", "NegativeBinomial"]
@@ -154,6 +162,27 @@ class NegativeBinomial(Family):
             self.max_newton,
             self.newton_tol,
             work=active.size * resp[0].size,
+        )
+
+    def log_bounds(self) -> dict[str, tuple[float, float]]:
+        return {**super().log_bounds(), "theta": (np.log(THETA_MIN), np.log(THETA_MAX))}
+
+    def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
+        quad, (_, on_nodes) = _pooling(data, state)
+        _nb_marginal_derivatives(
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            *data.levels,
+            *quad.arrays(),
+            on_nodes,
+            params["mu"],
+            params["theta"],
+            log_weights,
+            active,
+            grad,
+            hess,
+            work=active.size * data.n_cells * log_weights.shape[1],
         )
 
     def cdf(self, x, mean, params) -> np.ndarray:

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from scipy import stats
 
-from .._kernels import normalise, weighted_rate
+from .._kernels import add_cell_score, add_weight_curvature, normalise, weighted_rate
 from .._threading import gene_kernel
 from ..quadrature import UNUSED, estimated_error
 from .base import MU_MIN, ChunkData, Family
@@ -149,6 +149,40 @@ def _poisson_e_step(
             stats[g, k, 1] = sufficient[k, 1]
 
 
+@gene_kernel
+def _poisson_marginal_derivatives(
+    x, size_factors, log_size_factors, mu, log_weights, active, grad, hess
+):
+    """Gradient and Hessian of each active gene's marginal log-likelihood in the
+    coordinates of :func:`~scmix._core._kernels.add_cell_score` (parameter ``log mu``):
+    ``d log f / d log mu = x - m``, ``d^2 log f / d (log mu)^2 = -m``. Every cell."""
+    n_cells = x.shape[1]
+    n_comp = mu.shape[1]
+    for a in numba.prange(active.shape[0]):
+        g = active[a]
+        log_mu = np.log(mu[g])
+        weights = np.exp(log_weights[g])
+        joint = np.empty(n_comp)
+        score = np.empty((n_comp, 1))
+        curv = np.empty((n_comp, 1, 1))
+        centred = np.empty(grad.shape[1])
+        grad[g] = 0.0
+        hess[g] = 0.0
+        for i in range(n_cells):
+            top = -np.inf
+            for k in range(n_comp):
+                m = size_factors[i] * mu[g, k]
+                joint[k] = log_weights[g, k] + _log_pmf(
+                    x[g, i], size_factors[i], log_size_factors[i], mu[g, k], log_mu[k]
+                )
+                top = max(top, joint[k])
+                score[k, 0] = x[g, i] - m
+                curv[k, 0, 0] = -m
+            normalise(joint, top)
+            add_cell_score(1.0, joint, score, curv, weights, centred, grad[g], hess[g])
+        add_weight_curvature(float(n_cells), weights, hess[g])
+
+
 class Poisson(Family):
     r"""Poisson with mean :math:`m_{ijk} = s_i \mu_{jk}`.
 
@@ -209,6 +243,19 @@ class Poisson(Family):
         keep = ~np.isfinite(mu)
         mu[keep] = params["mu"][active][keep]
         params["mu"][active] = np.maximum(mu, MU_MIN)
+
+    def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
+        _poisson_marginal_derivatives(
+            data.x,
+            data.size_factors,
+            data.log_size_factors,
+            params["mu"],
+            log_weights,
+            active,
+            grad,
+            hess,
+            work=active.size * data.n_cells * log_weights.shape[1],
+        )
 
     def cdf(self, x, mean, params) -> np.ndarray:
         return stats.poisson.cdf(x, mean)

@@ -1,0 +1,171 @@
+r"""Newton steps on the marginal log-likelihood, for genes on which EM crawls.
+
+EM converges linearly, at a rate set by the fraction of missing information; where
+two components overlap (an over-fitted K on a unimodal gene) that rate is close to 1
+and EM (even with SQUAREM) takes hundreds of steps up a flat ridge. Near the optimum,
+Newton's method on the marginal log-likelihood converges quadratically
+(Redner and Walker 1984, section 5, recommend this EM-then-Newton hybrid).
+
+The coordinates are the weight logits :math:`\alpha_m = \log(\pi_m / \pi_K)` and the
+log-parameters of each component (laid out as in
+:func:`~scmix._core._kernels.add_cell_score`); the family supplies the gradient
+:math:`g` and Hessian :math:`H` (:meth:`Family.marginal_derivatives`). A step is
+
+.. math::
+
+    d = V\,\mathrm{diag}(1/|\lambda|_+)\,V^T g, \qquad -H = V \mathrm{diag}(\lambda) V^T,
+
+with each :math:`|\lambda|` raised to at least ``EIGEN_FLOOR`` times the largest, so
+that :math:`d` is an ascent direction even where :math:`H` is not negative definite;
+coordinates at a bound that the gradient pushes outwards are held fixed, and no
+coordinate moves by more than ``MAX_STEP``. A step is accepted only if the marginal
+log-likelihood does not decrease; otherwise it is halved, and after ``MAX_HALVINGS``
+halvings the gene returns to EM for good. So the sequence of accepted points stays
+monotone. A gene has converged when the quadratic model predicts a gain
+:math:`g^T d / 2` of at most the EM threshold (``tol * n_cells``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .families import Family
+from .families.base import ChunkData
+
+#: Largest change of one coordinate (a log-parameter or a logit) in one step.
+MAX_STEP = 3.0
+#: Halvings of a step before the gene is handed back to EM.
+MAX_HALVINGS = 10
+#: Eigenvalues of -H are raised to at least this fraction of the largest one.
+EIGEN_FLOOR = 1e-10
+#: A gene with a component weight below this does not take Newton steps (its logit
+#: is far out on a flat tail); EM handles emptied components.
+MIN_WEIGHT = 1e-8
+
+
+class NewtonSteps:
+    """Per-row state of the Newton phase: the point a step starts from, its
+    log-likelihood, the direction and the current step length."""
+
+    def __init__(self, family: Family, params, weights):
+        self.family = family
+        self.params = params
+        self.weights = weights
+        n_rows, n_comp = weights.shape
+        self.n_comp = n_comp
+        size = n_comp - 1 + n_comp * len(params)
+        bounds = family.log_bounds()
+        self.lower = np.concatenate(
+            [np.full(n_comp - 1, -np.inf)]
+            + [np.full(n_comp, bounds.get(name, (-np.inf, np.inf))[0]) for name in params]
+        )
+        self.upper = np.concatenate(
+            [np.full(n_comp - 1, np.inf)]
+            + [np.full(n_comp, bounds.get(name, (-np.inf, np.inf))[1]) for name in params]
+        )
+        self.grad = np.zeros((n_rows, size))
+        self.hess = np.zeros((n_rows, size, size))
+        self.base = np.zeros((n_rows, size))
+        self.base_loglik = np.full(n_rows, -np.inf)
+        self.direction = np.zeros((n_rows, size))
+        self.step = np.ones(n_rows)
+        #: rows whose current step follows negative curvature (see ``start``)
+        self.escaping = np.zeros(n_rows, dtype=bool)
+        #: rows whose step failed: they stay with EM
+        self.failed = np.zeros(n_rows, dtype=bool)
+
+    def eligible(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` may take Newton steps."""
+        return ~self.failed[rows] & (self.weights[rows].min(axis=1) >= MIN_WEIGHT)
+
+    def _pack(self, rows) -> np.ndarray:
+        log_w = np.log(self.weights[rows])
+        blocks = [log_w[:, :-1] - log_w[:, -1:]]
+        blocks += [np.log(self.params[name][rows]) for name in self.params]
+        return np.concatenate(blocks, axis=1)
+
+    def _unpack(self, z, rows) -> None:
+        n_comp = self.n_comp
+        logits = np.concatenate([z[:, : n_comp - 1], np.zeros((len(rows), 1))], axis=1)
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        self.weights[rows] = w / w.sum(axis=1, keepdims=True)
+        for q, name in enumerate(self.params):
+            start = n_comp - 1 + q * n_comp
+            self.params[name][rows] = np.exp(z[:, start : start + n_comp])
+        self.family.clip_params(self.params, rows)
+
+    def start(self, data: ChunkData, state, log_weights, loglik, rows, threshold) -> np.ndarray:
+        """A Newton direction at the current point of ``rows`` and its first trial
+        point (written into the parameters). Returns ``(converged, given_up)``: rows
+        at a strict local maximum whose predicted gain is at most ``threshold``, and
+        rows handed back to EM (derivatives not finite); both left at their point."""
+        if not rows.size:
+            return rows, rows
+        self.family.marginal_derivatives(
+            data, self.params, log_weights, rows, state, self.grad, self.hess
+        )
+        z = self._pack(rows)
+        g = self.grad[rows]
+        minus_h = -self.hess[rows]
+        held = ((z <= self.lower) & (g < 0)) | ((z >= self.upper) & (g > 0))
+        g[held] = 0.0
+        minus_h[np.broadcast_to(held[:, :, None], minus_h.shape)] = 0.0
+        minus_h[np.broadcast_to(held[:, None, :], minus_h.shape)] = 0.0
+        diagonal = minus_h.diagonal(axis1=1, axis2=2).copy()
+        diagonal[held] = 1.0
+        idx = np.arange(z.shape[1])
+        minus_h[:, idx, idx] = diagonal
+        ok = np.isfinite(minus_h).all(axis=(1, 2)) & np.isfinite(g).all(axis=1)
+        minus_h[~ok] = np.eye(z.shape[1])
+        g[~ok] = 0.0
+        eigenvalues, vectors = np.linalg.eigh(minus_h)
+        magnitude = np.abs(eigenvalues)
+        floor = EIGEN_FLOOR * magnitude.max(axis=1, keepdims=True)
+        magnitude = np.maximum(magnitude, np.maximum(floor, np.finfo(float).tiny))
+        d = np.einsum("rpq,rq->rp", vectors, np.einsum("rpq,rp->rq", vectors, g) / magnitude)
+        predicted = 0.5 * np.sum(g * d, axis=1)
+        largest = np.abs(d).max(axis=1)
+        d *= np.minimum(1.0, MAX_STEP / np.maximum(largest, 1e-300))[:, None]
+        small = ok & (predicted <= threshold)
+        # converged only at a strict local maximum; at a saddle or on a ridge (some
+        # curvature >= 0) the step follows the direction of most positive curvature
+        done = small & (eigenvalues.min(axis=1) > 0.0)
+        escape = small & ~done
+        v = vectors[escape, :, 0]
+        side = np.where(np.sum(v * g[escape], axis=1) < 0.0, -1.0, 1.0)
+        d[escape] = MAX_STEP * side[:, None] * v / np.abs(v).max(axis=1, keepdims=True)
+        # derivatives that are not finite leave the gene to EM
+        self.failed[rows[~ok]] = True
+        moving = ok & ~done
+        go = rows[moving]
+        self.base[go] = z[moving]
+        self.base_loglik[go] = loglik[go]
+        self.direction[go] = d[moving]
+        self.escaping[go] = escape[moving]
+        self.step[go] = 1.0
+        self._trial(go)
+        return rows[done], rows[~ok]
+
+    def _trial(self, rows) -> None:
+        z = self.base[rows] + self.step[rows, None] * self.direction[rows]
+        self._unpack(np.clip(z, self.lower, self.upper), rows)
+
+    def judge(self, rows, loglik, threshold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """After the E-step at the trial points of ``rows``: masks ``(accepted, settled,
+        given_up)``. A step is accepted if it raised the log-likelihood; an accepted
+        step along negative curvature that gained at most ``threshold`` settles the
+        gene (converged, as EM's test would have it: the point is on a flat ridge).
+        Rejected rows get a halved step (their next trial point); rows out of halvings
+        go back to their start point, marked failed."""
+        gain = loglik[rows] - self.base_loglik[rows]
+        accepted = gain > 0.0
+        settled = accepted & self.escaping[rows] & (gain <= threshold)
+        rejected = rows[~accepted]
+        self.step[rejected] *= 0.5
+        out = self.step[rejected] < 0.5**MAX_HALVINGS
+        give_up = rejected[out]
+        self.failed[give_up] = True
+        self._unpack(self.base[give_up], give_up)
+        self._trial(rejected[~out])
+        given_up = np.isin(rows, give_up)
+        return accepted, settled, given_up

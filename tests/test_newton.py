@@ -1,0 +1,173 @@
+"""Newton steps on the marginal log-likelihood (scmix._core.newton) and the split start
+that runs only where needed: derivatives against finite differences, monotone traces,
+and the optimum against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+import scmix
+from scmix._core.em import e_step_at, run_em
+from scmix._core.families import NegativeBinomial, Poisson
+from scmix._core.families.base import ChunkData
+from scmix._core.init import starts
+
+FAMILIES = {"nb": (NegativeBinomial, ("mu", "theta")), "poisson": (Poisson, ("mu",))}
+
+
+def _data(seed=1, n_cells=400):
+    rng = np.random.default_rng(seed)
+    s = np.exp(rng.normal(0.0, 0.5, n_cells))
+    s /= s.mean()
+    # a sparse, a moderate and a high-count gene
+    x = np.vstack([rng.negative_binomial(2, 2 / (2 + s * m)) for m in (0.3, 5.0, 40.0)])
+    return ChunkData(np.ascontiguousarray(x, dtype=np.float64), s), rng
+
+
+def _pack(params, weights, names):
+    logits = np.log(weights[:, :-1]) - np.log(weights[:, -1:])
+    return np.concatenate([logits] + [np.log(params[n]) for n in names], axis=1)
+
+
+def _unpack(z, n_comp, names):
+    logits = np.concatenate([z[:, : n_comp - 1], np.zeros((z.shape[0], 1))], axis=1)
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    params = {
+        n: np.exp(z[:, n_comp - 1 + q * n_comp : n_comp - 1 + (q + 1) * n_comp])
+        for q, n in enumerate(names)
+    }
+    return params, w / w.sum(axis=1, keepdims=True)
+
+
+def _derivatives(family, data, params, weights, state=None):
+    n_rows, n_comp = weights.shape
+    size = n_comp - 1 + n_comp * len(params)
+    grad, hess = np.zeros((n_rows, size)), np.zeros((n_rows, size, size))
+    family.marginal_derivatives(data, params, np.log(weights), np.arange(n_rows), state, grad, hess)
+    return grad, hess
+
+
+@pytest.mark.parametrize("name", ["nb", "poisson"])
+@pytest.mark.parametrize("n_comp", [2, 3])
+def test_marginal_derivatives_match_finite_differences(name, n_comp):
+    make, names = FAMILIES[name]
+    family = make()
+    data, rng = _data()
+    n_rows = data.x.shape[0]
+    params = {"mu": rng.uniform(0.5, 20.0, (n_rows, n_comp))}
+    if "theta" in names:
+        params["theta"] = rng.uniform(0.5, 30.0, (n_rows, n_comp))
+    weights = rng.dirichlet(np.ones(n_comp), n_rows)
+    z0 = _pack(params, weights, names)
+    grad, hess = _derivatives(family, data, params, weights)
+    assert np.allclose(hess, np.transpose(hess, (0, 2, 1)))
+    h = 1e-5
+    for p in range(z0.shape[1]):
+        step = np.zeros(z0.shape[1])
+        step[p] = h
+        up, down = _unpack(z0 + step, n_comp, names), _unpack(z0 - step, n_comp, names)
+        # gradient: central differences of the log-likelihood itself
+        slope = (e_step_at(family, data, *up) - e_step_at(family, data, *down)) / (2 * h)
+        np.testing.assert_allclose(grad[:, p], slope, rtol=1e-5, atol=1e-4)
+        # Hessian: central differences of the analytic gradient
+        column = (_derivatives(family, data, *up)[0] - _derivatives(family, data, *down)[0]) / (
+            2 * h
+        )
+        np.testing.assert_allclose(hess[:, :, p], column, rtol=1e-5, atol=1e-4)
+
+
+def test_nb_derivatives_on_quadrature_nodes_match_every_cell():
+    """With the NB state of an E-step on nodes, the sums over pooled zeros agree with
+    the sums over every cell."""
+    family = NegativeBinomial()
+    data, rng = _data(seed=2, n_cells=3000)
+    n_rows, n_comp = data.x.shape[0], 2
+    params = {"mu": rng.uniform(0.2, 10.0, (n_rows, n_comp))}
+    params["theta"] = rng.uniform(0.5, 10.0, (n_rows, n_comp))
+    weights = np.full((n_rows, n_comp), 0.5)
+    state = family.new_state(data, n_comp)
+    resp = np.empty((n_rows, n_comp, data.n_cells))
+    loglik, sums = np.empty(n_rows), np.empty((n_rows, n_comp))
+    family.e_step(data, params, np.log(weights), np.arange(n_rows), resp, loglik, sums, state)
+    assert state[1].any(), "no gene was summed on nodes: the test tests nothing"
+    on_nodes = _derivatives(family, data, params, weights, state)
+    every = _derivatives(family, data, params, weights)
+    np.testing.assert_allclose(on_nodes[0], every[0], rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(on_nodes[1], every[1], rtol=1e-9, atol=1e-8)
+
+
+def _overlapping(n_genes=20, seed=5):
+    """Genes where K=2 is over-fitted (one NB each): EM crawls along flat ridges."""
+    adata = scmix.datasets.simulate(
+        n_cells=800, n_genes=n_genes, n_components=2, fold_change=1.3, random_state=seed
+    )
+    x = np.ascontiguousarray(np.asarray(adata.X, dtype=np.float64).T)
+    return x, adata.obs["size_factors"].to_numpy()
+
+
+def _fit_with(family, x, s, newton_after, tol=1e-8, max_iter=300):
+    """EM from the quantile split of every gene by :func:`run_em`, with Newton steps
+    after ``newton_after`` EM steps (None: EM only)."""
+    data = ChunkData(x, s)
+    n_comp = 2
+    resp = np.empty((x.shape[0], n_comp, x.shape[1]))
+    params, weights = next(
+        starts(family, data, n_comp, 1, np.zeros((x.shape[0], 1, 2)), resp, None)
+    )
+    loglik, converged, n_iter, trace = run_em(
+        family,
+        data,
+        params,
+        weights,
+        resp,
+        max_iter=max_iter,
+        tol=tol,
+        constant=family.log_prob_constant(data),
+        keep_trace=True,
+        newton_after=newton_after,
+    )
+    return params, weights, loglik, converged, n_iter, trace
+
+
+@pytest.mark.parametrize("name", ["nb", "poisson"])
+def test_newton_phase_keeps_the_trace_monotone(name):
+    family = FAMILIES[name][0]()
+    x, s = _overlapping()
+    for newton_after in (1, 4):
+        *_, loglik, converged, _, trace = _fit_with(family, x, s, newton_after)
+        assert converged.all()
+        for j in range(trace.shape[1]):
+            values = trace[:, j][np.isfinite(trace[:, j])]
+            assert values.size >= 2
+            assert np.diff(values).min() >= -1e-10 * abs(values[-1]), j
+            assert values[-1] == pytest.approx(loglik[j], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["nb", "poisson"])
+def test_newton_finish_takes_fewer_steps_and_ends_at_a_maximum(name):
+    """On over-fitted genes EM crawls; with Newton steps the fit needs fewer steps, and
+    scipy started from its result finds no higher point."""
+    make, names = FAMILIES[name]
+    family = make()
+    x, s = _overlapping()
+    params, weights, loglik, converged, n_iter, _ = _fit_with(family, x, s, 4, tol=1e-9)
+    *_, em_iter, _ = _fit_with(family, x, s, None, tol=1e-9, max_iter=2000)
+    assert n_iter.sum() < 0.7 * em_iter.sum(), (n_iter.sum(), em_iter.sum())
+    assert converged.all()
+    z = _pack(params, weights, names)
+    for j in range(x.shape[0]):
+        data = ChunkData(x[j : j + 1], s)
+
+        def negative(v, data=data):
+            return -e_step_at(family, data, *_unpack(v[None, :], 2, names))[0]
+
+        bounds = [(None, None)] + [
+            family.log_bounds().get(n, (None, None)) for n in names for _ in range(2)
+        ]
+        bounds = [
+            (None if lo == -np.inf else lo, None if hi == np.inf else hi) for lo, hi in bounds
+        ]
+        best = optimize.minimize(negative, z[j], method="L-BFGS-B", bounds=bounds)
+        assert -best.fun <= loglik[j] + 1e-7 * abs(loglik[j]), (j, -best.fun - loglik[j])
