@@ -9,7 +9,8 @@ import pytest
 from scipy import optimize
 
 import scmix
-from scmix._core.em import e_step_at, run_em
+from scmix._core import em
+from scmix._core.em import e_step_at, fit_chunk, run_em
 from scmix._core.families import NegativeBinomial, Poisson
 from scmix._core.families.base import ChunkData
 from scmix._core.init import starts
@@ -171,3 +172,38 @@ def test_newton_finish_takes_fewer_steps_and_ends_at_a_maximum(name):
         ]
         best = optimize.minimize(negative, z[j], method="L-BFGS-B", bounds=bounds)
         assert -best.fun <= loglik[j] + 1e-7 * abs(loglik[j]), (j, -best.fun - loglik[j])
+
+
+def test_split_start_runs_only_where_no_other_start_reached_k1(svensson_20312, monkeypatch):
+    """The split of the one-component fit is run for exactly the genes where the label
+    starts ended below the one-component log-likelihood; the LRT stays >= 0."""
+    family = NegativeBinomial()
+    counts = np.asarray(svensson_20312.X, dtype=np.float64).T
+    x = np.ascontiguousarray(counts[counts.sum(axis=1) > 0])
+    s = svensson_20312.obs["size_factors"].to_numpy()
+    uniforms = np.random.default_rng(0).uniform(size=(x.shape[0], 1, 2))
+    single = fit_chunk(
+        family, x, s, 1, n_init=1, max_iter=300, tol=1e-6, uniforms=uniforms[:, :, :1]
+    )
+    runs = []
+    original = em._run_starts
+
+    def recording(family, data, start_list, keep, **options):
+        result = original(family, data, start_list, keep, **options)
+        runs.append((keep.copy(), result))
+        return result
+
+    monkeypatch.setattr(em, "_run_starts", recording)
+    fit = fit_chunk(
+        family, x, s, 2, n_init=1, max_iter=300, tol=1e-6, uniforms=uniforms, single=single
+    )
+    assert len(runs) == 2
+    (first_keep, (_, first_gene, first)), (split_keep, _) = runs
+    assert not first_keep[-1].any() and not split_keep[:-1].any()
+    best = np.full(x.shape[0], -np.inf)
+    np.maximum.at(best, first_gene, first["loglik"])
+    needed = best < single.loglik
+    # both cases occur on these ERCC (otherwise the test would not test the choice)
+    assert needed.any() and not needed.all()
+    np.testing.assert_array_equal(split_keep[-1], needed)
+    assert (fit.loglik >= single.loglik - 1e-9 * np.abs(single.loglik)).all()

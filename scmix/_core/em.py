@@ -233,8 +233,9 @@ def fit_chunk(
         SQUAREM acceleration (see :func:`run_em`); off gives plain EM.
     single
         The one-component fit of the same genes. When given (K > 1), one more
-        start splits it into K almost equal components, so that the K-component
-        log-likelihood cannot end below the one-component one (the LRT stays >= 0).
+        start splits it into K almost equal components where needed, so that the
+        K-component log-likelihood cannot end below the one-component one (the LRT
+        stays >= 0).
     data
         ``ChunkData(x, size_factors)`` when the caller already has it (its count
         levels are then computed once for the K=1 and the K-component fit).
@@ -244,7 +245,9 @@ def fit_chunk(
 
     All starts run in one EM with one row per start and gene (start-major), which
     shares the driver's per-iteration cost and gives the threads more work; a start
-    identical to an earlier start of its gene is not run again. The best start per
+    identical to an earlier start of its gene is not run again. The split of
+    ``single`` runs afterwards, and only for the genes where no other start reached
+    the one-component log-likelihood. The best start per
     gene (highest marginal log-likelihood, the earliest on ties) is kept; its
     components are sorted by increasing mean and a final E-step makes the
     responsibilities match the returned parameters.
@@ -260,28 +263,32 @@ def fit_chunk(
     # a start identical to an earlier one of the same gene (k-means++ and the nested
     # split often give the same labels) would repeat its EM exactly: it is left out
     keep = _distinct_starts(start_list, family.param_names)
-    row_start, row_gene = np.nonzero(keep)  # start-major, as the concatenation below
-    stacked = data.take(row_gene)
-    params = {
-        name: np.concatenate([p[name][keep[s]] for s, (p, _) in enumerate(start_list)])
-        for name in family.param_names
+    options = {
+        "max_iter": max_iter,
+        "tol": tol,
+        "keep_trace": keep_trace,
+        "accelerate": accelerate,
     }
-    weights = np.concatenate([w[keep[s]] for s, (_, w) in enumerate(start_list)])
-    constant = family.log_prob_constant(data)[row_gene]
-    resp = np.empty((row_gene.size, n_components, n_cells))
-    loglik, converged, n_iter, trace = run_em(
-        family,
-        stacked,
-        params,
-        weights,
-        resp,
-        max_iter=max_iter,
-        tol=tol,
-        constant=constant,
-        keep_trace=keep_trace,
-        accelerate=accelerate,
+    split = single is not None and n_components > 1
+    runs = []
+    if split:
+        # the split of the one-component fit runs only where no other start reached
+        # the one-component log-likelihood (its purpose: LRT >= 0)
+        first = keep.copy()
+        first[-1] = False
+        if first.any():
+            runs.append(_run_starts(family, data, start_list, first, **options))
+            best = np.full(n_genes, -np.inf)
+            np.maximum.at(best, runs[0][1], runs[0][2]["loglik"])
+            keep[-1] &= best < single.loglik
+        keep[:-1] = False
+    if keep.any():
+        runs.append(_run_starts(family, data, start_list, keep, **options))
+    row_start, row_gene, result = _concatenate_runs(runs)
+    params, weights = result["params"], result["weights"]
+    loglik, converged, n_iter, trace = (
+        result[name] for name in ("loglik", "converged", "n_iter", "trace")
     )
-    del resp, stacked
 
     genes = np.arange(n_genes)
     by_start = np.full((n_starts, n_genes), -np.inf)
@@ -304,6 +311,62 @@ def fit_chunk(
         work,
         None if trace is None else trace[:, rows],
     )
+
+
+def _run_starts(family, data, start_list, keep, **options):
+    """EM from the starts ``keep[s, g]`` of ``start_list``, one row per kept start and
+    gene (start-major). Returns ``(row_start, row_gene, result)``."""
+    row_start, row_gene = np.nonzero(keep)
+    stacked = data.take(row_gene)
+    params = {
+        name: np.concatenate([p[name][keep[s]] for s, (p, _) in enumerate(start_list)])
+        for name in family.param_names
+    }
+    weights = np.concatenate([w[keep[s]] for s, (_, w) in enumerate(start_list)])
+    constant = family.log_prob_constant(data)[row_gene]
+    resp = np.empty((row_gene.size, weights.shape[1], data.n_cells))
+    loglik, converged, n_iter, trace = run_em(
+        family, stacked, params, weights, resp, constant=constant, **options
+    )
+    result = {
+        "params": params,
+        "weights": weights,
+        "loglik": loglik,
+        "converged": converged,
+        "n_iter": n_iter,
+        "trace": trace,
+    }
+    return row_start, row_gene, result
+
+
+def _concatenate_runs(runs):
+    """The rows of several :func:`_run_starts` results as one; traces padded with NaN."""
+    if len(runs) == 1:
+        return runs[0]
+    row_start = np.concatenate([r[0] for r in runs])
+    row_gene = np.concatenate([r[1] for r in runs])
+    results = [r[2] for r in runs]
+    merged = {
+        "params": {
+            name: np.concatenate([r["params"][name] for r in results])
+            for name in results[0]["params"]
+        }
+    }
+    for name in ("weights", "loglik", "converged", "n_iter"):
+        merged[name] = np.concatenate([r[name] for r in results])
+    merged["trace"] = None
+    if results[0]["trace"] is not None:
+        length = max(r["trace"].shape[0] for r in results)
+        merged["trace"] = np.concatenate(
+            [
+                np.pad(
+                    r["trace"], ((0, length - r["trace"].shape[0]), (0, 0)), constant_values=np.nan
+                )
+                for r in results
+            ],
+            axis=1,
+        )
+    return row_start, row_gene, merged
 
 
 def _distinct_starts(start_list, param_names) -> np.ndarray:
