@@ -447,9 +447,11 @@ def main(argv=None) -> int:
     )
     print("ratio vs baseline: baseline ms/gene divided by this row's ms/gene.")
     print(
-        "scmix (this version) fits K=1 with every K=2 fit and uses it, split in two, as one more"
-        " start:\n  n_init=1 is the quantile start + that split start, n_init=3 adds the nested"
-        " and a k-means++ start.\n  'quantile start only' runs scmix's EM from the baseline's"
+        "scmix (this version) fits K=1 with every K=2 fit and, for the genes where no other start"
+        " reached its log-likelihood,\n  uses it, split in two, as one more start: n_init=1 is the"
+        " quantile start (+ that split start), n_init=3 adds the nested\n  and a k-means++ start."
+        " Genes still iterating after 12 EM steps continue with Newton steps.\n"
+        "  'quantile start only' runs scmix's EM from the baseline's"
         " start alone (private scmix._core.em.fit_chunk).\n  fit_mixture also writes the"
         " results (and responsibilities) to the AnnData."
     )

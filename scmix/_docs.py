@@ -7,14 +7,19 @@ n_init
         Label-based starts per gene: the first splits the cells into K groups by
         the rank of log1p(x/s), the second nests them (groups by distance from the
         median: a tight component inside broad ones), the others use k-means++ on
-        log1p(x/s). For K > 1 one more start splits the one-component fit into K
+        log1p(x/s). For K > 1, where no start reached the one-component
+        log-likelihood, one more start splits the one-component fit into K
         near-equal components, so the LRT is never negative. The best
         log-likelihood per gene is kept.
     max_iter, tol
         EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene
         once its log-likelihood rose by at most ``tol`` per cell over a whole
-        SQUAREM cycle (three EM steps and an extrapolation); a gene still rising
-        after ``max_iter`` EM steps is reported as not converged.
+        SQUAREM cycle (three EM steps and an extrapolation). A gene still
+        iterating after 12 EM steps (K = 1: from the start) continues with
+        Newton steps on the marginal log-likelihood, which never lower it either,
+        and stops at a local maximum where the predicted gain is at most ``tol``
+        per cell. A gene still rising after ``max_iter`` steps (EM and Newton) is
+        reported as not converged.
     random_state
         Seed of the random starts; the result is deterministic for a given seed
         and does not depend on ``chunk_size``.

@@ -55,7 +55,11 @@ def test_em_loglik_never_decreases_simulated(family, accelerate):
     s = adata.obs["size_factors"].to_numpy()
     for k in (1, 2, 3):
         fit = _fit(adata.X, s, family, k, keep_trace=True, accelerate=accelerate, tol=1e-8)
-        _assert_non_decreasing(fit.trace, np.abs(fit.loglik))
+        if family == "poisson" and k == 1:
+            # the start (sum x / sum s) is the closed-form optimum: no step is taken
+            assert fit.trace.shape[0] == 1 and (fit.n_iter == 0).all() and fit.converged.all()
+        else:
+            _assert_non_decreasing(fit.trace, np.abs(fit.loglik))
         # the trace ends at the reported log-likelihood
         last = [t[np.isfinite(t)][-1] for t in fit.trace.T]
         np.testing.assert_allclose(last, fit.loglik, rtol=1e-12)

@@ -14,6 +14,10 @@ A gene has converged when :math:`\\ell_j` rose by at most ``tol * n_cells``
 (``tol`` is per cell, as in scikit-learn) over a whole SQUAREM cycle (three EM
 steps and an extrapolation), or, without acceleration, in two successive EM
 steps; it then leaves the active set, so that the kernels skip it.
+
+A gene still iterating after ``NEWTON_AFTER`` EM steps (a one-component fit: at
+once) continues with Newton steps on :math:`\\ell_j` (:mod:`scmix._core.newton`):
+EM crawls where components overlap, Newton converges quadratically near a maximum.
 """
 
 from __future__ import annotations
@@ -106,6 +110,10 @@ def run_em(
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
     newton = None
+    if newton_after is not None and weights.shape[1] == 1:
+        # one component: the marginal likelihood is the likelihood, and Newton's
+        # method on it converges in a few steps where EM needs cycles to stop
+        newton_after = 0
     if newton_after is not None and family.has_newton:
         newton = NewtonSteps(family, params, weights)
     active = np.arange(n_genes)
