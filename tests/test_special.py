@@ -41,3 +41,17 @@ def test_lgamma_ratio_matches_scipy_where_scipy_is_accurate():
         for theta in [0.01, 1.0, 5.0, 50.0]:
             expected = special.gammaln(x + theta) - special.gammaln(theta)
             assert sp.lgamma_ratio(x, theta) == pytest.approx(expected, rel=1e-11)
+
+
+def test_log1p_matches_numpy_to_a_few_ulp():
+    """The log(u) * y / (u - 1) form of log1p keeps full precision from tiny to huge y."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate(
+        [
+            rng.uniform(0.0, 1.0, 2000) * scale
+            for scale in (1e-300, 1e-17, 1e-9, 1e-3, 1, 1e6, 1e200)
+        ]
+        + [-rng.uniform(0.0, 0.999, 2000), [0.0, -0.0]]
+    )
+    ours = np.array([sp.log1p(v) for v in y])
+    np.testing.assert_allclose(ours, np.log1p(y), rtol=8 * np.finfo(float).eps, atol=0)

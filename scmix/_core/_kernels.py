@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from ._threading import gene_kernel
+from .special import log1p
 
 
 @gene_kernel
@@ -70,7 +71,7 @@ def normalise(joint, top):
             e = math.exp(joint[1] - joint[0])
             joint[0] = 1.0 / (1.0 + e)
             joint[1] = e * joint[0]
-        return top + math.log1p(e)
+        return top + log1p(e)
     acc = 0.0
     for k in range(n_comp):
         joint[k] = math.exp(joint[k] - top)

@@ -28,6 +28,17 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 jit = numba.njit(cache=True, fastmath=False, nogil=True)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def log1p(y: float) -> float:
+    """log(1 + y), accurate to a few ulp for any y > -1: ``log(u) * y / (u - 1)`` with
+    ``u = 1 + y`` rounded (Goldberg 1991, theorem 4) cancels the rounding of ``u``.
+    One ``log`` and a division: twice as fast as ``math.log1p`` (glibc) in numba."""
+    u = 1.0 + y
+    if u == 1.0:
+        return y
+    return math.log(u) * (y / (u - 1.0))
+
+
 @jit
 def digamma(z: float) -> float:
     """psi(z) for z > 0: recurrence up to ``ASYMPTOTIC_FROM``, then the asymptotic series."""

@@ -11,7 +11,7 @@ import numpy as np
 from .._kernels import add_cell_score, add_weight_curvature, normalise, normalise_cells
 from .._threading import gene_kernel
 from ..quadrature import UNUSED, estimated_error
-from ..special import digamma_ratio, lgamma_ratio, trigamma_ratio
+from ..special import digamma_ratio, lgamma_ratio, log1p, trigamma_ratio
 from .base import MU_MIN
 
 THETA_MIN = 1e-6
@@ -43,7 +43,7 @@ def _lgamma_table(values, n_levels, th, out):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
     """log f(x | s mu, theta) + log x!; ``lgamma_term`` is 0 for x = 0."""
-    l1 = math.log1p(s * mu / th)
+    l1 = log1p(s * mu / th)
     if xi == 0.0:
         return -th * l1
     return lgamma_term - th * l1 + xi * (log_s + log_mu_minus_log_th - l1)
@@ -217,7 +217,7 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
         if ri == 0.0:
             continue
         m = size_factors[i] * mu
-        l1 = math.log1p(m * inv_th)
+        l1 = log1p(m * inv_th)
         inv_t = 1.0 / (th + m)
         p = th * inv_t
         xi = x[i]
@@ -427,7 +427,7 @@ def _cell_derivatives(xi, lev, s, log_s, mu, theta, log_weights, lg, dg, tg, joi
     for k in range(joint.shape[0]):
         th = theta[k]
         m = s * mu[k]
-        l1 = math.log1p(m / th)
+        l1 = log1p(m / th)
         inv_t = 1.0 / (th + m)
         p = th * inv_t
         lgv = lg[k, lev] if lev >= 0 else 0.0
