@@ -419,15 +419,17 @@ def _level_tables(values, n_levels, th, lg, dg, tg):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _cell_derivatives(xi, lev, s, log_s, mu, theta, log_weights, lg, dg, tg, joint, score, curv):
+def _cell_derivatives(
+    xi, lev, s, log_s, mu, theta, inv_theta, log_ratio, log_weights, lg, dg, tg, joint, score, curv
+):
     """For one cell and every component: ``joint[k] = log pi_k + log f_k + log x!`` and
-    the derivatives of ``log f_k`` in ``(log mu, log theta)`` (as in :func:`_objective`);
-    then ``joint`` becomes the responsibilities."""
+    the derivatives of ``log f_k`` in ``(log mu, log theta)`` (as in :func:`_objective`;
+    ``log_ratio = log mu - log theta``); then ``joint`` becomes the responsibilities."""
     top = -np.inf
     for k in range(joint.shape[0]):
         th = theta[k]
         m = s * mu[k]
-        l1 = log1p(m / th)
+        l1 = log1p(m * inv_theta[k])
         inv_t = 1.0 / (th + m)
         p = th * inv_t
         lgv = lg[k, lev] if lev >= 0 else 0.0
@@ -435,11 +437,11 @@ def _cell_derivatives(xi, lev, s, log_s, mu, theta, log_weights, lg, dg, tg, joi
         tgv = tg[k, lev] if lev >= 0 else 0.0
         log_f = lgv - th * l1
         if xi != 0.0:
-            log_f += xi * (log_s + math.log(mu[k]) - math.log(th) - l1)
+            log_f += xi * (log_s + log_ratio[k] - l1)
         joint[k] = log_weights[k] + log_f
         top = max(top, joint[k])
         g_theta = dgv + (m - xi) * inv_t - l1
-        h_theta = tgv + (m * m / th + xi) * inv_t * inv_t
+        h_theta = tgv + (m * m * inv_theta[k] + xi) * inv_t * inv_t
         score[k, 0] = (xi - m) * p
         score[k, 1] = th * g_theta
         curv[k, 0, 0] = -m * (xi + th) * p * inv_t
@@ -489,6 +491,8 @@ def _nb_marginal_derivatives(
         for k in range(n_comp):
             _level_tables(values[g], n_levels[g], theta[g, k], lg[k], dg[k], tg[k])
         weights = np.exp(log_weights[g])
+        inv_theta = 1.0 / theta[g]
+        log_ratio = np.log(mu[g]) - np.log(theta[g])
         joint = np.empty(n_comp)
         score = np.empty((n_comp, 2))
         curv = np.zeros((n_comp, 2, 2))
@@ -506,6 +510,8 @@ def _nb_marginal_derivatives(
                 log_size_factors[i],
                 mu[g],
                 theta[g],
+                inv_theta,
+                log_ratio,
                 log_weights[g],
                 lg,
                 dg,
@@ -527,6 +533,8 @@ def _nb_marginal_derivatives(
                         node_log_size_factors[n],
                         mu[g],
                         theta[g],
+                        inv_theta,
+                        log_ratio,
                         log_weights[g],
                         lg,
                         dg,
