@@ -151,7 +151,7 @@ def run_em(
         if newton is not None:
             # EM genes at the start of a cycle, past newton_after steps, switch
             enter = restart & (n_iter[active] >= newton_after)
-            enter[enter] = newton.eligible(active[enter])
+            enter[enter] = newton.eligible(active[enter], n_iter[active[enter]])
             restart &= ~enter
             go &= ~enter
             # Newton genes: their trial point just got its E-step
@@ -161,19 +161,20 @@ def run_em(
             if trace is not None:
                 trace[n_points[moved], moved] = loglik[moved] + constant[moved]
                 n_points[moved] += 1
-            converged[rows[settled]] = True
-            ending = np.concatenate(
-                [rows[settled], rows[took & ~settled & (n_iter[rows] >= max_iter)]]
-            )
-            stepping = np.concatenate([active[enter], rows[took & ~np.isin(rows, ending)]])
+            ending = rows[took & ~settled & (n_iter[rows] >= max_iter)]
+            stepping = rows[took & ~settled & (n_iter[rows] < max_iter)]
+            stepping = np.concatenate([active[enter], stepping])
             converged_now, handed_back = newton.start(
                 data, state, log_weights, loglik, stepping, threshold
             )
             converged[converged_now] = True
             phase[stepping] = _NEWTON
             n_iter[np.setdiff1d(stepping, np.concatenate([converged_now, handed_back]))] += 1
-            # back to EM: a fresh cycle from the point where the failed step began
-            back = np.concatenate([rows[given_up], handed_back])
+            # back to EM for newton_after steps, a fresh cycle from the current point:
+            # where a failed step began, or on a flat ridge, along which EM's M-step
+            # (optimising theta in one go) moves further than Newton steps in log theta
+            back = np.concatenate([rows[given_up | settled], handed_back])
+            newton.hand_back(back, n_iter[back], max(newton_after, 1))
             phase[back] = _REVERTED if squarem else _START
             cycle_start[back] = -np.inf
             newton_done = np.isin(active, np.concatenate([converged_now, ending]))

@@ -71,12 +71,16 @@ class NewtonSteps:
         self.step = np.ones(n_rows)
         #: rows whose current step follows negative curvature (see ``start``)
         self.escaping = np.zeros(n_rows, dtype=bool)
-        #: rows whose step failed: they stay with EM
-        self.failed = np.zeros(n_rows, dtype=bool)
+        #: EM steps a row takes before it may (again) take Newton steps
+        self.resume_at = np.zeros(n_rows, dtype=np.int64)
 
-    def eligible(self, rows: np.ndarray) -> np.ndarray:
-        """Which of ``rows`` may take Newton steps."""
-        return ~self.failed[rows] & (self.weights[rows].min(axis=1) >= MIN_WEIGHT)
+    def eligible(self, rows: np.ndarray, n_iter: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (with ``n_iter`` steps taken) may take Newton steps."""
+        return (n_iter >= self.resume_at[rows]) & (self.weights[rows].min(axis=1) >= MIN_WEIGHT)
+
+    def hand_back(self, rows, n_iter, wait) -> None:
+        """``rows`` return to EM for ``wait`` EM steps before they may try Newton again."""
+        self.resume_at[rows] = n_iter + wait
 
     def _pack(self, rows) -> np.ndarray:
         log_w = np.log(self.weights[rows])
@@ -94,11 +98,13 @@ class NewtonSteps:
             self.params[name][rows] = np.exp(z[:, start : start + n_comp])
         self.family.clip_params(self.params, rows)
 
-    def start(self, data: ChunkData, state, log_weights, loglik, rows, threshold) -> np.ndarray:
+    def start(
+        self, data: ChunkData, state, log_weights, loglik, rows, threshold
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A Newton direction at the current point of ``rows`` and its first trial
         point (written into the parameters). Returns ``(converged, given_up)``: rows
         at a strict local maximum whose predicted gain is at most ``threshold``, and
-        rows handed back to EM (derivatives not finite); both left at their point."""
+        rows to hand back to EM (derivatives not finite); both left at their point."""
         if not rows.size:
             return rows, rows
         self.family.marginal_derivatives(
@@ -134,8 +140,6 @@ class NewtonSteps:
         v = vectors[escape, :, 0]
         side = np.where(np.sum(v * g[escape], axis=1) < 0.0, -1.0, 1.0)
         d[escape] = MAX_STEP * side[:, None] * v / np.abs(v).max(axis=1, keepdims=True)
-        # derivatives that are not finite leave the gene to EM
-        self.failed[rows[~ok]] = True
         moving = ok & ~done
         go = rows[moving]
         self.base[go] = z[moving]
@@ -154,9 +158,10 @@ class NewtonSteps:
         """After the E-step at the trial points of ``rows``: masks ``(accepted, settled,
         given_up)``. A step is accepted if it raised the log-likelihood; an accepted
         step along negative curvature that gained at most ``threshold`` settles the
-        gene (converged, as EM's test would have it: the point is on a flat ridge).
+        gene on a flat ridge, where EM (whose M-step moves theta far in one step)
+        decides.
         Rejected rows get a halved step (their next trial point); rows out of halvings
-        go back to their start point, marked failed."""
+        go back to their start point (the caller hands them back to EM)."""
         gain = loglik[rows] - self.base_loglik[rows]
         accepted = gain > 0.0
         settled = accepted & self.escaping[rows] & (gain <= threshold)
@@ -164,7 +169,6 @@ class NewtonSteps:
         self.step[rejected] *= 0.5
         out = self.step[rejected] < 0.5**MAX_HALVINGS
         give_up = rejected[out]
-        self.failed[give_up] = True
         self._unpack(self.base[give_up], give_up)
         self._trial(rejected[~out])
         given_up = np.isin(rows, give_up)
