@@ -79,14 +79,20 @@ def test_marginal_derivatives_match_finite_differences(name, n_comp):
         np.testing.assert_allclose(hess[:, :, p], column, rtol=1e-5, atol=1e-4)
 
 
-def test_nb_derivatives_on_quadrature_nodes_match_every_cell():
-    """With the NB state of an E-step on nodes, the sums over pooled zeros agree with
-    the sums over every cell."""
-    family = NegativeBinomial()
+@pytest.mark.parametrize("name", ["nb", "poisson"])
+def test_derivatives_on_quadrature_nodes_match_every_cell(name):
+    """With the state of an E-step on nodes, the sums over pooled zeros (and ones)
+    agree with the sums over every cell."""
+    make, names = FAMILIES[name]
+    family = make()
     data, rng = _data(seed=2, n_cells=3000)
     n_rows, n_comp = data.x.shape[0], 2
-    params = {"mu": rng.uniform(0.2, 10.0, (n_rows, n_comp))}
-    params["theta"] = rng.uniform(0.5, 10.0, (n_rows, n_comp))
+    # Poisson responsibilities turn sharply with s at large means (the nodes would
+    # fail their error check there): moderate means
+    low, high = (0.2, 10.0) if "theta" in names else (1.0, 3.0)
+    params = {"mu": rng.uniform(low, high, (n_rows, n_comp))}
+    if "theta" in names:
+        params["theta"] = rng.uniform(0.5, 10.0, (n_rows, n_comp))
     weights = np.full((n_rows, n_comp), 0.5)
     state = family.new_state(data, n_comp)
     resp = np.empty((n_rows, n_comp, data.n_cells))

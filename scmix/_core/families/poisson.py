@@ -10,7 +10,7 @@ from scipy import stats
 
 from .._kernels import add_cell_score, add_weight_curvature, normalise, weighted_rate
 from .._threading import gene_kernel
-from ..quadrature import UNUSED, estimated_error
+from ..quadrature import UNUSED, CountQuadrature, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
 
@@ -75,10 +75,12 @@ def _poisson_e_step(
     loglik,
     resp_sums,
     stats,
+    on_nodes,
 ):
     """E-step fused with the log-pmf and the M-step's sums ``stats[g, k]`` =
     (sum_i r x, sum_i r s); pooled counts on quadrature nodes as in the NB family
-    (the error check also covers sum_i r s, which the M-step uses)."""
+    (the error check also covers sum_i r s, which the M-step uses). ``on_nodes[g]``
+    tells :func:`_poisson_marginal_derivatives` which way the gene went."""
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
     n_nodes = node_size_factors.shape[0]
@@ -125,6 +127,7 @@ def _poisson_e_step(
                 total = 0.0
                 sums[:] = 0.0
                 sufficient[:] = 0.0
+        on_nodes[g] = quadrature
         n_cells_summed = n_single[g] if quadrature else n_cells
         for t in range(n_cells_summed):
             i = single_cells[g, t] if quadrature else t
@@ -149,15 +152,48 @@ def _poisson_e_step(
             stats[g, k, 1] = sufficient[k, 1]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cell_derivatives(xi, s, log_s, mu, log_mu, log_weights, joint, score, curv):
+    """``joint[k] = log pi_k + log f_k + log x!``, then the responsibilities; the
+    derivatives of ``log f_k`` in ``log mu``: ``x - m`` and ``-m``."""
+    top = -np.inf
+    for k in range(joint.shape[0]):
+        m = s * mu[k]
+        joint[k] = log_weights[k] + _log_pmf(xi, s, log_s, mu[k], log_mu[k])
+        top = max(top, joint[k])
+        score[k, 0] = xi - m
+        curv[k, 0, 0] = -m
+    normalise(joint, top)
+
+
 @gene_kernel
 def _poisson_marginal_derivatives(
-    x, size_factors, log_size_factors, mu, log_weights, active, grad, hess
+    x,
+    size_factors,
+    log_size_factors,
+    node_size_factors,
+    node_log_size_factors,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_low_weights,
+    single_cells,
+    n_single,
+    tolerance,
+    on_nodes,
+    mu,
+    log_weights,
+    active,
+    grad,
+    hess,
 ):
     """Gradient and Hessian of each active gene's marginal log-likelihood in the
-    coordinates of :func:`~scmix._core._kernels.add_cell_score` (parameter ``log mu``):
-    ``d log f / d log mu = x - m``, ``d^2 log f / d (log mu)^2 = -m``. Every cell."""
+    coordinates of :func:`~scmix._core._kernels.add_cell_score` (parameter ``log mu``).
+    Where the gene's last E-step summed on the quadrature nodes (``on_nodes``), so do
+    these sums."""
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
+    n_nodes = node_size_factors.shape[0]
     for a in numba.prange(active.shape[0]):
         g = active[a]
         log_mu = np.log(mu[g])
@@ -168,18 +204,48 @@ def _poisson_marginal_derivatives(
         centred = np.empty(grad.shape[1])
         grad[g] = 0.0
         hess[g] = 0.0
-        for i in range(n_cells):
-            top = -np.inf
-            for k in range(n_comp):
-                m = size_factors[i] * mu[g, k]
-                joint[k] = log_weights[g, k] + _log_pmf(
-                    x[g, i], size_factors[i], log_size_factors[i], mu[g, k], log_mu[k]
-                )
-                top = max(top, joint[k])
-                score[k, 0] = x[g, i] - m
-                curv[k, 0, 0] = -m
-            normalise(joint, top)
+        pooled = on_nodes[g]
+        n_summed = n_single[g] if pooled else n_cells
+        for t in range(n_summed):
+            i = single_cells[g, t] if pooled else t
+            _cell_derivatives(
+                x[g, i],
+                size_factors[i],
+                log_size_factors[i],
+                mu[g],
+                log_mu,
+                log_weights[g],
+                joint,
+                score,
+                curv,
+            )
             add_cell_score(1.0, joint, score, curv, weights, centred, grad[g], hess[g])
+        if pooled:
+            for p in range(pooled_level.shape[1]):
+                if pooled_level[g, p] == UNUSED:
+                    break
+                for n in range(n_nodes):
+                    _cell_derivatives(
+                        pooled_count[g, p],
+                        node_size_factors[n],
+                        node_log_size_factors[n],
+                        mu[g],
+                        log_mu,
+                        log_weights[g],
+                        joint,
+                        score,
+                        curv,
+                    )
+                    add_cell_score(
+                        node_weights[g, p, n],
+                        joint,
+                        score,
+                        curv,
+                        weights,
+                        centred,
+                        grad[g],
+                        hess[g],
+                    )
         add_weight_curvature(float(n_cells), weights, hess[g])
 
 
@@ -205,9 +271,11 @@ class Poisson(Family):
             work=active.size * out[0].size,
         )
 
-    def new_state(self, data: ChunkData, n_components: int) -> np.ndarray:
-        """The M-step's sums (sum_i r x, sum_i r s) per gene and component."""
-        return np.zeros((data.x.shape[0], n_components, 2))
+    def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+        """The M-step's sums (sum_i r x, sum_i r s) per gene and component, and per gene
+        whether its last E-step summed on the quadrature nodes."""
+        n_rows = data.x.shape[0]
+        return np.zeros((n_rows, n_components, 2)), np.zeros(n_rows, dtype=bool)
 
     def e_step(
         self, data: ChunkData, params, log_weights, active, resp, loglik, resp_sums, state=None
@@ -228,7 +296,7 @@ class Poisson(Family):
             resp,
             loglik,
             resp_sums,
-            state,
+            *state,
             work=active.size * resp[0].size,
         )
 
@@ -236,7 +304,7 @@ class Poisson(Family):
         if state is None:
             mu = weighted_rate(data.x, data.size_factors, resp, active)
         else:  # the E-step's sums at the current parameters
-            stats = state[active]
+            stats = state[0][active]
             with np.errstate(divide="ignore", invalid="ignore"):
                 mu = np.where(stats[..., 1] > 0, stats[..., 0] / stats[..., 1], np.nan)
         # a component with no weight left keeps its mean (it no longer matters)
@@ -245,10 +313,16 @@ class Poisson(Family):
         params["mu"][active] = np.maximum(mu, MU_MIN)
 
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
+        if state is None:  # every cell
+            quad, on_nodes = CountQuadrature.none(data.x.shape[0]), np.zeros(data.x.shape[0], bool)
+        else:
+            quad, on_nodes = data.quadrature, state[1]
         _poisson_marginal_derivatives(
             data.x,
             data.size_factors,
             data.log_size_factors,
+            *quad.arrays(),
+            on_nodes,
             params["mu"],
             log_weights,
             active,
