@@ -156,14 +156,15 @@ def run_em(
             go &= ~enter
             # Newton genes: their trial point just got its E-step
             rows = active[in_newton]
-            took, settled, given_up = newton.judge(rows, loglik, threshold)
+            took, finished, given_up = newton.judge(rows, loglik, threshold)
             moved = rows[took]
             if trace is not None:
                 trace[n_points[moved], moved] = loglik[moved] + constant[moved]
                 n_points[moved] += 1
-            ending = rows[took & ~settled & (n_iter[rows] >= max_iter)]
-            stepping = rows[took & ~settled & (n_iter[rows] < max_iter)]
-            stepping = np.concatenate([active[enter], stepping])
+            converged[rows[finished]] = True
+            going_on = took & ~finished & ~given_up
+            ending = np.concatenate([rows[finished], rows[going_on & (n_iter[rows] >= max_iter)]])
+            stepping = np.concatenate([active[enter], rows[going_on & (n_iter[rows] < max_iter)]])
             converged_now, handed_back = newton.start(
                 data, state, log_weights, loglik, stepping, threshold
             )
@@ -173,7 +174,7 @@ def run_em(
             # back to EM for newton_after steps, a fresh cycle from the current point:
             # where a failed step began, or on a flat ridge, along which EM's M-step
             # (optimising theta in one go) moves further than Newton steps in log theta
-            back = np.concatenate([rows[given_up | settled], handed_back])
+            back = np.concatenate([rows[given_up], handed_back])
             newton.hand_back(back, n_iter[back], max(newton_after, 1))
             phase[back] = _REVERTED if squarem else _START
             cycle_start[back] = -np.inf

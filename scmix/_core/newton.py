@@ -38,6 +38,8 @@ MAX_STEP = 3.0
 MAX_HALVINGS = 10
 #: Eigenvalues of -H are raised to at least this fraction of the largest one.
 EIGEN_FLOOR = 1e-10
+#: Predicted gains below this fraction of the log-likelihood are rounding noise.
+ROUNDING = 1e-12
 #: A gene with a component weight below this does not take Newton steps (its logit
 #: is far out on a flat tail); EM handles emptied components.
 MIN_WEIGHT = 1e-8
@@ -71,6 +73,8 @@ class NewtonSteps:
         self.step = np.ones(n_rows)
         #: rows whose current step follows negative curvature (see ``start``)
         self.escaping = np.zeros(n_rows, dtype=bool)
+        #: rows at a maximum that take their last Newton step (see ``start``)
+        self.finishing = np.zeros(n_rows, dtype=bool)
         #: EM steps a row takes before it may (again) take Newton steps
         self.resume_at = np.zeros(n_rows, dtype=np.int64)
 
@@ -135,8 +139,12 @@ class NewtonSteps:
         small = ok & (predicted <= threshold)
         # converged only at a strict local maximum; at a saddle or on a ridge (some
         # curvature >= 0) the step follows the direction of most positive curvature
-        done = small & (eigenvalues.min(axis=1) > 0.0)
-        escape = small & ~done
+        at_maximum = small & (eigenvalues.min(axis=1) > 0.0)
+        escape = small & ~at_maximum
+        # at a maximum one last step is nearly free and makes the error quadratically
+        # smaller: it is tried once, kept if it rises, and the gene stops either way
+        # (unless its predicted gain is at the rounding of the log-likelihood)
+        done = at_maximum & ~(predicted > ROUNDING * np.abs(loglik[rows]))
         v = vectors[escape, :, 0]
         side = np.where(np.sum(v * g[escape], axis=1) < 0.0, -1.0, 1.0)
         d[escape] = MAX_STEP * side[:, None] * v / np.abs(v).max(axis=1, keepdims=True)
@@ -146,6 +154,7 @@ class NewtonSteps:
         self.base_loglik[go] = loglik[go]
         self.direction[go] = d[moving]
         self.escaping[go] = escape[moving]
+        self.finishing[go] = at_maximum[moving]
         self.step[go] = 1.0
         self._trial(go)
         return rows[done], rows[~ok]
@@ -155,21 +164,28 @@ class NewtonSteps:
         self._unpack(np.clip(z, self.lower, self.upper), rows)
 
     def judge(self, rows, loglik, threshold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """After the E-step at the trial points of ``rows``: masks ``(accepted, settled,
-        given_up)``. A step is accepted if it raised the log-likelihood; an accepted
-        step along negative curvature that gained at most ``threshold`` settles the
-        gene on a flat ridge, where EM (whose M-step moves theta far in one step)
-        decides.
-        Rejected rows get a halved step (their next trial point); rows out of halvings
-        go back to their start point (the caller hands them back to EM)."""
+        """After the E-step at the trial points of ``rows``: masks ``(accepted, stopped,
+        given_up)``. A step is accepted if it raised the log-likelihood.
+
+        A last step from a maximum stops the gene (converged) whether it rose or not; a
+        rejected one goes back to its start point, whose log-likelihood is restored in
+        ``loglik``. An accepted step along negative curvature that gained at most
+        ``threshold`` leaves the gene on a flat ridge, where EM (whose M-step moves
+        theta far in one step) decides: it is ``given_up``, as are rows out of
+        halvings, which go back to their start point. Other rejected rows get a halved
+        step (their next trial point)."""
         gain = loglik[rows] - self.base_loglik[rows]
         accepted = gain > 0.0
-        settled = accepted & self.escaping[rows] & (gain <= threshold)
-        rejected = rows[~accepted]
+        finishing = self.finishing[rows]
+        back = rows[finishing & ~accepted]
+        self._unpack(self.base[back], back)
+        loglik[back] = self.base_loglik[back]
+        flat = accepted & self.escaping[rows] & (gain <= threshold)
+        rejected = rows[~accepted & ~finishing]
         self.step[rejected] *= 0.5
         out = self.step[rejected] < 0.5**MAX_HALVINGS
         give_up = rejected[out]
         self._unpack(self.base[give_up], give_up)
         self._trial(rejected[~out])
-        given_up = np.isin(rows, give_up)
-        return accepted, settled, given_up
+        given_up = flat | np.isin(rows, give_up)
+        return accepted, finishing, given_up
