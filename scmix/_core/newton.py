@@ -19,10 +19,18 @@ with each :math:`|\lambda|` raised to at least ``EIGEN_FLOOR`` times the largest
 that :math:`d` is an ascent direction even where :math:`H` is not negative definite;
 coordinates at a bound that the gradient pushes outwards are held fixed, and no
 coordinate moves by more than ``MAX_STEP``. A step is accepted only if the marginal
-log-likelihood does not decrease; otherwise it is halved, and after ``MAX_HALVINGS``
-halvings the gene returns to EM for good. So the sequence of accepted points stays
-monotone. A gene has converged when the quadratic model predicts a gain
-:math:`g^T d / 2` of at most the EM threshold (``tol * n_cells``).
+log-likelihood rises; otherwise it is halved. So the sequence of accepted points
+stays monotone.
+
+A gene stops (converged) at a strict local maximum (every eigenvalue of -H positive)
+where the quadratic model predicts a gain :math:`g^T d / 2` of at most the EM
+threshold (``tol * n_cells``), after one last step (kept if it rises). Where the
+predicted gain is that small but some curvature is >= 0 (a saddle, or a ridge), the
+step follows the eigenvector of the most positive curvature instead. The gene goes
+back to EM for some EM steps, then may try again, when such a step gains less than
+the threshold (a flat ridge: towards the Poisson limit the log-likelihood is flat in
+log theta yet may rise far away, which EM's M-step reaches in one step), when
+``MAX_HALVINGS`` halvings did not rise, or when the derivatives are not finite.
 """
 
 from __future__ import annotations
