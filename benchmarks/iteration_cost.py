@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                 # iterations of the K-component fit (and of the K=1 fit that comes with it)
                 work = sum(kk * it for kk, it in iterations.items()) * args.cells
                 # a Poisson K=1 start is the closed-form optimum: no iteration at all
-                ns = 1e9 * seconds / work if work else float("nan")
+                ns = 1e9 * seconds / work if work else 0.0
                 rows.append(
                     [
                         family,
@@ -128,8 +128,8 @@ def main(argv=None) -> int:
                         "yes" if pooled else "no",
                         f"{seconds:.2f}",
                         sum(iterations.values()),
-                        f"{ns:.2f}",
-                        f"{ns / log_ns:.1f}x",
+                        f"{ns:.2f}" if work else "-",
+                        f"{ns / log_ns:.1f}x" if work else "-",
                         f"{loglik:.3f}",
                     ]
                 )
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
     print(
         "   (fit time includes starts and the final exact E-step; iterations count every "
-        "start of every gene, K=1 fits included, EM and Newton steps alike; nan: no step)"
+        "start of every gene, K=1 fits included, EM and Newton steps alike; -: no step)"
     )
     return 0
 

@@ -284,10 +284,10 @@ def fit_chunk(
     if split:
         # the split of the one-component fit runs only where no other start reached
         # the one-component log-likelihood (its purpose: LRT >= 0)
-        first = keep.copy()
-        first[-1] = False
-        if first.any():
-            runs.append(_run_starts(family, data, start_list, first, **options))
+        label_starts = keep.copy()
+        label_starts[-1] = False
+        if label_starts.any():
+            runs.append(_run_starts(family, data, start_list, label_starts, **options))
             best = np.full(n_genes, -np.inf)
             np.maximum.at(best, runs[0][1], runs[0][2]["loglik"])
             keep[-1] &= best < single.loglik

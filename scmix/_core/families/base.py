@@ -64,6 +64,15 @@ class ChunkData:
         taken.quadrature = self.quadrature.take(rows)
         return taken
 
+    def pooling(self, on_nodes: np.ndarray | None) -> tuple[CountQuadrature, np.ndarray]:
+        """The quadrature the kernels use and, per row, whether its sums go over the
+        nodes (``on_nodes``, as the family's last E-step left it); ``None`` (no E-step
+        state): nothing is pooled, every cell is summed."""
+        if on_nodes is None:
+            n_rows = self.x.shape[0]
+            return CountQuadrature.none(n_rows), np.zeros(n_rows, dtype=bool)
+        return self.quadrature, on_nodes
+
     @property
     def n_cells(self) -> int:
         return self.x.shape[1]

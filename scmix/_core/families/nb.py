@@ -47,8 +47,8 @@ def _pooling(data: ChunkData, state) -> tuple[CountQuadrature, tuple]:
     """The quadrature the kernels use and the ``(node_resp, on_nodes)`` of the state;
     without a state nothing is pooled (every cell summed, every ``resp`` set)."""
     if state is None:
-        n_genes = data.x.shape[0]
-        return CountQuadrature.none(n_genes), (np.zeros((0, 1, 1, 1)), np.zeros(n_genes, bool))
+        quad, on_nodes = data.pooling(None)
+        return quad, (np.zeros((0, 1, 1, 1)), on_nodes)
     return data.quadrature, state
 
 
@@ -168,7 +168,7 @@ class NegativeBinomial(Family):
         return {**super().log_bounds(), "theta": (np.log(THETA_MIN), np.log(THETA_MAX))}
 
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
-        quad, (_, on_nodes) = _pooling(data, state)
+        quad, on_nodes = data.pooling(None if state is None else state[1])
         _nb_marginal_derivatives(
             data.x,
             data.size_factors,

@@ -10,7 +10,7 @@ from scipy import stats
 
 from .._kernels import add_cell_score, add_weight_curvature, normalise, weighted_rate
 from .._threading import gene_kernel
-from ..quadrature import UNUSED, CountQuadrature, estimated_error
+from ..quadrature import UNUSED, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
 
@@ -313,10 +313,7 @@ class Poisson(Family):
         params["mu"][active] = np.maximum(mu, MU_MIN)
 
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
-        if state is None:  # every cell
-            quad, on_nodes = CountQuadrature.none(data.x.shape[0]), np.zeros(data.x.shape[0], bool)
-        else:
-            quad, on_nodes = data.quadrature, state[1]
+        quad, on_nodes = data.pooling(None if state is None else state[1])
         _poisson_marginal_derivatives(
             data.x,
             data.size_factors,
