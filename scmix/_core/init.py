@@ -24,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._threading import gene_kernel
+from ._threading import gene_kernel, jit
 
 _LLOYD_ITERATIONS = 10
 
@@ -57,7 +57,7 @@ def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
     return labels
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _nearest(value, centres):
     """Index of the centre nearest to ``value`` (the lowest index on ties)."""
     best = 0

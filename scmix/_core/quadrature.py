@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._threading import gene_kernel
+from ._threading import gene_kernel, jit
 
 #: Degree of the interpolant (N + 1 nodes); the error check uses degree N / 2.
 DEGREE = 32
@@ -99,7 +99,7 @@ _PER_GENE = (
 )
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def estimated_error(total, low_total, sums, low_sums) -> float:
     """Error estimate of a gene's node sums: how far the degree-N/2 rule's
     log-likelihood and summed responsibilities lie from the degree-N rule's."""

@@ -9,12 +9,12 @@ import numpy as np
 from scipy import stats
 
 from .._kernels import add_cell_score, add_weight_curvature, normalise, weighted_rate
-from .._threading import gene_kernel
+from .._threading import gene_kernel, inline_jit
 from ..quadrature import UNUSED, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def _log_pmf(xi, s, log_s, mu, log_mu):
     """log f(x | s mu) + log x!"""
     m = s * mu
@@ -37,7 +37,7 @@ def _poisson_log_prob(x, size_factors, log_size_factors, mu, active, out):
                 )
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def _add_point(joint, x, s, log_s, mu, log_mu, log_weights, weight, sums, stats):
     """Responsibilities of one (pseudo-)cell into ``joint``; adds ``weight`` times them
     to ``sums`` and to the M-step's ``stats`` (sum r x, sum r s); returns the log-sum."""
@@ -152,7 +152,7 @@ def _poisson_e_step(
             stats[g, k, 1] = sufficient[k, 1]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def _cell_derivatives(xi, s, log_s, mu, log_mu, log_weights, joint, score, curv):
     """``joint[k] = log pi_k + log f_k + log x!``, then the responsibilities; the
     derivatives of ``log f_k`` in ``log mu``: ``x - m`` and ``-m``."""
