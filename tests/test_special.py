@@ -55,3 +55,50 @@ def test_log1p_matches_numpy_to_a_few_ulp():
     )
     ours = np.array([sp.log1p(v) for v in y])
     np.testing.assert_allclose(ours, np.log1p(y), rtol=8 * np.finfo(float).eps, atol=0)
+
+
+@sp.jit
+def _apply_simd(kind, values, out):
+    # a plain loop over an array, as in the kernels: LLVM vectorises it
+    for i in range(values.shape[0]):
+        if kind == 0:
+            out[i] = sp.simd_log(values[i])
+        elif kind == 1:
+            out[i] = sp.simd_exp(values[i])
+        else:
+            out[i] = sp.simd_log1p(values[i])
+
+
+def _ulp_error(ours, reference):
+    finite = np.isfinite(reference) & (reference != 0.0)
+    np.testing.assert_array_equal(ours[~finite], reference[~finite])
+    return np.max(np.abs(ours[finite] - reference[finite]) / np.spacing(np.abs(reference[finite])))
+
+
+def test_simd_log_exp_log1p_match_numpy_over_the_whole_range():
+    """The branch-free fdlibm log and exp are within 1 ulp of numpy (glibc) from the
+    subnormals to the largest float, with 0, inf, nan and negative arguments as numpy;
+    log1p built on them within 2 ulp. Vectorised loops and scalar calls agree."""
+    rng = np.random.default_rng(0)
+    specials = [0.0, -0.0, -1.0, np.inf, -np.inf, np.nan, 5e-324, 1e-310, 1.0, 2.0]
+    positive = np.concatenate([np.exp(rng.uniform(-745, 709.7, 200_000)), specials])
+    exponents = np.concatenate(
+        [rng.uniform(-750, 712, 200_000), [-745.13, -745.14, 709.78, 709.79, -1e-300, *specials]]
+    )
+    above_minus_one = np.concatenate(
+        [np.exp(rng.uniform(-700, 700, 100_000)), -rng.uniform(0, 1, 1000), [0.0, 1e-17, -1e-17]]
+    )
+    with np.errstate(all="ignore"):
+        cases = [
+            (0, positive, np.log(positive), 1.0),
+            (1, exponents, np.exp(exponents), 1.0),
+            (2, above_minus_one, np.log1p(above_minus_one), 2.0),
+        ]
+    scalar = [sp.simd_log, sp.simd_exp, sp.simd_log1p]
+    for kind, values, reference, max_ulp in cases:
+        ours = np.empty_like(values)
+        _apply_simd(kind, values, ours)
+        assert _ulp_error(ours, reference) <= max_ulp
+        picked = np.concatenate([values[:200], values[-10:]])
+        one_by_one = np.array([scalar[kind](v) for v in picked])
+        np.testing.assert_array_equal(one_by_one, np.concatenate([ours[:200], ours[-10:]]))

@@ -12,23 +12,135 @@ in a form without cancellation:
   theta is small).
 
 Counts are non-negative integers stored as float64.
+
+numba calls glibc for ``math.log`` and ``math.exp``, one element at a time: a loop
+that calls them cannot be vectorised (the numba on PyPI has no SIMD math library).
+:func:`simd_log` and :func:`simd_exp` are fdlibm's algorithms written without
+branches, so that LLVM vectorises the loops around them (8 lanes with AVX-512): about
+1.5 ns an element against glibc's 4 ns. Both are within 1 ulp of glibc over the whole
+float64 range. In a loop that stays scalar they are twice as slow as glibc, so they
+serve only the simple loops over cells written for vectorisation.
 """
 
 from __future__ import annotations
 
 import math
 
-import numba
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ._threading import inline_jit
+from ._threading import jit as _kernel_jit
 
 SMALL_COUNT = 8.0
 #: Above this argument the asymptotic series are accurate to ~1e-13.
 ASYMPTOTIC_FROM = 10.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
-jit = numba.njit(cache=True, fastmath=False, nogil=True)
+jit = _kernel_jit
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@intrinsic
+def _bits(typingctx, x):
+    """The bits of a float64 as an int64 (a bit cast, no conversion)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, n):
+    """The float64 whose bits are the int64 ``n``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+# fdlibm e_log.c: log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f)
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_TWO54 = 18014398509481984.0
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+
+
+@inline_jit
+def simd_log(x: float) -> float:
+    """log(x) (fdlibm's ``e_log.c``, branch free); +-inf, nan and subnormals as glibc.
+
+    ``x = 2^k (1 + f)`` with ``sqrt(2)/2 <= 1 + f < sqrt(2)`` (exponent and mantissa
+    read from the bits), then ``log x = k log 2 + log(1 + f)`` by a minimax series."""
+    subnormal = x < _SMALLEST_NORMAL
+    bits = _bits(x * _TWO54 if subnormal else x)
+    high = bits >> 32
+    k = (high >> 20) - (1023 + 54 if subnormal else 1023)
+    high &= 0x000FFFFF
+    # the exponent of 2 that brings the mantissa into [sqrt(2)/2, sqrt(2))
+    half = (high + 0x95F64) & 0x100000
+    mantissa = _from_bits(((high | (half ^ 0x3FF00000)) << 32) | (bits & 0xFFFFFFFF))
+    dk = float(k + (half >> 20))
+    f = mantissa - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
+    hfsq = 0.5 * f * f
+    value = dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
+    if x == 0.0:
+        return -math.inf
+    if not x < math.inf:  # +inf, nan
+        return x + x
+    return value if x > 0.0 else math.nan
+
+
+# fdlibm e_exp.c: e^r = 1 + 2r / (R(r^2) - r) on |r| <= log(2) / 2
+_P1 = 1.66666666666666019037e-01
+_P2 = -2.77777777770155933842e-03
+_P3 = 6.61375632143793436117e-05
+_P4 = -1.65339022054652515390e-06
+_P5 = 4.13813679705723846039e-08
+_INV_LN2 = 1.44269504088896338700e00
+#: e^x underflows to 0 below this and overflows above the other.
+_EXP_UNDERFLOW = -745.2
+_EXP_OVERFLOW = 709.8
+
+
+@inline_jit
+def simd_exp(x: float) -> float:
+    """e^x (fdlibm's ``e_exp.c``, branch free); subnormal results, 0 and inf as glibc.
+
+    ``x = k log 2 + r`` with ``|r| <= log(2)/2``; ``2^k`` is made from its bits, in two
+    halves so that subnormal results come out right."""
+    y = min(max(x, _EXP_UNDERFLOW), _EXP_OVERFLOW)
+    k = math.floor(y * _INV_LN2 + 0.5)
+    hi = y - k * _LN2_HI
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    e = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    n = int(k)
+    first = n >> 1
+    value = e * _from_bits((first + 1023) << 52) * _from_bits((n - first + 1023) << 52)
+    if x < _EXP_UNDERFLOW:
+        return 0.0
+    if x > _EXP_OVERFLOW:
+        return math.inf
+    return value if x == x else x
+
+
+@inline_jit
 def log1p(y: float) -> float:
     """log(1 + y), accurate to a few ulp for any y > -1: ``log(u) * y / (u - 1)`` with
     ``u = 1 + y`` rounded (Goldberg 1991, theorem 4) cancels the rounding of ``u``.
@@ -37,6 +149,14 @@ def log1p(y: float) -> float:
     if u == 1.0:
         return y
     return math.log(u) * (y / (u - 1.0))
+
+
+@inline_jit
+def simd_log1p(y: float) -> float:
+    """:func:`log1p` with :func:`simd_log`, for loops that vectorise."""
+    u = 1.0 + y
+    ratio = y / (u - 1.0)
+    return y if u == 1.0 else simd_log(u) * ratio
 
 
 @jit
