@@ -7,8 +7,8 @@ import math
 import numba
 import numpy as np
 
-from ._threading import gene_kernel
-from .special import log1p
+from ._threading import gene_kernel, inline_jit, jit
+from .special import log1p, simd_exp, simd_log1p
 
 
 @gene_kernel
@@ -49,7 +49,7 @@ def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
     )
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def normalise(joint, top):
     """Turn ``joint[k] = log pi_k + log f_k`` (largest ``top``) into responsibilities
     in place and return ``log sum_k exp(joint[k])``.
@@ -82,12 +82,14 @@ def normalise(joint, top):
     return top + math.log(acc)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
     """``resp`` (K, n_cells) holds ``log f_k`` of one gene: turn the cells ``t <
     n_summed`` (cell ``cells[t]`` if ``indirect``) into responsibilities with weights
     ``exp(log_weights)``, add them to ``sums`` and return their log-likelihood."""
     n_comp = resp.shape[0]
+    if n_comp == 2 and not indirect:
+        return _normalise_two(resp[0, :n_summed], resp[1, :n_summed], log_weights, sums)
     joint = np.empty(n_comp)
     total = 0.0
     for t in range(n_summed):
@@ -101,6 +103,48 @@ def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
             resp[k, i] = joint[k]
             sums[k] += joint[k]
     return total
+
+
+@jit
+def _normalise_two(first, second, log_weights, sums):
+    """:func:`normalise_cells` for two components and consecutive cells, written so that
+    LLVM vectorises the loop over cells (:func:`~scmix._core.special.simd_exp`); the
+    sums follow in a second pass, with four accumulators."""
+    cell_loglik = np.empty(first.shape[0])
+    for i in range(first.shape[0]):
+        a = log_weights[0] + first[i]
+        b = log_weights[1] + second[i]
+        top = max(a, b)
+        e = simd_exp(min(a, b) - top)
+        larger = 1.0 / (1.0 + e)
+        smaller = e * larger
+        first_larger = a >= b
+        first[i] = larger if first_larger else smaller
+        second[i] = smaller if first_larger else larger
+        cell_loglik[i] = top + simd_log1p(e)
+    sums[0] += row_sum(first)
+    sums[1] += row_sum(second)
+    return row_sum(cell_loglik)
+
+
+@inline_jit
+def row_sum(values) -> float:
+    """The sum of a 1-d array with four accumulators: the additions of one overlap,
+    where a single accumulator waits for each to finish (numba adds in order)."""
+    n = values.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    end = n - n % 4
+    for i in range(0, end, 4):
+        s0 += values[i]
+        s1 += values[i + 1]
+        s2 += values[i + 2]
+        s3 += values[i + 3]
+    for i in range(end, n):
+        s0 += values[i]
+    return (s0 + s1) + (s2 + s3)
 
 
 @gene_kernel
@@ -122,7 +166,7 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
             resp_sums[g, k] = sums[k]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _distinct_sorted(row):
     values = np.sort(row[row > 0.0])
     n = 0
@@ -157,7 +201,7 @@ def count_levels(x):
     return values, n_levels, level
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def add_cell_score(c, resp, score, curvature, weights, centred, grad, hess):
     """Add one (pseudo-)cell of weight ``c`` to the gradient and Hessian of the
     marginal log-likelihood ``l = sum_i log sum_k pi_k f_k(x_i)`` (Louis' identity).
@@ -208,7 +252,7 @@ def add_cell_score(c, resp, score, curvature, weights, centred, grad, hess):
                 )
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def add_weight_curvature(total_weight, weights, hess):
     """The second derivative of ``log pi_k`` in the logits, ``-(diag pi - pi pi^T)``,
     summed over cells of total weight ``total_weight``; then mirror the upper triangle."""

@@ -8,10 +8,16 @@ import math
 import numba
 import numpy as np
 
-from .._kernels import add_cell_score, add_weight_curvature, normalise, normalise_cells
-from .._threading import gene_kernel
+from .._kernels import (
+    add_cell_score,
+    add_weight_curvature,
+    normalise,
+    normalise_cells,
+    row_sum,
+)
+from .._threading import gene_kernel, inline_jit, jit
 from ..quadrature import UNUSED, estimated_error
-from ..special import digamma_ratio, lgamma_ratio, log1p, trigamma_ratio
+from ..special import digamma_ratio, lgamma_ratio, log1p, simd_log1p, trigamma_ratio
 from .base import MU_MIN
 
 THETA_MIN = 1e-6
@@ -26,7 +32,7 @@ _MAX_STEP = 3.0
 _MAX_HALVINGS = 30
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _lgamma_table(values, n_levels, th, out):
     """``out[u] = lgamma(v_u + theta) - lgamma(theta)`` for the count levels ``v_u``.
 
@@ -40,7 +46,7 @@ def _lgamma_table(values, n_levels, th, out):
         out[u] = running
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
     """log f(x | s mu, theta) + log x!; ``lgamma_term`` is 0 for x = 0."""
     l1 = log1p(s * mu / th)
@@ -53,7 +59,6 @@ def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
 def _nb_log_prob(
     x, size_factors, log_size_factors, values, n_levels, level, mu, theta, active, out
 ):
-    n_cells = x.shape[1]
     n_comp = mu.shape[1]
     for a in numba.prange(active.shape[0]):
         g = active[a]
@@ -61,20 +66,33 @@ def _nb_log_prob(
         for k in range(n_comp):
             th = theta[g, k]
             _lgamma_table(values[g], n_levels[g], th, table)
-            log_mu_minus_log_th = math.log(mu[g, k]) - math.log(th)
-            for i in range(n_cells):
-                out[g, k, i] = _log_pmf(
-                    x[g, i],
-                    table[max(level[g, i], 0)],
-                    size_factors[i],
-                    log_size_factors[i],
-                    mu[g, k],
-                    th,
-                    log_mu_minus_log_th,
-                )
+            log_ratio = math.log(mu[g, k]) - math.log(th)
+            _log_pmf_cells(
+                x[g],
+                table,
+                level[g],
+                size_factors,
+                log_size_factors,
+                mu[g, k],
+                th,
+                log_ratio,
+                out[g, k],
+            )
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit
+def _log_pmf_cells(x, table, level, size_factors, log_size_factors, mu, th, log_ratio, out):
+    """``out[i] = log f(x_i | s_i mu, theta) + log x_i!`` for every cell: :func:`_log_pmf`
+    without branches (:func:`~scmix._core.special.simd_log1p`), so that LLVM
+    vectorises the loop."""
+    for i in range(x.shape[0]):
+        l1 = simd_log1p(size_factors[i] * mu / th)
+        zero = -th * l1
+        value = table[max(level[i], 0)] + zero + x[i] * (log_size_factors[i] + log_ratio - l1)
+        out[i] = zero if x[i] == 0.0 else value
+
+
+@inline_jit
 def _cell_joint(joint, xi, lev, s, log_s, mu, theta, log_mu_minus_log_th, log_weights, tables):
     """``joint[k] = log pi_k + log f_k(x) + log x!`` for one cell; returns the largest."""
     top = -np.inf
@@ -173,8 +191,21 @@ def _nb_e_step(
         # component by component first (the cells' loop stays simple), then per cell
         for k in range(n_comp):
             th = theta[g, k]
+            if not quadrature:
+                _log_pmf_cells(
+                    x[g],
+                    tables[k],
+                    level[g],
+                    size_factors,
+                    log_size_factors,
+                    mu[g, k],
+                    th,
+                    log_mu_minus_log_th[k],
+                    resp[g, k],
+                )
+                continue
             for t in range(n_cells_summed):
-                i = single_cells[g, t] if quadrature else t
+                i = single_cells[g, t]
                 lev = level[g, i]
                 resp[g, k, i] = _log_pmf(
                     x[g, i],
@@ -195,38 +226,42 @@ def _nb_e_step(
             resp_sums[g, k] = max(sums[k], 0.0)
 
 
-@numba.njit(cache=True, nogil=True)
-def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_mu, log_theta):
+@jit
+def _objective(
+    x, size_factors, log_size_factors, r, values, level_weight, log_mu, log_theta, terms
+):
     """Q = sum_i r_i log f(x_i) (without log x!), its gradient and Hessian in (log mu, log theta).
 
     ``level_weight[u]`` is the summed weight of the cells whose count is
     ``values[u]``: the lgamma / digamma / trigamma terms are evaluated once per level.
+    ``terms`` (6, n_cells) is work space: the cells' terms are written there by a loop
+    LLVM vectorises (:func:`~scmix._core.special.simd_log1p`), then summed.
     """
     mu = math.exp(log_mu)
     th = math.exp(log_theta)
     inv_th = 1.0 / th
-    q = 0.0
-    ga = 0.0
-    gt = 0.0
-    haa = 0.0
-    htt = 0.0
-    hat = 0.0
+    log_ratio = log_mu - log_theta
+    n_cells = x.shape[0]
     # one division and one log1p per cell: t = theta + m, p = theta / t
-    for i in range(x.shape[0]):
+    for i in range(n_cells):
         ri = r[i]
-        if ri == 0.0:
-            continue
         m = size_factors[i] * mu
-        l1 = log1p(m * inv_th)
+        l1 = simd_log1p(m * inv_th)
         inv_t = 1.0 / (th + m)
         p = th * inv_t
         xi = x[i]
-        q += ri * (xi * (log_size_factors[i] + log_mu - log_theta - l1) - th * l1)
-        ga += ri * (xi - m) * p
-        gt += ri * ((m - xi) * inv_t - l1)
-        haa -= ri * m * (xi + th) * p * inv_t
-        htt += ri * (m * m * inv_th + xi) * inv_t * inv_t
-        hat += ri * (xi - m) * m * inv_t * inv_t
+        terms[0, i] = ri * (xi * (log_size_factors[i] + log_ratio - l1) - th * l1)
+        terms[1, i] = ri * (xi - m) * p
+        terms[2, i] = ri * ((m - xi) * inv_t - l1)
+        terms[3, i] = -ri * m * (xi + th) * p * inv_t
+        terms[4, i] = ri * (m * m * inv_th + xi) * inv_t * inv_t
+        terms[5, i] = ri * (xi - m) * m * inv_t * inv_t
+    q = row_sum(terms[0, :n_cells])
+    ga = row_sum(terms[1, :n_cells])
+    gt = row_sum(terms[2, :n_cells])
+    haa = row_sum(terms[3, :n_cells])
+    htt = row_sum(terms[4, :n_cells])
+    hat = row_sum(terms[5, :n_cells])
     # the special-function terms level by level, as increments from the level below
     # (counts are mostly consecutive integers: one log and two divisions a level)
     below = 0.0
@@ -250,7 +285,7 @@ def _objective(x, size_factors, log_size_factors, r, values, level_weight, log_m
     return q, ga, gb, haa, hab, hbb
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _compact_cells(
     x,
     size_factors,
@@ -358,7 +393,8 @@ def _nb_m_step(
         vg = values[g]
         a = math.log(mu[g, k])
         b = math.log(theta[g, k])
-        q, ga, gb, haa, hab, hbb = _objective(xg, sg, lg, r, vg, level_weight, a, b)
+        terms = np.empty((6, xg.shape[0]))
+        q, ga, gb, haa, hab, hbb = _objective(xg, sg, lg, r, vg, level_weight, a, b, terms)
         for _ in range(max_newton):
             det = haa * hbb - hab * hab
             if haa < 0.0 and hbb < 0.0 and det > 0.0:
@@ -383,7 +419,7 @@ def _nb_m_step(
                 b_new = min(max(b + step * db, _LOG_THETA_MIN), _LOG_THETA_MAX)
                 if a_new == a and b_new == b:
                     break
-                res = _objective(xg, sg, lg, r, vg, level_weight, a_new, b_new)
+                res = _objective(xg, sg, lg, r, vg, level_weight, a_new, b_new, terms)
                 if res[0] >= q:
                     accepted = True
                     break
@@ -402,7 +438,7 @@ def _nb_m_step(
         theta[g, k] = min(max(math.exp(b), THETA_MIN), THETA_MAX)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _level_tables(values, n_levels, th, lg, dg, tg):
     """Per count level ``v_u``: ``lgamma(v_u + theta) - lgamma(theta)`` and the same
     differences of digamma and trigamma, level by level as in :func:`_objective`."""
@@ -418,7 +454,7 @@ def _level_tables(values, n_levels, th, lg, dg, tg):
         below = values[u]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def _cell_derivatives(
     xi, lev, s, log_s, mu, theta, inv_theta, log_ratio, log_weights, lg, dg, tg, joint, score, curv
 ):
