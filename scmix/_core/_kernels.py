@@ -128,6 +128,25 @@ def _normalise_two(first, second, log_weights, sums):
 
 
 @inline_jit
+def row_dot(a, b) -> float:
+    """``sum_i a_i b_i`` of two 1-d arrays, with four accumulators as :func:`row_sum`."""
+    n = a.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    end = n - n % 4
+    for i in range(0, end, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    for i in range(end, n):
+        s0 += a[i] * b[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline_jit
 def row_sum(values) -> float:
     """The sum of a 1-d array with four accumulators: the additions of one overlap,
     where a single accumulator waits for each to finish (numba adds in order)."""

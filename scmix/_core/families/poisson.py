@@ -8,8 +8,15 @@ import numba
 import numpy as np
 from scipy import stats
 
-from .._kernels import add_cell_score, add_weight_curvature, normalise, weighted_rate
-from .._threading import gene_kernel, inline_jit
+from .._kernels import (
+    add_cell_score,
+    add_weight_curvature,
+    normalise,
+    normalise_cells,
+    row_dot,
+    weighted_rate,
+)
+from .._threading import gene_kernel, inline_jit, jit
 from ..quadrature import UNUSED, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
@@ -23,18 +30,24 @@ def _log_pmf(xi, s, log_s, mu, log_mu):
     return xi * (log_s + log_mu) - m
 
 
+@jit
+def _log_pmf_cells(x, size_factors, log_size_factors, mu, log_mu, out):
+    """``out[i] = log f(x_i | s_i mu) + log x_i!`` for every cell: :func:`_log_pmf`
+    without a branch, so that LLVM vectorises the loop."""
+    for i in range(x.shape[0]):
+        m = size_factors[i] * mu
+        value = x[i] * (log_size_factors[i] + log_mu) - m
+        out[i] = -m if x[i] == 0.0 else value
+
+
 @gene_kernel
 def _poisson_log_prob(x, size_factors, log_size_factors, mu, active, out):
-    n_cells = x.shape[1]
     n_comp = mu.shape[1]
     for a in numba.prange(active.shape[0]):
         g = active[a]
         for k in range(n_comp):
             log_mu = math.log(mu[g, k])
-            for i in range(n_cells):
-                out[g, k, i] = _log_pmf(
-                    x[g, i], size_factors[i], log_size_factors[i], mu[g, k], log_mu
-                )
+            _log_pmf_cells(x[g], size_factors, log_size_factors, mu[g, k], log_mu, out[g, k])
 
 
 @inline_jit
@@ -128,9 +141,18 @@ def _poisson_e_step(
                 sums[:] = 0.0
                 sufficient[:] = 0.0
         on_nodes[g] = quadrature
-        n_cells_summed = n_single[g] if quadrature else n_cells
-        for t in range(n_cells_summed):
-            i = single_cells[g, t] if quadrature else t
+        if not quadrature:
+            # every cell: loops that vectorise (log-pmf, responsibilities, sums)
+            for k in range(n_comp):
+                _log_pmf_cells(
+                    x[g], size_factors, log_size_factors, mu[g, k], log_mu[k], resp[g, k]
+                )
+            total = normalise_cells(resp[g], log_weights[g], single_cells[g], n_cells, False, sums)
+            for k in range(n_comp):
+                sufficient[k, 0] = row_dot(resp[g, k], x[g])
+                sufficient[k, 1] = row_dot(resp[g, k], size_factors)
+        for t in range(n_single[g] if quadrature else 0):
+            i = single_cells[g, t]
             total += _add_point(
                 joint,
                 x[g, i],
