@@ -84,11 +84,15 @@ def _nb_log_prob(
 def _log_pmf_cells(x, table, level, size_factors, log_size_factors, mu, th, log_ratio, out):
     """``out[i] = log f(x_i | s_i mu, theta) + log x_i!`` for every cell: :func:`_log_pmf`
     without branches (:func:`~scmix._core.special.simd_log1p`), so that LLVM
-    vectorises the loop."""
+    vectorises the loop. The table is read in a loop of its own: LLVM cannot rule out
+    that ``out`` overlaps what an indexed read reads, and would keep a loop with both
+    scalar (11.6 against 2.7 ns a cell)."""
+    for i in range(x.shape[0]):
+        out[i] = table[max(level[i], 0)]
     for i in range(x.shape[0]):
         l1 = simd_log1p(size_factors[i] * mu / th)
         zero = -th * l1
-        value = table[max(level[i], 0)] + zero + x[i] * (log_size_factors[i] + log_ratio - l1)
+        value = out[i] + zero + x[i] * (log_size_factors[i] + log_ratio - l1)
         out[i] = zero if x[i] == 0.0 else value
 
 
