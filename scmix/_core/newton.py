@@ -8,7 +8,7 @@ Newton's method on the marginal log-likelihood converges quadratically
 
 The coordinates are the weight logits :math:`\alpha_m = \log(\pi_m / \pi_K)` and the
 log-parameters of each component (laid out as in
-:func:`~scmix._core._kernels.add_cell_score`); the family supplies the gradient
+:func:`~scmix._core._kernels.add_cell_scores`); the family supplies the gradient
 :math:`g` and Hessian :math:`H` (:meth:`Family.marginal_derivatives`). A step is
 
 .. math::

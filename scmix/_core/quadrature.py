@@ -215,3 +215,52 @@ def count_quadrature(
         work=level.size,
     )
     return CountQuadrature(np.exp(nodes), nodes, *pooled)
+
+
+@jit
+def compact_cells(
+    x,
+    size_factors,
+    log_size_factors,
+    level,
+    cells,
+    n_cells,
+    resp,
+    node_s,
+    node_log_s,
+    pooled_level,
+    pooled_count,
+    node_weights,
+    node_resp,
+):
+    """One gene's cells ``cells[:n_cells]`` followed by the quadrature nodes of each
+    pooled count as pseudo-cells with weights ``node_weights * node_resp`` (``resp``
+    for the cells): ``(x, s, log s, weight, level)``, contiguous, for the loops of
+    the M-step and of the derivatives."""
+    n_nodes = node_s.shape[0]
+    n_pooled = 0
+    while n_pooled < pooled_level.shape[0] and pooled_level[n_pooled] != UNUSED:
+        n_pooled += 1
+    size = n_cells + n_pooled * n_nodes
+    xs = np.empty(size)
+    ss = np.empty(size)
+    ls = np.empty(size)
+    rs = np.empty(size)
+    lv = np.empty(size, dtype=level.dtype)
+    for t in range(n_cells):
+        i = cells[t]
+        xs[t] = x[i]
+        ss[t] = size_factors[i]
+        ls[t] = log_size_factors[i]
+        rs[t] = resp[i]
+        lv[t] = level[i]
+    t = n_cells
+    for p in range(n_pooled):
+        for n in range(n_nodes):
+            xs[t] = pooled_count[p]
+            ss[t] = node_s[n]
+            ls[t] = node_log_s[n]
+            rs[t] = node_weights[p, n] * node_resp[p, n]
+            lv[t] = pooled_level[p]
+            t += 1
+    return xs, ss, ls, rs, lv

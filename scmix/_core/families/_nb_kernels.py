@@ -9,14 +9,14 @@ import numba
 import numpy as np
 
 from .._kernels import (
-    add_cell_score,
+    add_cell_scores,
     add_weight_curvature,
     normalise,
     normalise_cells,
     row_sum,
 )
 from .._threading import gene_kernel, inline_jit, jit
-from ..quadrature import UNUSED, estimated_error
+from ..quadrature import UNUSED, compact_cells, estimated_error
 from ..special import digamma_ratio, lgamma_ratio, log1p, simd_log1p, trigamma_ratio
 from .base import MU_MIN
 
@@ -77,12 +77,14 @@ def _nb_log_prob(
                 th,
                 log_ratio,
                 out[g, k],
+                np.empty(x.shape[1]),
             )
 
 
 @jit
-def _log_pmf_cells(x, table, level, size_factors, log_size_factors, mu, th, log_ratio, out):
-    """``out[i] = log f(x_i | s_i mu, theta) + log x_i!`` for every cell: :func:`_log_pmf`
+def _log_pmf_cells(x, table, level, size_factors, log_size_factors, mu, th, log_ratio, out, l1):
+    """``out[i] = log f(x_i | s_i mu, theta) + log x_i!`` and ``l1[i] = log(1 + s_i mu /
+    theta)`` (which the derivatives use again) for every cell: :func:`_log_pmf`
     without branches (:func:`~scmix._core.special.simd_log1p`), so that LLVM
     vectorises the loop. The table is read in a loop of its own: LLVM cannot rule out
     that ``out`` overlaps what an indexed read reads, and would keep a loop with both
@@ -90,9 +92,9 @@ def _log_pmf_cells(x, table, level, size_factors, log_size_factors, mu, th, log_
     for i in range(x.shape[0]):
         out[i] = table[max(level[i], 0)]
     for i in range(x.shape[0]):
-        l1 = simd_log1p(size_factors[i] * mu / th)
-        zero = -th * l1
-        value = out[i] + zero + x[i] * (log_size_factors[i] + log_ratio - l1)
+        l1[i] = simd_log1p(size_factors[i] * mu / th)
+        zero = -th * l1[i]
+        value = out[i] + zero + x[i] * (log_size_factors[i] + log_ratio - l1[i])
         out[i] = zero if x[i] == 0.0 else value
 
 
@@ -206,6 +208,7 @@ def _nb_e_step(
                     th,
                     log_mu_minus_log_th[k],
                     resp[g, k],
+                    np.empty(n_cells),
                 )
                 continue
             for t in range(n_cells_summed):
@@ -289,54 +292,6 @@ def _objective(
     return q, ga, gb, haa, hab, hbb
 
 
-@jit
-def _compact_cells(
-    x,
-    size_factors,
-    log_size_factors,
-    level,
-    cells,
-    n_cells,
-    resp,
-    node_s,
-    node_log_s,
-    pooled_level,
-    pooled_count,
-    node_weights,
-    node_resp,
-):
-    """The cells ``cells[:n_cells]`` followed by the quadrature nodes of each pooled
-    count as pseudo-cells with weights ``node_weights * node_resp``:
-    ``(x, s, log s, r, level)``."""
-    n_nodes = node_s.shape[0]
-    n_pooled = 0
-    while n_pooled < pooled_level.shape[0] and pooled_level[n_pooled] != UNUSED:
-        n_pooled += 1
-    size = n_cells + n_pooled * n_nodes
-    xs = np.empty(size)
-    ss = np.empty(size)
-    ls = np.empty(size)
-    rs = np.empty(size)
-    lv = np.empty(size, dtype=level.dtype)
-    for t in range(n_cells):
-        i = cells[t]
-        xs[t] = x[i]
-        ss[t] = size_factors[i]
-        ls[t] = log_size_factors[i]
-        rs[t] = resp[i]
-        lv[t] = level[i]
-    t = n_cells
-    for p in range(n_pooled):
-        for n in range(n_nodes):
-            xs[t] = pooled_count[p]
-            ss[t] = node_s[n]
-            ls[t] = node_log_s[n]
-            rs[t] = node_weights[p, n] * node_resp[p, n]
-            lv[t] = pooled_level[p]
-            t += 1
-    return xs, ss, ls, rs, lv
-
-
 @gene_kernel
 def _nb_m_step(
     x,
@@ -369,7 +324,7 @@ def _nb_m_step(
         k = pair % n_comp
         if on_nodes[g]:
             # the E-step summed this gene's pooled counts on the quadrature nodes
-            xg, sg, lg, r, lv = _compact_cells(
+            xg, sg, lg, r, lv = compact_cells(
                 x[g],
                 size_factors,
                 log_size_factors,
@@ -458,36 +413,30 @@ def _level_tables(values, n_levels, th, lg, dg, tg):
         below = values[u]
 
 
-@inline_jit
-def _cell_derivatives(
-    xi, lev, s, log_s, mu, theta, inv_theta, log_ratio, log_weights, lg, dg, tg, joint, score, curv
-):
-    """For one cell and every component: ``joint[k] = log pi_k + log f_k + log x!`` and
-    the derivatives of ``log f_k`` in ``(log mu, log theta)`` (as in :func:`_objective`;
-    ``log_ratio = log mu - log theta``); then ``joint`` becomes the responsibilities."""
-    top = -np.inf
-    for k in range(joint.shape[0]):
-        th = theta[k]
-        m = s * mu[k]
-        l1 = log1p(m * inv_theta[k])
+@jit
+def _score_cells(x, level, size_factors, mu, th, l1, dg, tg, score, curv):
+    """For every cell the derivatives of ``log f`` in ``(log mu, log theta)``, as in
+    :func:`_objective`: ``score`` (2, n) and the upper triangle of ``curv`` (2, 2, n);
+    ``l1[i] = log(1 + s_i mu / theta)``. The digamma / trigamma tables are read in a
+    loop of their own (see :func:`_log_pmf_cells`)."""
+    inv_th = 1.0 / th
+    for i in range(x.shape[0]):
+        score[1, i] = dg[max(level[i], 0)]
+        curv[1, 1, i] = tg[max(level[i], 0)]
+    for i in range(x.shape[0]):
+        xi = x[i]
+        m = size_factors[i] * mu
         inv_t = 1.0 / (th + m)
         p = th * inv_t
-        lgv = lg[k, lev] if lev >= 0 else 0.0
-        dgv = dg[k, lev] if lev >= 0 else 0.0
-        tgv = tg[k, lev] if lev >= 0 else 0.0
-        log_f = lgv - th * l1
-        if xi != 0.0:
-            log_f += xi * (log_s + log_ratio[k] - l1)
-        joint[k] = log_weights[k] + log_f
-        top = max(top, joint[k])
-        g_theta = dgv + (m - xi) * inv_t - l1
-        h_theta = tgv + (m * m * inv_theta[k] + xi) * inv_t * inv_t
-        score[k, 0] = (xi - m) * p
-        score[k, 1] = th * g_theta
-        curv[k, 0, 0] = -m * (xi + th) * p * inv_t
-        curv[k, 0, 1] = th * (xi - m) * m * inv_t * inv_t
-        curv[k, 1, 1] = th * th * h_theta + score[k, 1]
-    normalise(joint, top)
+        dgv = score[1, i] if xi != 0.0 else 0.0
+        tgv = curv[1, 1, i] if xi != 0.0 else 0.0
+        g_theta = dgv + (m - xi) * inv_t - l1[i]
+        h_theta = tgv + (m * m * inv_th + xi) * inv_t * inv_t
+        score[0, i] = (xi - m) * p
+        score[1, i] = th * g_theta
+        curv[0, 0, i] = -m * (xi + th) * p * inv_t
+        curv[0, 1, i] = th * (xi - m) * m * inv_t * inv_t
+        curv[1, 1, i] = th * th * h_theta + th * g_theta
 
 
 @gene_kernel
@@ -516,12 +465,12 @@ def _nb_marginal_derivatives(
     hess,
 ):
     """Gradient and Hessian of each active gene's marginal log-likelihood in the
-    coordinates of :func:`~scmix._core._kernels.add_cell_score` (parameters
+    coordinates of :func:`~scmix._core._kernels.add_cell_scores` (parameters
     ``log mu`` then ``log theta``). Where the gene's last E-step summed on the
     quadrature nodes (``on_nodes``), so do these sums."""
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
-    n_nodes = node_size_factors.shape[0]
+    node_ones = np.ones(node_weights.shape[1:])
     for a in numba.prange(active.shape[0]):
         g = active[a]
         size = max(n_levels[g], 1)
@@ -531,66 +480,50 @@ def _nb_marginal_derivatives(
         for k in range(n_comp):
             _level_tables(values[g], n_levels[g], theta[g, k], lg[k], dg[k], tg[k])
         weights = np.exp(log_weights[g])
-        inv_theta = 1.0 / theta[g]
         log_ratio = np.log(mu[g]) - np.log(theta[g])
-        joint = np.empty(n_comp)
-        score = np.empty((n_comp, 2))
-        curv = np.zeros((n_comp, 2, 2))
-        centred = np.empty(grad.shape[1])
+        ones = np.ones(n_cells)
+        if on_nodes[g]:
+            # the cells summed one by one, then the nodes with their weights
+            xg, sg, lsg, cell_weight, lv = compact_cells(
+                x[g],
+                size_factors,
+                log_size_factors,
+                level[g],
+                single_cells[g],
+                n_single[g],
+                ones,
+                node_size_factors,
+                node_log_size_factors,
+                pooled_level[g],
+                pooled_count[g],
+                node_weights[g],
+                node_ones,
+            )
+        else:
+            xg, sg, lsg, cell_weight, lv = x[g], size_factors, log_size_factors, ones, level[g]
+        n = xg.shape[0]
+        resp_cells = np.empty((n_comp, n))
+        l1_cells = np.empty((n_comp, n))
+        score = np.empty((n_comp, 2, n))
+        curv = np.empty((n_comp, 2, 2, n))
+        for k in range(n_comp):
+            _log_pmf_cells(
+                xg,
+                lg[k],
+                lv,
+                sg,
+                lsg,
+                mu[g, k],
+                theta[g, k],
+                log_ratio[k],
+                resp_cells[k],
+                l1_cells[k],
+            )
+            _score_cells(
+                xg, lv, sg, mu[g, k], theta[g, k], l1_cells[k], dg[k], tg[k], score[k], curv[k]
+            )
+        normalise_cells(resp_cells, log_weights[g], single_cells[g], n, False, np.zeros(n_comp))
         grad[g] = 0.0
         hess[g] = 0.0
-        pooled = on_nodes[g]
-        n_summed = n_single[g] if pooled else n_cells
-        for t in range(n_summed):
-            i = single_cells[g, t] if pooled else t
-            _cell_derivatives(
-                x[g, i],
-                level[g, i],
-                size_factors[i],
-                log_size_factors[i],
-                mu[g],
-                theta[g],
-                inv_theta,
-                log_ratio,
-                log_weights[g],
-                lg,
-                dg,
-                tg,
-                joint,
-                score,
-                curv,
-            )
-            add_cell_score(1.0, joint, score, curv, weights, centred, grad[g], hess[g])
-        if pooled:
-            for p in range(pooled_level.shape[1]):
-                if pooled_level[g, p] == UNUSED:
-                    break
-                for n in range(n_nodes):
-                    _cell_derivatives(
-                        pooled_count[g, p],
-                        pooled_level[g, p],
-                        node_size_factors[n],
-                        node_log_size_factors[n],
-                        mu[g],
-                        theta[g],
-                        inv_theta,
-                        log_ratio,
-                        log_weights[g],
-                        lg,
-                        dg,
-                        tg,
-                        joint,
-                        score,
-                        curv,
-                    )
-                    add_cell_score(
-                        node_weights[g, p, n],
-                        joint,
-                        score,
-                        curv,
-                        weights,
-                        centred,
-                        grad[g],
-                        hess[g],
-                    )
+        add_cell_scores(cell_weight, resp_cells, score, curv, weights, grad[g], hess[g])
         add_weight_curvature(float(n_cells), weights, hess[g])

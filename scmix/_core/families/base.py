@@ -155,7 +155,7 @@ class Family(ABC):
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
         """Gradient ``grad[active]`` (rows, P) and Hessian ``hess[active]`` (rows, P, P)
         of the marginal log-likelihood in the weight logits and the log-parameters,
-        laid out as in :func:`~scmix._core._kernels.add_cell_score`; ``state`` as the
+        laid out as in :func:`~scmix._core._kernels.add_cell_scores`; ``state`` as the
         last :meth:`e_step` left it (None: every cell). Used by the Newton finish of
         :mod:`scmix._core.newton`; a family without it is fitted by EM alone."""
         raise NotImplementedError

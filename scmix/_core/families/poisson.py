@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats
 
 from .._kernels import (
-    add_cell_score,
+    add_cell_scores,
     add_weight_curvature,
     normalise,
     normalise_cells,
@@ -17,7 +17,7 @@ from .._kernels import (
     weighted_rate,
 )
 from .._threading import gene_kernel, inline_jit, jit
-from ..quadrature import UNUSED, estimated_error
+from ..quadrature import UNUSED, compact_cells, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
 
@@ -174,20 +174,6 @@ def _poisson_e_step(
             stats[g, k, 1] = sufficient[k, 1]
 
 
-@inline_jit
-def _cell_derivatives(xi, s, log_s, mu, log_mu, log_weights, joint, score, curv):
-    """``joint[k] = log pi_k + log f_k + log x!``, then the responsibilities; the
-    derivatives of ``log f_k`` in ``log mu``: ``x - m`` and ``-m``."""
-    top = -np.inf
-    for k in range(joint.shape[0]):
-        m = s * mu[k]
-        joint[k] = log_weights[k] + _log_pmf(xi, s, log_s, mu[k], log_mu[k])
-        top = max(top, joint[k])
-        score[k, 0] = xi - m
-        curv[k, 0, 0] = -m
-    normalise(joint, top)
-
-
 @gene_kernel
 def _poisson_marginal_derivatives(
     x,
@@ -210,64 +196,50 @@ def _poisson_marginal_derivatives(
     hess,
 ):
     """Gradient and Hessian of each active gene's marginal log-likelihood in the
-    coordinates of :func:`~scmix._core._kernels.add_cell_score` (parameter ``log mu``).
-    Where the gene's last E-step summed on the quadrature nodes (``on_nodes``), so do
-    these sums."""
+    coordinates of :func:`~scmix._core._kernels.add_cell_scores` (parameter
+    ``log mu``; the derivatives of ``log f_k`` are ``x - m`` and ``-m``). Where the
+    gene's last E-step summed on the quadrature nodes (``on_nodes``), so do these
+    sums."""
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
-    n_nodes = node_size_factors.shape[0]
+    node_ones = np.ones(node_weights.shape[1:])
+    no_levels = np.full(n_cells, -1, dtype=np.int32)  # compact_cells carries levels along
     for a in numba.prange(active.shape[0]):
         g = active[a]
-        log_mu = np.log(mu[g])
         weights = np.exp(log_weights[g])
-        joint = np.empty(n_comp)
-        score = np.empty((n_comp, 1))
-        curv = np.empty((n_comp, 1, 1))
-        centred = np.empty(grad.shape[1])
+        ones = np.ones(n_cells)
+        if on_nodes[g]:
+            xg, sg, lsg, cell_weight, _ = compact_cells(
+                x[g],
+                size_factors,
+                log_size_factors,
+                no_levels,
+                single_cells[g],
+                n_single[g],
+                ones,
+                node_size_factors,
+                node_log_size_factors,
+                pooled_level[g],
+                pooled_count[g],
+                node_weights[g],
+                node_ones,
+            )
+        else:
+            xg, sg, lsg, cell_weight = x[g], size_factors, log_size_factors, ones
+        n = xg.shape[0]
+        resp_cells = np.empty((n_comp, n))
+        score = np.empty((n_comp, 1, n))
+        curv = np.empty((n_comp, 1, 1, n))
+        for k in range(n_comp):
+            _log_pmf_cells(xg, sg, lsg, mu[g, k], math.log(mu[g, k]), resp_cells[k])
+            for i in range(n):
+                m = sg[i] * mu[g, k]
+                score[k, 0, i] = xg[i] - m
+                curv[k, 0, 0, i] = -m
+        normalise_cells(resp_cells, log_weights[g], single_cells[g], n, False, np.zeros(n_comp))
         grad[g] = 0.0
         hess[g] = 0.0
-        pooled = on_nodes[g]
-        n_summed = n_single[g] if pooled else n_cells
-        for t in range(n_summed):
-            i = single_cells[g, t] if pooled else t
-            _cell_derivatives(
-                x[g, i],
-                size_factors[i],
-                log_size_factors[i],
-                mu[g],
-                log_mu,
-                log_weights[g],
-                joint,
-                score,
-                curv,
-            )
-            add_cell_score(1.0, joint, score, curv, weights, centred, grad[g], hess[g])
-        if pooled:
-            for p in range(pooled_level.shape[1]):
-                if pooled_level[g, p] == UNUSED:
-                    break
-                for n in range(n_nodes):
-                    _cell_derivatives(
-                        pooled_count[g, p],
-                        node_size_factors[n],
-                        node_log_size_factors[n],
-                        mu[g],
-                        log_mu,
-                        log_weights[g],
-                        joint,
-                        score,
-                        curv,
-                    )
-                    add_cell_score(
-                        node_weights[g, p, n],
-                        joint,
-                        score,
-                        curv,
-                        weights,
-                        centred,
-                        grad[g],
-                        hess[g],
-                    )
+        add_cell_scores(cell_weight, resp_cells, score, curv, weights, grad[g], hess[g])
         add_weight_curvature(float(n_cells), weights, hess[g])
 
 
