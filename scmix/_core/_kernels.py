@@ -185,17 +185,6 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
             resp_sums[g, k] = sums[k]
 
 
-@jit
-def _distinct_sorted(row):
-    values = np.sort(row[row > 0.0])
-    n = 0
-    for v in range(values.shape[0]):
-        if v == 0 or values[v] != values[v - 1]:
-            values[n] = values[v]
-            n += 1
-    return values[:n]
-
-
 @gene_kernel
 def count_levels(x):
     """The distinct non-zero counts of each gene and each cell's index into them.
@@ -204,19 +193,28 @@ def count_levels(x):
     (n_genes,) and ``level`` (n_genes, n_cells) int32, -1 for a zero count.
     Terms with special functions (lgamma, digamma) depend on a cell only
     through its count, so they are evaluated once per level, not once per cell.
+    One sort per gene gives the levels; the values are read back through them.
     """
     n_genes, n_cells = x.shape
     n_levels = np.zeros(n_genes, dtype=np.int64)
-    for g in numba.prange(n_genes):
-        n_levels[g] = _distinct_sorted(x[g]).shape[0]
-    values = np.zeros((n_genes, max(1, n_levels.max())))
     level = np.full((n_genes, n_cells), -1, dtype=np.int32)
     for g in numba.prange(n_genes):
-        distinct = _distinct_sorted(x[g])
-        values[g, : distinct.shape[0]] = distinct
-        for i in range(n_cells):
+        order = np.argsort(x[g])
+        current = -1
+        previous = 0.0
+        for rank in range(n_cells):
+            i = order[rank]
             if x[g, i] > 0.0:
-                level[g, i] = np.searchsorted(distinct, x[g, i])
+                if current < 0 or x[g, i] != previous:
+                    current += 1
+                    previous = x[g, i]
+                level[g, i] = current
+        n_levels[g] = current + 1
+    values = np.zeros((n_genes, max(1, n_levels.max())))
+    for g in numba.prange(n_genes):
+        for i in range(n_cells):
+            if level[g, i] >= 0:
+                values[g, level[g, i]] = x[g, i]
     return values, n_levels, level
 
 

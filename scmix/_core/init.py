@@ -39,21 +39,27 @@ def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
     kept together: a cell's group is that of the first cell with its value, so that
     equal counts (typically the zeros) do not land in two groups. Where that would
     leave a group empty, the groups are of equal size (ties split by position)."""
-    n_cells = y.shape[1]
-    order = np.argsort(y, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(n_cells)[None, :], axis=1)
-    ordered = np.take_along_axis(y, order, axis=1)
-    # rank of the first cell with the same value, in sorted order
-    new_value = np.ones_like(ordered, dtype=bool)
-    new_value[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    first = np.maximum.accumulate(np.where(new_value, np.arange(n_cells)[None, :], 0), axis=1)
-    first_rank = np.take_along_axis(first, ranks, axis=1)
-    labels = (first_rank * n_components) // n_cells
-    # a tie as large as a group can leave a group empty: equal-size groups there
-    counts = np.stack([(labels == k).sum(axis=1) for k in range(n_components)], axis=1)
-    empty = (counts == 0).any(axis=1)
-    labels[empty] = (ranks[empty] * n_components) // n_cells
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    return _quantile_labels(y, n_components, work=y.size)
+
+
+@gene_kernel
+def _quantile_labels(y, n_components):
+    n_genes, n_cells = y.shape
+    labels = np.empty((n_genes, n_cells), dtype=np.int64)
+    for g in numba.prange(n_genes):
+        order = np.argsort(y[g], kind="mergesort")  # stable: ties by position
+        first = 0  # rank of the first cell with the current value
+        for rank in range(n_cells):
+            if rank > 0 and y[g, order[rank]] != y[g, order[rank - 1]]:
+                first = rank
+            labels[g, order[rank]] = (first * n_components) // n_cells
+        counts = np.zeros(n_components, dtype=np.int64)
+        for i in range(n_cells):
+            counts[labels[g, i]] += 1
+        if counts.min() == 0:  # a tie as large as a group: equal-size groups
+            for rank in range(n_cells):
+                labels[g, order[rank]] = (rank * n_components) // n_cells
     return labels
 
 
