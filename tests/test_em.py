@@ -7,6 +7,7 @@ import pytest
 from scipy import optimize, sparse, special
 
 import scmix
+from scmix._core._kernels import count_levels
 from scmix._core.families import THETA_MAX, get_family
 from scmix._core.fit import fit_matrix
 from scmix.models import NegativeBinomialMixture, PoissonMixture
@@ -317,3 +318,27 @@ def test_estimators_and_fit_mixture_agree():
 def test_estimator_needs_fit_first():
     with pytest.raises(RuntimeError, match="not fitted"):
         NegativeBinomialMixture().predict_proba(np.ones((3, 2)))
+
+
+def test_count_levels_match_numpy_unique_by_table_and_by_sort():
+    """Each cell's level indexes the sorted distinct non-zero counts of its gene (-1 for
+    a zero), whether a row goes through the table of every count (small integers) or
+    is sorted (counts far above the number of cells, or not integers)."""
+    rng = np.random.default_rng(3)
+    n_cells = 300
+    rows = [
+        rng.negative_binomial(0.5, 0.2, n_cells),  # small integers: the table
+        rng.integers(0, 5, n_cells) * 10**9,  # huge integers: sorted
+        rng.integers(0, 40, n_cells) + 0.5 * rng.integers(0, 2, n_cells),  # halves: sorted
+        np.zeros(n_cells),
+    ]
+    x = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
+    x[2, :3] = 0.0
+    values, n_levels, level = count_levels(x)
+    for g, row in enumerate(x):
+        distinct = np.unique(row[row > 0])
+        assert n_levels[g] == distinct.size
+        np.testing.assert_array_equal(values[g, : distinct.size], distinct)
+        expected = np.where(row > 0, np.searchsorted(distinct, row), -1)
+        np.testing.assert_array_equal(level[g], expected)
+    assert (values[:, n_levels.max() :] == 0).all()

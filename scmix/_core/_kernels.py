@@ -185,6 +185,11 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
             resp_sums[g, k] = sums[k]
 
 
+#: Rows of integer counts up to this many times the number of cells get their levels
+#: from a table of every count rather than a sort.
+LEVEL_TABLE_PER_CELL = 8
+
+
 @gene_kernel
 def count_levels(x):
     """The distinct non-zero counts of each gene and each cell's index into them.
@@ -193,12 +198,33 @@ def count_levels(x):
     (n_genes,) and ``level`` (n_genes, n_cells) int32, -1 for a zero count.
     Terms with special functions (lgamma, digamma) depend on a cell only
     through its count, so they are evaluated once per level, not once per cell.
-    One sort per gene gives the levels; the values are read back through them.
+    Integer counts up to ``LEVEL_TABLE_PER_CELL`` times the number of cells are
+    indexed through a table of every count (linear time); other rows are sorted.
+    The values are then read back through the levels.
     """
     n_genes, n_cells = x.shape
     n_levels = np.zeros(n_genes, dtype=np.int64)
     level = np.full((n_genes, n_cells), -1, dtype=np.int32)
     for g in numba.prange(n_genes):
+        largest = 0.0
+        integers = True
+        for i in range(n_cells):
+            largest = max(largest, x[g, i])
+            integers &= x[g, i] == math.floor(x[g, i])
+        if integers and largest <= LEVEL_TABLE_PER_CELL * n_cells:
+            index = np.zeros(int(largest) + 1, dtype=np.int32)
+            for i in range(n_cells):
+                index[int(x[g, i])] = 1
+            current = -1
+            for v in range(1, index.shape[0]):
+                if index[v]:
+                    current += 1
+                    index[v] = current
+            for i in range(n_cells):
+                if x[g, i] > 0.0:
+                    level[g, i] = index[int(x[g, i])]
+            n_levels[g] = current + 1
+            continue
         order = np.argsort(x[g])
         current = -1
         previous = 0.0
