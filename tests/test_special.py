@@ -34,6 +34,11 @@ def test_count_differences_are_exact_without_cancellation(x, theta):
     assert sp.lgamma_ratio(float(x), theta) == pytest.approx(lg, rel=1e-12, abs=1e-12)
     assert sp.digamma_ratio(float(x), theta) == pytest.approx(dg, rel=1e-10, abs=1e-300)
     assert sp.trigamma_ratio(float(x), theta) == pytest.approx(tg, rel=1e-6, abs=1e-300)
+    # the three at once, as the M-step and the derivatives take them
+    together = sp.level_ratios(float(x), theta)
+    assert together[0] == pytest.approx(lg, rel=1e-12, abs=1e-12)
+    assert together[1] == pytest.approx(dg, rel=1e-10, abs=1e-300)
+    assert together[2] == pytest.approx(tg, rel=1e-6, abs=1e-300)
 
 
 def test_lgamma_ratio_matches_scipy_where_scipy_is_accurate():

@@ -205,10 +205,11 @@ def lgamma_ratio(x: float, theta: float) -> float:
     if x == 0.0:
         return 0.0
     if x <= SMALL_COUNT:
-        total = 0.0
+        # one log of the product (at most 8 factors below 1e9: no overflow)
+        product = 1.0
         for ell in range(int(x)):
-            total += math.log(theta + ell)
-        return total
+            product *= theta + ell
+        return math.log(product)
     if theta >= ASYMPTOTIC_FROM:
         # (z-1/2)log z - z at z = theta + x minus the same at theta, without cancellation
         z = theta + x
@@ -247,3 +248,24 @@ def trigamma_ratio(x: float, theta: float) -> float:
             total -= 1.0 / (d * d)
         return total
     return trigamma(x + theta) - trigamma(theta)
+
+
+@jit
+def level_ratios(x: float, theta: float) -> tuple[float, float, float]:
+    """:func:`lgamma_ratio`, :func:`digamma_ratio` and :func:`trigamma_ratio` of the
+    same arguments at once: for small counts one loop, one log (of the product) and
+    one division per term."""
+    if x == 0.0:
+        return 0.0, 0.0, 0.0
+    if x <= SMALL_COUNT:
+        product = 1.0
+        digamma_sum = 0.0
+        trigamma_sum = 0.0
+        for ell in range(int(x)):
+            d = theta + ell
+            product *= d
+            inverse = 1.0 / d
+            digamma_sum += inverse
+            trigamma_sum -= inverse * inverse
+        return math.log(product), digamma_sum, trigamma_sum
+    return lgamma_ratio(x, theta), digamma_ratio(x, theta), trigamma_ratio(x, theta)

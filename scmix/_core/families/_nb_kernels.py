@@ -17,7 +17,7 @@ from .._kernels import (
 )
 from .._threading import gene_kernel, inline_jit, jit
 from ..quadrature import UNUSED, compact_cells, estimated_error
-from ..special import digamma_ratio, lgamma_ratio, log1p, simd_log1p, trigamma_ratio
+from ..special import level_ratios, lgamma_ratio, log1p, simd_log1p
 from .base import MU_MIN
 
 THETA_MIN = 1e-6
@@ -277,9 +277,10 @@ def _objective(
     tg = 0.0
     for u in range(level_weight.shape[0]):
         gap = values[u] - below
-        lg += lgamma_ratio(gap, th + below)
-        dg += digamma_ratio(gap, th + below)
-        tg += trigamma_ratio(gap, th + below)
+        lg_step, dg_step, tg_step = level_ratios(gap, th + below)
+        lg += lg_step
+        dg += dg_step
+        tg += tg_step
         below = values[u]
         w = level_weight[u]
         q += w * lg
@@ -407,9 +408,10 @@ def _level_tables(values, n_levels, th, lg, dg, tg):
         prev_lg = lg[u - 1] if u else 0.0
         prev_dg = dg[u - 1] if u else 0.0
         prev_tg = tg[u - 1] if u else 0.0
-        lg[u] = prev_lg + lgamma_ratio(gap, th + below)
-        dg[u] = prev_dg + digamma_ratio(gap, th + below)
-        tg[u] = prev_tg + trigamma_ratio(gap, th + below)
+        lg_step, dg_step, tg_step = level_ratios(gap, th + below)
+        lg[u] = prev_lg + lg_step
+        dg[u] = prev_dg + dg_step
+        tg[u] = prev_tg + tg_step
         below = values[u]
 
 
