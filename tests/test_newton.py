@@ -181,6 +181,22 @@ def test_newton_finish_takes_fewer_steps_and_ends_at_a_maximum(name):
         assert -best.fun <= loglik[j] + 1e-7 * abs(loglik[j]), (j, -best.fun - loglik[j])
 
 
+def test_split_start_leaves_the_saddle_of_equal_components(svensson_20312):
+    """ERCC-00162 (Svensson 20312): the quantile start ends below the one-component
+    fit, so the split of that fit (two almost equal components, next to a saddle) runs.
+    EM from there stopped after 3 steps, 0.0007 above K=1; Newton steps from the start
+    leave the saddle along its negative curvature, for a maximum 10.8 above K=1."""
+    family = NegativeBinomial()
+    gene = svensson_20312[:, "ERCC-00162"]
+    x = np.ascontiguousarray(np.asarray(gene.X, dtype=np.float64).T)
+    s = gene.obs["size_factors"].to_numpy()
+    uniforms = np.zeros((1, 1, 2))
+    options = {"n_init": 1, "max_iter": 300, "tol": 1e-6}
+    single = fit_chunk(family, x, s, 1, uniforms=uniforms[:, :, :1], **options)
+    fit = fit_chunk(family, x, s, 2, uniforms=uniforms, single=single, **options)
+    assert fit.loglik[0] > single.loglik[0] + 5.0
+
+
 def test_split_start_runs_only_where_no_other_start_reached_k1(svensson_20312, monkeypatch):
     """The split of the one-component fit is run for exactly the genes where the label
     starts ended below the one-component log-likelihood; the LRT stays >= 0."""

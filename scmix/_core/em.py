@@ -292,6 +292,10 @@ def fit_chunk(
             np.maximum.at(best, runs[0][1], runs[0][2]["loglik"])
             keep[-1] &= best < single.loglik
         keep[:-1] = False
+        # the split sits next to the saddle of two equal components, where EM barely
+        # moves and may stop: Newton steps from the start leave along the negative
+        # curvature (or stop at a true maximum)
+        options["newton_after"] = 0
     if keep.any():
         runs.append(_run_starts(family, data, start_list, keep, **options))
     row_start, row_gene, result = _concatenate_runs(runs)
