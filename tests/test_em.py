@@ -10,6 +10,7 @@ import scmix
 from scmix._core._kernels import count_levels
 from scmix._core.families import THETA_MAX, get_family
 from scmix._core.fit import fit_matrix
+from scmix._core.init import quantile_labels
 from scmix.models import NegativeBinomialMixture, PoissonMixture
 
 
@@ -342,3 +343,38 @@ def test_count_levels_match_numpy_unique_by_table_and_by_sort():
         expected = np.where(row > 0, np.searchsorted(distinct, row), -1)
         np.testing.assert_array_equal(level[g], expected)
     assert (values[:, n_levels.max() :] == 0).all()
+
+
+def _quantile_labels_by_sorting(y, n_components):
+    """Reference: sort each row (stable); a cell's group is floor(K r / n), r the rank
+    of the first cell with its value; equal-size groups (by position) where a group
+    would be empty."""
+    n_cells = y.shape[1]
+    labels = np.empty(y.shape, dtype=np.int64)
+    for g, row in enumerate(y):
+        order = np.argsort(row, kind="stable")
+        first = np.searchsorted(row[order], row, side="left")
+        labels[g] = (first * n_components) // n_cells
+        if np.bincount(labels[g], minlength=n_components).min() == 0:
+            labels[g, order] = (np.arange(n_cells) * n_components) // n_cells
+    return labels
+
+
+@pytest.mark.parametrize("n_components", [2, 3, 4])
+def test_quantile_labels_match_a_sort_with_ties_kept_together(n_components):
+    rng = np.random.default_rng(n_components)
+    n_cells = 301
+    y = np.log1p(
+        np.vstack(
+            [
+                rng.negative_binomial(0.3, 0.3, n_cells),  # mostly zeros: a large tie
+                rng.poisson(3.0, n_cells),  # many small ties
+                rng.uniform(0, 5, n_cells),  # no ties
+                np.full(n_cells, 2.0),  # one tie: every group but one empty
+                np.repeat([0.0, 1.0], [200, 101]),  # a tie across a boundary
+            ]
+        )
+    )
+    np.testing.assert_array_equal(
+        quantile_labels(y, n_components), _quantile_labels_by_sorting(y, n_components)
+    )

@@ -45,19 +45,24 @@ def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
 
 @gene_kernel
 def _quantile_labels(y, n_components):
+    # A cell's group is floor(K r / n) with r the number of cells below its value
+    # (the rank of the first cell of its tie): it passes boundary k when r >=
+    # ceil(k n / K), i.e. when its value exceeds the ceil(k n / K)-th smallest. Those
+    # K - 1 order statistics come from np.partition, in linear time.
     n_genes, n_cells = y.shape
-    labels = np.empty((n_genes, n_cells), dtype=np.int64)
+    labels = np.zeros((n_genes, n_cells), dtype=np.int64)
     for g in numba.prange(n_genes):
-        order = np.argsort(y[g], kind="mergesort")  # stable: ties by position
-        first = 0  # rank of the first cell with the current value
-        for rank in range(n_cells):
-            if rank > 0 and y[g, order[rank]] != y[g, order[rank - 1]]:
-                first = rank
-            labels[g, order[rank]] = (first * n_components) // n_cells
+        row = y[g]
+        for k in range(1, n_components):
+            boundary = -((-k * n_cells) // n_components)  # ceil(k n / K)
+            threshold = np.partition(row, boundary - 1)[boundary - 1]
+            for i in range(n_cells):
+                labels[g, i] += row[i] > threshold
         counts = np.zeros(n_components, dtype=np.int64)
         for i in range(n_cells):
             counts[labels[g, i]] += 1
-        if counts.min() == 0:  # a tie as large as a group: equal-size groups
+        if counts.min() == 0:  # a tie as large as a group: equal-size groups,
+            order = np.argsort(row, kind="mergesort")  # ties split by position
             for rank in range(n_cells):
                 labels[g, order[rank]] = (rank * n_components) // n_cells
     return labels
