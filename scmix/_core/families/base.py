@@ -59,6 +59,8 @@ class ChunkData:
     def take(self, rows: np.ndarray) -> ChunkData:
         """The chunk's rows ``rows`` (genes may repeat, one row per start); what was
         derived from the counts is taken along, not derived again."""
+        if rows.size == self.x.shape[0] and (rows == np.arange(rows.size)).all():
+            return self  # every row once, in order (a single start): nothing to copy
         taken = ChunkData(self.x[rows], self.size_factors)
         taken.levels = tuple(a[rows] for a in self.levels)
         taken.quadrature = self.quadrature.take(rows)
