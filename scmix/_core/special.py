@@ -30,15 +30,12 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._threading import inline_jit
-from ._threading import jit as _kernel_jit
+from ._threading import inline_jit, jit
 
 SMALL_COUNT = 8.0
 #: Above this argument the asymptotic series are accurate to ~1e-13.
 ASYMPTOTIC_FROM = 10.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-jit = _kernel_jit
 
 
 @intrinsic

@@ -63,6 +63,7 @@ def _nb_log_prob(
     for a in numba.prange(active.shape[0]):
         g = active[a]
         table = np.zeros(max(n_levels[g], 1))
+        l1 = np.empty(x.shape[1])  # work space
         for k in range(n_comp):
             th = theta[g, k]
             _lgamma_table(values[g], n_levels[g], th, table)
@@ -77,7 +78,7 @@ def _nb_log_prob(
                 th,
                 log_ratio,
                 out[g, k],
-                np.empty(x.shape[1]),
+                l1,
             )
 
 
@@ -195,9 +196,9 @@ def _nb_e_step(
         on_nodes[g] = quadrature
         n_cells_summed = n_single[g] if quadrature else n_cells
         # component by component first (the cells' loop stays simple), then per cell
-        for k in range(n_comp):
-            th = theta[g, k]
-            if not quadrature:
+        if not quadrature:
+            l1 = np.empty(n_cells)  # work space
+            for k in range(n_comp):
                 _log_pmf_cells(
                     x[g],
                     tables[k],
@@ -205,24 +206,25 @@ def _nb_e_step(
                     size_factors,
                     log_size_factors,
                     mu[g, k],
-                    th,
+                    theta[g, k],
                     log_mu_minus_log_th[k],
                     resp[g, k],
-                    np.empty(n_cells),
+                    l1,
                 )
-                continue
-            for t in range(n_cells_summed):
-                i = single_cells[g, t]
-                lev = level[g, i]
-                resp[g, k, i] = _log_pmf(
-                    x[g, i],
-                    tables[k, lev] if lev >= 0 else 0.0,
-                    size_factors[i],
-                    log_size_factors[i],
-                    mu[g, k],
-                    th,
-                    log_mu_minus_log_th[k],
-                )
+        else:
+            for k in range(n_comp):
+                for t in range(n_cells_summed):
+                    i = single_cells[g, t]
+                    lev = level[g, i]
+                    resp[g, k, i] = _log_pmf(
+                        x[g, i],
+                        tables[k, lev] if lev >= 0 else 0.0,
+                        size_factors[i],
+                        log_size_factors[i],
+                        mu[g, k],
+                        theta[g, k],
+                        log_mu_minus_log_th[k],
+                    )
         total += normalise_cells(
             resp[g], log_weights[g], single_cells[g], n_cells_summed, quadrature, sums
         )
