@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import optimize, sparse, special
 
 import scmix
-from scmix._core._kernels import count_levels
+from scmix._core._kernels import count_levels, row_dot, row_sum
 from scmix._core.families import THETA_MAX, get_family
 from scmix._core.fit import fit_matrix
 from scmix._core.init import quantile_labels
@@ -343,6 +345,19 @@ def test_count_levels_match_numpy_unique_by_table_and_by_sort():
         expected = np.where(row > 0, np.searchsorted(distinct, row), -1)
         np.testing.assert_array_equal(level[g], expected)
     assert (values[:, n_levels.max() :] == 0).all()
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1001])
+def test_row_sums_in_vector_order_match_exact_sums(n):
+    """row_sum and row_dot may add in any order (``reassoc``): they stay within a few
+    ulp of the correctly rounded sum (math.fsum) on terms of mixed sign and size."""
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=n) * 10.0 ** rng.integers(-3, 4, n)
+    b = rng.uniform(0.5, 2.0, n)
+    scale = np.abs(a).sum() * 4 + 1e-300
+    assert abs(row_sum(a) - math.fsum(a)) <= 1e-15 * scale
+    assert abs(row_dot(a, b) - math.fsum(a * b)) <= 1e-15 * scale * 2
+    assert row_sum(a) == row_sum(a.copy())  # the same order every call
 
 
 def _quantile_labels_by_sorting(y, n_components):

@@ -7,7 +7,7 @@ import math
 import numba
 import numpy as np
 
-from ._threading import gene_kernel, inline_jit, jit
+from ._threading import gene_kernel, inline_jit, jit, sum_jit
 from .special import log1p, simd_exp, simd_log1p
 
 
@@ -127,43 +127,23 @@ def _normalise_two(first, second, log_weights, sums):
     return row_sum(cell_loglik)
 
 
-@inline_jit
+@sum_jit
 def row_dot(a, b) -> float:
-    """``sum_i a_i b_i`` of two 1-d arrays, with four accumulators as :func:`row_sum`."""
-    n = a.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    end = n - n % 4
-    for i in range(0, end, 4):
-        s0 += a[i] * b[i]
-        s1 += a[i + 1] * b[i + 1]
-        s2 += a[i + 2] * b[i + 2]
-        s3 += a[i + 3] * b[i + 3]
-    for i in range(end, n):
-        s0 += a[i] * b[i]
-    return (s0 + s1) + (s2 + s3)
+    """``sum_i a_i b_i`` of two 1-d arrays, in an order LLVM chooses (:data:`sum_jit`)."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
 
 
-@inline_jit
+@sum_jit
 def row_sum(values) -> float:
-    """The sum of a 1-d array with four accumulators: the additions of one overlap,
-    where a single accumulator waits for each to finish (numba adds in order)."""
-    n = values.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    end = n - n % 4
-    for i in range(0, end, 4):
-        s0 += values[i]
-        s1 += values[i + 1]
-        s2 += values[i + 2]
-        s3 += values[i + 3]
-    for i in range(end, n):
-        s0 += values[i]
-    return (s0 + s1) + (s2 + s3)
+    """The sum of a 1-d array, in an order LLVM chooses (:data:`sum_jit`): in vector
+    registers, where adding in order would wait for each addition to finish."""
+    total = 0.0
+    for i in range(values.shape[0]):
+        total += values[i]
+    return total
 
 
 @gene_kernel

@@ -20,6 +20,11 @@ JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 #: The decorator of a kernel, and of a small helper numba inlines into its callers.
 jit = numba.njit(**JIT_OPTIONS)
 inline_jit = numba.njit(inline="always", **JIT_OPTIONS)
+#: The decorator of a sum over an array: ``reassoc`` lets LLVM add in vector registers
+#: (and so in another order), which it may not for floats otherwise. Only sums get it,
+#: so that no other expression is regrouped; numba would lose the flag when inlining,
+#: LLVM keeps it (it is an attribute of each addition).
+sum_jit = numba.njit(fastmath={"reassoc"}, **JIT_OPTIONS)
 
 #: Entries (genes x cells x components) below which a call runs serially: about
 #: 25 microseconds of work, measured best on the Svensson ERCC fit (2 cores).
