@@ -49,7 +49,7 @@ class ChunkFit:
 
 # Phases of a gene in the SQUAREM cycle; each loop iteration is one E-step and
 # the phase says at which point it was taken.
-_START, _EM1, _EM2, _EXTRAPOLATED, _STABILISED, _REVERTED, _NEWTON = range(7)
+_START, _EM1, _EXTRAPOLATED, _STABILISED, _REVERTED, _NEWTON = range(6)
 #: EM steps after which a gene that has not converged switches to Newton steps
 #: (:mod:`scmix._core.newton`), at the start of its next SQUAREM cycle.
 NEWTON_AFTER = 12
@@ -80,8 +80,11 @@ def run_em(
     v = theta2 - 2 theta1 + theta0, alpha = -|r| / |v| and the extrapolation
     theta' = theta0 - 2 alpha r + alpha^2 v is followed by one EM step,
     theta3 = F(theta'). theta3 is kept only if its log-likelihood is at least that
-    of theta2; otherwise the gene returns to theta2 (alpha = -1 is plain EM). The
-    log-likelihood at the accepted points therefore never decreases.
+    of theta1; otherwise the gene returns to theta2 (alpha = -1 is plain EM), whose
+    log-likelihood is at least that of theta1 as well. The log-likelihood at the
+    accepted points therefore never decreases. theta2 gets no E-step of its own (a
+    cycle takes three E-steps, not four): like the SQUAREM package, which checks
+    theta3 against the cycle start, the check needs no log-likelihood at theta2.
 
     A gene still iterating after ``newton_after`` EM steps continues with Newton
     steps on the marginal log-likelihood (:mod:`scmix._core.newton`, monotone as
@@ -125,10 +128,11 @@ def run_em(
         in_newton = ph == _NEWTON
 
         stabilised = ph == _STABILISED
-        accepted = stabilised & (ll >= squarem.loglik2[active]) if squarem else stabilised
+        accepted = stabilised & (ll >= squarem.reference[active]) if squarem else stabilised
         revert = (stabilised & ~accepted) | ((ph == _EXTRAPOLATED) & ~np.isfinite(ll))
-        # points of the monotone sequence: recorded, and where a gene may stop
-        point = (ph == _START) | (ph == _EM1) | (ph == _EM2) | accepted
+        # points of the monotone sequence: recorded, and where a gene may stop (a
+        # reverted gene is back at theta2, or where Newton handed it back)
+        point = (ph == _START) | (ph == _EM1) | accepted | (ph == _REVERTED)
         # convergence is judged from one cycle start (a point where a SQUAREM cycle
         # begins; every point for plain EM) to the next: an EM step alone can gain
         # little where extrapolation still gains much
@@ -143,7 +147,7 @@ def run_em(
             trace[n_points[recorded], recorded] = loglik[recorded] + constant[recorded]
             n_points[recorded] += 1
         converged[active[done]] = True
-        stop = done | ((point | (ph == _REVERTED)) & (n_iter[active] >= max_iter))
+        stop = done | (point & (n_iter[active] >= max_iter))
 
         go = ~stop & ~revert & ~in_newton
         restart = go & ((ph == _START) | accepted | (ph == _REVERTED))
@@ -182,28 +186,27 @@ def run_em(
             changed_newton = np.concatenate([stepping, rows])
             with np.errstate(divide="ignore"):
                 log_weights[changed_newton] = np.log(weights[changed_newton])
-        em2 = go & (ph == _EM2)
-        m_step = restart | (go & ((ph == _EM1) | (ph == _EXTRAPOLATED)))
+        second = go & (ph == _EM1)  # their M-step gives theta2
+        m_step = restart | second | (go & (ph == _EXTRAPOLATED))
         if squarem is None:
-            em2 = np.zeros_like(em2)
             m_step = go.copy()
         else:
             squarem.save(0, active[restart])
-            squarem.save(1, active[go & (ph == _EM1)])
-            squarem.extrapolate(active[em2], ll[em2])
+            squarem.save(1, active[second])
             squarem.revert(active[revert])
         update = active[m_step]
         if update.size:
             weights[update] = resp_sums[update] / n_cells
             family.m_step(data, resp, params, update, state)
             n_iter[update] += 1
-        changed = active[m_step | em2 | revert]
+        if squarem is not None:
+            squarem.extrapolate(active[second], ll[second])
+        changed = active[m_step | revert]
         with np.errstate(divide="ignore"):
             log_weights[changed] = np.log(weights[changed])
         if squarem is not None:
             phase[active[restart]] = _EM1
-            phase[active[go & (ph == _EM1)]] = _EM2
-            phase[active[em2]] = _EXTRAPOLATED
+            phase[active[second]] = _EXTRAPOLATED
             phase[active[go & (ph == _EXTRAPOLATED)]] = _STABILISED
             phase[active[revert]] = _REVERTED
         active = active[~(stop | newton_done)]

@@ -20,7 +20,8 @@ class Squarem:
         n_genes, n_comp = weights.shape
         size = n_comp * (1 + len(params))
         self.points = np.full((3, n_genes, size), np.nan)
-        self.loglik2 = np.full(n_genes, -np.inf)
+        # the log-likelihood the stabilised point theta3 must reach: that of theta1
+        self.reference = np.full(n_genes, -np.inf)
         self.alpha_max = np.ones(n_genes)
 
     def _pack(self, genes) -> np.ndarray:
@@ -43,13 +44,14 @@ class Squarem:
     def save(self, which: int, genes) -> None:
         self.points[which, genes] = self._pack(genes)
 
-    def extrapolate(self, genes, loglik2) -> None:
-        """Move ``genes`` from their third EM point theta2 to theta'."""
+    def extrapolate(self, genes, loglik1) -> None:
+        """Move ``genes`` from their third EM point theta2 to theta' (``loglik1``: the
+        log-likelihood at theta1)."""
         if not genes.size:
             return
         z2 = self._pack(genes)
         self.points[2, genes] = z2
-        self.loglik2[genes] = loglik2
+        self.reference[genes] = loglik1
         z0, z1 = self.points[0, genes], self.points[1, genes]
         # emptied components have log weight -inf: their differences are NaN (handled below)
         with np.errstate(invalid="ignore", divide="ignore"):
