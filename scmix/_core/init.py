@@ -24,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._threading import gene_kernel, jit
+from ._threading import gene_kernel, inline_jit
 
 _LLOYD_ITERATIONS = 10
 
@@ -68,7 +68,7 @@ def _quantile_labels(y, n_components):
     return labels
 
 
-@jit
+@inline_jit
 def _nearest(value, centres):
     """Index of the centre nearest to ``value`` (the lowest index on ties)."""
     best = 0
