@@ -9,7 +9,7 @@ import pytest
 from scipy import optimize, sparse, special
 
 import scmix
-from scmix._core._kernels import count_levels, row_dot, row_sum
+from scmix._core._kernels import count_levels, log_factorial_sums, row_dot, row_sum
 from scmix._core.families import THETA_MAX, get_family
 from scmix._core.fit import fit_matrix
 from scmix._core.init import quantile_labels
@@ -345,6 +345,9 @@ def test_count_levels_match_numpy_unique_by_table_and_by_sort():
         expected = np.where(row > 0, np.searchsorted(distinct, row), -1)
         np.testing.assert_array_equal(level[g], expected)
     assert (values[:, n_levels.max() :] == 0).all()
+    # log x! summed over a gene's cells, from the levels
+    expected = special.gammaln(x + 1.0).sum(axis=1)
+    np.testing.assert_allclose(log_factorial_sums(values, n_levels, level), expected, rtol=1e-13)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1001])

@@ -12,14 +12,19 @@ from .special import log1p, simd_exp, simd_log1p
 
 
 @gene_kernel
-def log_factorial_sums(x):
-    """``sum_i log(x_ij!)`` per gene, shape ``(n_genes,)``."""
-    out = np.zeros(x.shape[0])
-    for g in numba.prange(x.shape[0]):
+def log_factorial_sums(values, n_levels, level):
+    """``sum_i log(x_ij!)`` per gene, shape ``(n_genes,)``, from the count levels of
+    :func:`count_levels`: one lgamma per distinct count, times its cells."""
+    n_genes, n_cells = level.shape
+    out = np.zeros(n_genes)
+    for g in numba.prange(n_genes):
+        cells_at = np.zeros(n_levels[g])
+        for i in range(n_cells):
+            if level[g, i] >= 0:
+                cells_at[level[g, i]] += 1.0
         total = 0.0
-        for i in range(x.shape[1]):
-            if x[g, i] > 1.0:
-                total += math.lgamma(x[g, i] + 1.0)
+        for u in range(n_levels[g]):
+            total += cells_at[u] * math.lgamma(values[g, u] + 1.0)
         out[g] = total
     return out
 
@@ -90,6 +95,11 @@ def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
     n_comp = resp.shape[0]
     if n_comp == 2 and not indirect:
         return _normalise_two(resp[0, :n_summed], resp[1, :n_summed], log_weights, sums)
+    if n_comp == 1 and not indirect:
+        total = row_sum(resp[0, :n_summed]) + n_summed * log_weights[0]
+        resp[0, :n_summed] = 1.0
+        sums[0] += n_summed
+        return total
     joint = np.empty(n_comp)
     total = 0.0
     for t in range(n_summed):

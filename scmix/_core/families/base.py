@@ -54,7 +54,7 @@ class ChunkData:
     @cached_property
     def log_factorial_sums(self) -> np.ndarray:
         """``sum_i log(x_ij!)`` per gene, shape (n_genes,)."""
-        return log_factorial_sums(self.x)
+        return log_factorial_sums(*self.levels, work=self.x.size)
 
     def take(self, rows: np.ndarray) -> ChunkData:
         """The chunk's rows ``rows`` (genes may repeat, one row per start); what was
