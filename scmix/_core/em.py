@@ -119,6 +119,23 @@ def run_em(
         newton_after = 0
     if newton_after is not None and family.has_newton:
         newton = NewtonSteps(family, params, weights)
+        newton_phase = _NewtonPhase(
+            newton,
+            data,
+            state,
+            log_weights,
+            threshold=threshold,
+            max_iter=max_iter,
+            wait=max(newton_after, 1),
+            accelerated=accelerate,
+            converged=converged,
+            n_iter=n_iter,
+            phase=phase,
+            cycle_start=cycle_start,
+            trace=trace,
+            n_points=n_points,
+            constant=constant,
+        )
     active = np.arange(n_genes)
     first = True
     while active.size:
@@ -155,37 +172,12 @@ def run_em(
         if newton is not None:
             # EM genes at the start of a cycle, past newton_after steps, switch
             enter = restart & (n_iter[active] >= newton_after)
-            enter[enter] = newton.eligible(active[enter], n_iter[active[enter]])
-            restart &= ~enter
-            go &= ~enter
-            # Newton genes: their trial point just got its E-step
-            rows = active[in_newton]
-            took, finished, given_up = newton.judge(rows, loglik, threshold)
-            moved = rows[took]
-            if trace is not None:
-                trace[n_points[moved], moved] = loglik[moved] + constant[moved]
-                n_points[moved] += 1
-            converged[rows[finished]] = True
-            going_on = took & ~finished & ~given_up
-            ending = np.concatenate([rows[finished], rows[going_on & (n_iter[rows] >= max_iter)]])
-            stepping = np.concatenate([active[enter], rows[going_on & (n_iter[rows] < max_iter)]])
-            converged_now, handed_back = newton.start(
-                data, state, log_weights, loglik, stepping, threshold
-            )
-            converged[converged_now] = True
-            phase[stepping] = _NEWTON
-            n_iter[np.setdiff1d(stepping, np.concatenate([converged_now, handed_back]))] += 1
-            # back to EM for newton_after steps, a fresh cycle from the current point:
-            # where a failed step began, or on a flat ridge, along which EM's M-step
-            # (optimising theta in one go) moves further than Newton steps in log theta
-            back = np.concatenate([rows[given_up], handed_back])
-            newton.hand_back(back, n_iter[back], max(newton_after, 1))
-            phase[back] = _REVERTED if squarem else _START
-            cycle_start[back] = -np.inf
-            newton_done = np.isin(active, np.concatenate([converged_now, ending]))
-            changed_newton = np.concatenate([stepping, rows])
-            with np.errstate(divide="ignore"):
-                log_weights[changed_newton] = np.log(weights[changed_newton])
+            if enter.any():
+                enter[enter] = newton.eligible(active[enter], n_iter[active[enter]])
+                restart &= ~enter
+                go &= ~enter
+            if enter.any() or in_newton.any():
+                newton_done = newton_phase.step(active, in_newton, enter, loglik)
         second = go & (ph == _EM1)  # their M-step gives theta2
         m_step = restart | second | (go & (ph == _EXTRAPOLATED))
         if squarem is None:
@@ -214,6 +206,76 @@ def run_em(
     if trace is not None:
         trace = trace[: n_points.max()]
     return loglik + constant, converged, n_iter, trace
+
+
+@dataclass
+class _NewtonPhase:
+    """The Newton part of an iteration of :func:`run_em`, on the driver's per-row
+    arrays (updated in place)."""
+
+    newton: NewtonSteps
+    data: ChunkData
+    state: object
+    log_weights: np.ndarray
+    threshold: float
+    max_iter: int
+    wait: int  # EM steps before a row handed back may try Newton again
+    accelerated: bool
+    converged: np.ndarray
+    n_iter: np.ndarray
+    phase: np.ndarray
+    cycle_start: np.ndarray
+    trace: np.ndarray | None
+    n_points: np.ndarray
+    constant: np.ndarray
+
+    def __post_init__(self):
+        self.marks = np.zeros(self.n_iter.shape[0], dtype=bool)  # a set of rows as a mask
+
+    def step(self, active, in_newton, enter, loglik) -> np.ndarray:
+        """Judge the trial points of the Newton rows (``in_newton``, just through
+        their E-step), start steps for them and for the rows entering (``enter``),
+        hand rows back to EM. Returns the mask (over ``active``) of rows that stop."""
+        newton, marks, n_iter = self.newton, self.marks, self.n_iter
+        rows = active[in_newton]
+        took, finished, given_up = newton.judge(rows, loglik, self.threshold)
+        moved = rows[took]
+        if self.trace is not None:
+            self.trace[self.n_points[moved], moved] = loglik[moved] + self.constant[moved]
+            self.n_points[moved] += 1
+        self.converged[rows[finished]] = True
+        going_on = took & ~finished & ~given_up
+        out_of_steps = n_iter[rows] >= self.max_iter
+        ending = np.concatenate([rows[finished], rows[going_on & out_of_steps]])
+        stepping = np.concatenate([active[enter], rows[going_on & ~out_of_steps]])
+        converged_now, handed_back = newton.start(
+            self.data, self.state, self.log_weights, loglik, stepping, self.threshold
+        )
+        self.converged[converged_now] = True
+        self.phase[stepping] = _NEWTON
+        # a step was taken by the stepping rows that neither stopped nor went back
+        marks[stepping] = True
+        marks[converged_now] = False
+        marks[handed_back] = False
+        n_iter[stepping[marks[stepping]]] += 1
+        marks[stepping] = False
+        # back to EM for some EM steps, a fresh cycle from the current point: where
+        # a failed step began, or on a flat ridge, along which EM's M-step
+        # (optimising theta in one go) moves further than Newton steps in log theta
+        back = np.concatenate([rows[given_up], handed_back])
+        if back.size:
+            newton.hand_back(back, n_iter[back], self.wait)
+            self.phase[back] = _REVERTED if self.accelerated else _START
+            self.cycle_start[back] = -np.inf
+        marks[converged_now] = True
+        marks[ending] = True
+        stopping = marks[active]
+        marks[converged_now] = False
+        marks[ending] = False
+        changed = np.concatenate([stepping, rows])
+        with np.errstate(divide="ignore"):
+            self.log_weights[changed] = np.log(newton.weights[changed])
+        return stopping
 
 
 def fit_chunk(

@@ -101,6 +101,8 @@ class NewtonSteps:
         return np.concatenate(blocks, axis=1)
 
     def _unpack(self, z, rows) -> None:
+        if not len(rows):
+            return
         n_comp = self.n_comp
         logits = np.concatenate([z[:, : n_comp - 1], np.zeros((len(rows), 1))], axis=1)
         w = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -168,6 +170,8 @@ class NewtonSteps:
         return rows[done], rows[~ok]
 
     def _trial(self, rows) -> None:
+        if not rows.size:
+            return
         z = self.base[rows] + self.step[rows, None] * self.direction[rows]
         self._unpack(np.clip(z, self.lower, self.upper), rows)
 
@@ -195,5 +199,7 @@ class NewtonSteps:
         give_up = rejected[out]
         self._unpack(self.base[give_up], give_up)
         self._trial(rejected[~out])
-        given_up = flat | np.isin(rows, give_up)
+        given_up = flat
+        if give_up.size:
+            given_up = flat | np.isin(rows, give_up)
         return accepted, finishing, given_up

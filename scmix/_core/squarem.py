@@ -31,6 +31,8 @@ class Squarem:
         return np.concatenate(blocks, axis=1)
 
     def _unpack(self, z, genes) -> None:
+        if not genes.size:
+            return
         n_comp = self.weights.shape[1]
         log_w = z[:, :n_comp]
         w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
@@ -42,6 +44,8 @@ class Squarem:
         self.family.clip_params(self.params, genes)
 
     def save(self, which: int, genes) -> None:
+        if not genes.size:
+            return
         self.points[which, genes] = self._pack(genes)
 
     def extrapolate(self, genes, loglik1) -> None:
