@@ -126,9 +126,10 @@ def starting_labels(
     """Hard labels for start number ``start`` (``uniforms``: shape (n_genes, n_init, K))."""
     if n_components == 1:
         return np.zeros(x.shape, dtype=np.int64)
-    y = normalised_expression(x, size_factors)
     if start == 0:
-        return quantile_labels(y, n_components)
+        # log1p is increasing: the ranks of x / s are those of y (one pass fewer)
+        return quantile_labels(x / size_factors[None, :], n_components)
+    y = normalised_expression(x, size_factors)
     if start == 1:
         nested = quantile_labels(np.abs(y - np.median(y, axis=1, keepdims=True)), n_components)
         # where the median is the smallest value (genes with more than half zeros) the

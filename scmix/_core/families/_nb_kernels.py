@@ -46,6 +46,32 @@ def _lgamma_table(values, n_levels, th, out):
         out[u] = running
 
 
+@gene_kernel
+def _nb_moments(x, size_factors, resp, mu):
+    """Per gene and component, ``sum_i r_i [(x_i - s_i mu)^2 - s_i mu]`` and
+    ``sum_i r_i (s_i mu)^2``: the moment estimate of 1/theta is their ratio. One
+    pass over the cells (numpy's version made three temporaries of
+    genes x components x cells)."""
+    n_genes, n_comp, n_cells = resp.shape
+    excess = np.empty((n_genes, n_comp))
+    scale = np.empty((n_genes, n_comp))
+    for pair in numba.prange(n_genes * n_comp):
+        g = pair // n_comp
+        k = pair % n_comp
+        m = mu[g, k]
+        e = 0.0
+        q = 0.0
+        for i in range(n_cells):
+            fitted = size_factors[i] * m
+            d = x[g, i] - fitted
+            r = resp[g, k, i]
+            e += r * (d * d - fitted)
+            q += r * fitted * fitted
+        excess[g, k] = e
+        scale[g, k] = q
+    return excess, scale
+
+
 @inline_jit
 def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
     """log f(x | s mu, theta) + log x!; ``lgamma_term`` is 0 for x = 0."""

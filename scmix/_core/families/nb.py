@@ -37,6 +37,7 @@ from ._nb_kernels import (
     _nb_log_prob,
     _nb_m_step,
     _nb_marginal_derivatives,
+    _nb_moments,
 )
 from .base import ChunkData, Family
 
@@ -82,10 +83,7 @@ class NegativeBinomial(Family):
         early; from a moderate start it climbs towards large theta when that fits.
         """
         params = super().initial_params(data, resp)
-        mu = params["mu"]
-        fitted = data.size_factors[None, None, :] * mu[:, :, None]
-        excess = np.einsum("gki,gki->gk", resp, (data.x[:, None, :] - fitted) ** 2 - fitted)
-        scale = np.einsum("gki,gki->gk", resp, fitted**2)
+        excess, scale = _nb_moments(data.x, data.size_factors, resp, params["mu"], work=resp.size)
         with np.errstate(divide="ignore", invalid="ignore"):
             phi = excess / scale
         phi = np.where(np.isfinite(phi) & (phi > 1.0 / THETA_MAX), phi, 1.0 / THETA_MAX)
