@@ -396,3 +396,24 @@ def test_quantile_labels_match_a_sort_with_ties_kept_together(n_components):
     np.testing.assert_array_equal(
         quantile_labels(y, n_components), _quantile_labels_by_sorting(y, n_components)
     )
+
+
+def test_nb_start_is_the_weighted_moment_estimate():
+    """The start from responsibilities: mu_k = sum r x / sum r s and
+    1/theta_k = sum r [(x - s mu)^2 - s mu] / sum r (s mu)^2, capped at THETA_START."""
+    from scmix._core.families._nb_kernels import THETA_START
+    from scmix._core.families.base import ChunkData
+
+    rng = np.random.default_rng(11)
+    s = rng.lognormal(0.0, 0.4, 500)
+    x = np.ascontiguousarray(rng.negative_binomial(3.0, 3.0 / (3.0 + 8.0 * s), (4, 500)), float)
+    resp = rng.dirichlet([1.0, 1.0], size=(4, 500)).transpose(0, 2, 1).copy()
+    params = get_family("nb").initial_params(ChunkData(x, s), resp)
+    mu = np.einsum("gki,gi->gk", resp, x) / np.einsum("gki,i->gk", resp, s)
+    fitted = s[None, None, :] * mu[:, :, None]
+    phi = np.einsum("gki,gki->gk", resp, (x[:, None, :] - fitted) ** 2 - fitted) / np.einsum(
+        "gki,gki->gk", resp, fitted**2
+    )
+    np.testing.assert_allclose(params["mu"], mu, rtol=1e-12)
+    np.testing.assert_allclose(params["theta"], np.minimum(1.0 / phi, THETA_START), rtol=1e-10)
+    assert (params["theta"] < THETA_START).any()  # the moments, not only the cap
