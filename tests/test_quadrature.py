@@ -282,3 +282,23 @@ def test_chunk_sizes_give_identical_results_on_nodes():
         np.testing.assert_array_equal(chunked.loglik, whole.loglik)
         np.testing.assert_array_equal(chunked.params["mu"], whole.params["mu"])
         np.testing.assert_array_equal(chunked.n_iter, whole.n_iter)
+
+
+def test_a_gene_is_pooled_only_where_few_cells_remain_one_by_one():
+    """Pooling pays where the pooled counts hold most cells (POOLED_COST): a sparse
+    gene is pooled; a gene whose zeros and ones leave half the cells single is not."""
+    from scmix._core.quadrature import POOLED_COST
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    s = np.exp(rng.normal(0, 0.5, n))
+    sparse = rng.choice([0.0, 1.0, 2.0], p=[0.9, 0.08, 0.02], size=n)
+    spread = np.where(rng.random(n) < 0.5, rng.choice([0.0, 1.0], size=n), rng.integers(2, 60, n))
+    quad = ChunkData(np.vstack([sparse, spread]), s).quadrature
+    n_nodes = quad.size_factors.size
+    for gene, expect_pooled in ((0, True), (1, False)):
+        pooled = quad.pooled_level[gene] != UNUSED
+        assert pooled.any() == expect_pooled
+        single = quad.n_cells[gene]
+        assert (POOLED_COST * (single + n_nodes * pooled.sum()) < n) == expect_pooled
+    assert quad.n_cells[1] == n and quad.tolerance[1] == 0.0
