@@ -7,9 +7,10 @@ n_init
         Label-based starts per gene: the first splits the cells into K groups by
         the rank of log1p(x/s), the second nests them (groups by distance from the
         median: a tight component inside broad ones), the others use k-means++ on
-        log1p(x/s). For K > 1, where no start reached the one-component
-        log-likelihood, one more start splits the one-component fit into K
-        near-equal components, so the LRT is never negative. The best
+        log1p(x/s). For K > 1, where no start rose above the one-component
+        log-likelihood by more than ``tol`` per cell, one more start splits the
+        one-component fit into K near-equal components, so the LRT is never
+        negative. The best
         log-likelihood per gene is kept.
     max_iter, tol
         EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene

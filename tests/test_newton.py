@@ -199,7 +199,8 @@ def test_split_start_leaves_the_saddle_of_equal_components(svensson_20312):
 
 def test_split_start_runs_only_where_no_other_start_reached_k1(svensson_20312, monkeypatch):
     """The split of the one-component fit is run for exactly the genes where the label
-    starts ended below the one-component log-likelihood; the LRT stays >= 0."""
+    starts did not rise above the one-component log-likelihood by more than the
+    convergence tolerance; the LRT stays >= 0."""
     family = NegativeBinomial()
     counts = np.asarray(svensson_20312.X, dtype=np.float64).T
     x = np.ascontiguousarray(counts[counts.sum(axis=1) > 0])
@@ -225,7 +226,7 @@ def test_split_start_runs_only_where_no_other_start_reached_k1(svensson_20312, m
     assert not first_keep[-1].any() and not split_keep[:-1].any()
     best = np.full(x.shape[0], -np.inf)
     np.maximum.at(best, first_gene, first["loglik"])
-    needed = best < single.loglik
+    needed = best <= single.loglik + 1e-6 * x.shape[1]  # within tol x n_cells of K=1
     # both cases occur on these ERCC (otherwise the test would not test the choice)
     assert needed.any() and not needed.all()
     np.testing.assert_array_equal(split_keep[-1], needed)

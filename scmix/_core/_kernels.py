@@ -116,11 +116,11 @@ def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
 
 
 @jit
-def _normalise_two(first, second, log_weights, sums):
-    """:func:`normalise_cells` for two components and consecutive cells, written so that
-    LLVM vectorises the loop over cells (:func:`~scmix._core.special.simd_exp`); the
-    sums follow in a second pass, with four accumulators."""
-    cell_loglik = np.empty(first.shape[0])
+def normalise_two(first, second, log_weights, cell_loglik):
+    """Two components, consecutive cells (or nodes): turn ``first`` / ``second``
+    (``log f_k``) into responsibilities in place and write each cell's
+    log-likelihood into ``cell_loglik``; written so that LLVM vectorises the loop
+    (:func:`~scmix._core.special.simd_exp`)."""
     for i in range(first.shape[0]):
         a = log_weights[0] + first[i]
         b = log_weights[1] + second[i]
@@ -132,6 +132,14 @@ def _normalise_two(first, second, log_weights, sums):
         first[i] = larger if first_larger else smaller
         second[i] = smaller if first_larger else larger
         cell_loglik[i] = top + simd_log1p(e)
+
+
+@jit
+def _normalise_two(first, second, log_weights, sums):
+    """:func:`normalise_cells` for two components and consecutive cells
+    (:func:`normalise_two`), the sums in a second pass."""
+    cell_loglik = np.empty(first.shape[0])
+    normalise_two(first, second, log_weights, cell_loglik)
     sums[0] += row_sum(first)
     sums[1] += row_sum(second)
     return row_sum(cell_loglik)

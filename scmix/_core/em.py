@@ -321,8 +321,8 @@ def fit_chunk(
     All starts run in one EM with one row per start and gene (start-major), which
     shares the driver's per-iteration cost and gives the threads more work; a start
     identical to an earlier start of its gene is not run again. The split of
-    ``single`` runs afterwards, and only for the genes where no other start reached
-    the one-component log-likelihood. The best start per
+    ``single`` runs afterwards, and only for the genes where no other start rose above
+    the one-component log-likelihood by more than ``tol * n_cells``. The best start per
     gene (highest marginal log-likelihood, the earliest on ties) is kept; its
     components are sorted by increasing mean and a final E-step makes the
     responsibilities match the returned parameters.
@@ -347,15 +347,18 @@ def fit_chunk(
     split = single is not None and n_components > 1
     runs = []
     if split:
-        # the split of the one-component fit runs only where no other start reached
-        # the one-component log-likelihood (its purpose: LRT >= 0)
+        # the split of the one-component fit runs only where no other start rose
+        # above the one-component log-likelihood by more than the convergence
+        # tolerance (tol per cell): its purpose is LRT >= 0, and a start that ends
+        # within that tolerance (often at a near-empty component) is the
+        # one-component fit again, which must not keep the split from exploring
         label_starts = keep.copy()
         label_starts[-1] = False
         if label_starts.any():
             runs.append(_run_starts(family, data, start_list, label_starts, **options))
             best = np.full(n_genes, -np.inf)
             np.maximum.at(best, runs[0][1], runs[0][2]["loglik"])
-            keep[-1] &= best < single.loglik
+            keep[-1] &= best <= single.loglik + tol * n_cells
         keep[:-1] = False
         # the split sits next to the saddle of two equal components, where EM barely
         # moves and may stop: Newton steps from the start leave along the negative

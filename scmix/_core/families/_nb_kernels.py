@@ -13,6 +13,8 @@ from .._kernels import (
     add_weight_curvature,
     normalise,
     normalise_cells,
+    normalise_two,
+    row_dot,
     row_sum,
 )
 from .._threading import gene_kernel, inline_jit, jit
@@ -138,6 +140,56 @@ def _cell_joint(joint, xi, lev, s, log_s, mu, theta, log_mu_minus_log_th, log_we
     return top
 
 
+@jit
+def _two_on_nodes(
+    count,
+    lev,
+    node_s,
+    node_log_s,
+    mu,
+    theta,
+    log_mu_minus_log_th,
+    log_weights,
+    tables,
+    weights,
+    low_weights,
+    first,
+    second,
+    node_loglik,
+    total,
+    low_total,
+    sums,
+    low_sums,
+):
+    """Two components, one pooled count: the responsibilities at the nodes into
+    ``first`` and ``second`` by vectorised loops (:func:`_log_pmf_cells` with
+    every "cell" at the count), and the node sums of the degree-N and degree-N/2
+    rules added to ``total`` / ``sums`` and ``low_total`` / ``low_sums``; returns
+    ``(total, low_total)``."""
+    n_nodes = node_s.shape[0]
+    xs = np.full(n_nodes, count)
+    levels = np.full(n_nodes, lev)
+    for k, out in ((0, first), (1, second)):
+        _log_pmf_cells(
+            xs,
+            tables[k],
+            levels,
+            node_s,
+            node_log_s,
+            mu[k],
+            theta[k],
+            log_mu_minus_log_th[k],
+            out,
+            node_loglik,  # work space here
+        )
+    normalise_two(first, second, log_weights, node_loglik)
+    sums[0] += row_dot(weights, first)
+    sums[1] += row_dot(weights, second)
+    low_sums[0] += row_dot(low_weights, first)
+    low_sums[1] += row_dot(low_weights, second)
+    return total + row_dot(weights, node_loglik), low_total + row_dot(low_weights, node_loglik)
+
+
 @gene_kernel
 def _nb_e_step(
     x,
@@ -190,9 +242,32 @@ def _nb_e_step(
         if quadrature:
             low_sums = np.zeros(n_comp)
             low_total = 0.0
+            node_loglik = np.empty(n_nodes)  # work space
             for p in range(pooled_level.shape[1]):
                 if pooled_level[g, p] == UNUSED:
                     break
+                if n_comp == 2:
+                    total, low_total = _two_on_nodes(
+                        pooled_count[g, p],
+                        pooled_level[g, p],
+                        node_size_factors,
+                        node_log_size_factors,
+                        mu[g],
+                        theta[g],
+                        log_mu_minus_log_th,
+                        log_weights[g],
+                        tables,
+                        node_weights[g, p],
+                        node_low_weights[g, p],
+                        node_resp[g, 0, p],
+                        node_resp[g, 1, p],
+                        node_loglik,
+                        total,
+                        low_total,
+                        sums,
+                        low_sums,
+                    )
+                    continue
                 for n in range(n_nodes):
                     top = _cell_joint(
                         joint,
