@@ -45,9 +45,10 @@ MIN_CELLS_PER_NODE = 2
 MAX_POOLED = 4
 #: A gene is pooled only where POOLED_COST x (its other cells + its nodes) is below
 #: its cells: per iteration (E- and M-step), a cell or node of a pooled gene costs
-#: about 2.2 times a cell of the vectorised loop over every cell (the E-step takes
-#: the other cells and the nodes one by one; 2,000 simulated genes x 2,000 cells:
-#: 36 ns a cell and 41 ns a node against 12 ns a cell in the E-step).
+#: about twice a cell of the vectorised loop over every cell (the E-step takes the
+#: other cells one by one; 2,000 simulated genes x 2,000 cells, single thread: 39 ns
+#: a cell and 23 ns a node against 12 ns a cell in the E-step, 14 ns a cell or node
+#: in the M-step).
 POOLED_COST = 2.2
 #: Largest estimated error allowed, per pooled cell, in the log-likelihood and in each
 #: component's summed responsibility.
