@@ -296,3 +296,51 @@ def test_one_component_fit_reaches_the_maximum_beyond_the_stopping_threshold():
             # theta at its bound (Poisson-like counts): along this flat ridge EM stops
             # once a cycle gains at most tol * n_cells
             assert shortfall <= 1e-6 * n_cells, (j, shortfall)
+
+
+def test_newton_directions_match_the_eigendecomposition_formula():
+    """d = V diag(1/|lambda|) V^T g for -H = V diag(lambda) V^T (|lambda| floored),
+    at most MAX_STEP per coordinate; coordinates at a bound with the gradient pushing
+    outwards held; a small predicted gain at a maximum stops, at a saddle escapes
+    along the eigenvector of the most positive curvature; non-finite rows take no step."""
+    from scmix._core.newton import EIGEN_FLOOR, MAX_STEP, _directions
+
+    rng = np.random.default_rng(7)
+    n_rows, size = 6, 5
+    a = rng.normal(size=(n_rows, size, size))
+    hess = -np.einsum("rij,rkj->rik", a, a) - 0.1 * np.eye(size)  # negative definite
+    hess[1] = -hess[1] + 0.0  # positive definite: a minimum in every direction
+    grad = rng.normal(size=(n_rows, size))
+    grad[2] *= 1e-9  # a maximum, tiny predicted gain: done
+    grad[3] *= 1e-9
+    hess[3, 0, 0] = 5.0  # a saddle with a tiny gradient: escape
+    z = rng.normal(size=(n_rows, size))
+    z[:, 4] = 1.0  # above the bound of coordinate 4 (but in row 4)
+    lower = np.full(size, -np.inf)
+    upper = np.full(size, np.inf)
+    lower[4] = 0.0
+    z[4, 4] = 0.0
+    grad[4, 4] = -1.0  # row 4: coordinate 4 at its lower bound, pushed outwards: held
+    grad[5, 0] = np.nan  # row 5: not finite
+    loglik = np.full(n_rows, -1000.0)
+    d, ok, done, escape, at_maximum = _directions(z, grad, hess, lower, upper, loglik, 1e-3)
+    np.testing.assert_array_equal(ok, [True, True, True, True, True, False])
+    np.testing.assert_array_equal(done, [False, False, True, False, False, False])
+    np.testing.assert_array_equal(escape, [False, False, False, True, False, False])
+    np.testing.assert_array_equal(at_maximum, [False, False, True, False, False, False])
+    for r in (0, 1, 4):
+        g, minus_h = grad[r].copy(), -hess[r]
+        if r == 4:
+            g[4] = 0.0
+            minus_h[4, :] = minus_h[:, 4] = 0.0
+            minus_h[4, 4] = 1.0
+        lam, vec = np.linalg.eigh(minus_h)
+        mag = np.maximum(np.abs(lam), EIGEN_FLOOR * np.abs(lam).max())
+        expected = vec @ ((vec.T @ g) / mag)
+        expected *= min(1.0, MAX_STEP / np.abs(expected).max())
+        np.testing.assert_allclose(d[r], expected, rtol=1e-10, atol=1e-12)
+    assert d[4, 4] == 0.0
+    lam, vec = np.linalg.eigh(-hess[3])
+    v = vec[:, 0] * np.sign(vec[:, 0] @ grad[3])
+    np.testing.assert_allclose(d[3], MAX_STEP * v / np.abs(v).max(), rtol=1e-10)
+    assert not d[5].any()

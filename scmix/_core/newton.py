@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._threading import jit
 from .families import Family
 from .families.base import ChunkData
 
@@ -125,39 +126,15 @@ class NewtonSteps:
             data, self.params, log_weights, rows, state, self.grad, self.hess
         )
         z = self._pack(rows)
-        g = self.grad[rows]
-        minus_h = -self.hess[rows]
-        held = ((z <= self.lower) & (g < 0)) | ((z >= self.upper) & (g > 0))
-        g[held] = 0.0
-        minus_h[np.broadcast_to(held[:, :, None], minus_h.shape)] = 0.0
-        minus_h[np.broadcast_to(held[:, None, :], minus_h.shape)] = 0.0
-        diagonal = minus_h.diagonal(axis1=1, axis2=2).copy()
-        diagonal[held] = 1.0
-        idx = np.arange(z.shape[1])
-        minus_h[:, idx, idx] = diagonal
-        ok = np.isfinite(minus_h).all(axis=(1, 2)) & np.isfinite(g).all(axis=1)
-        minus_h[~ok] = np.eye(z.shape[1])
-        g[~ok] = 0.0
-        eigenvalues, vectors = np.linalg.eigh(minus_h)
-        magnitude = np.abs(eigenvalues)
-        floor = EIGEN_FLOOR * magnitude.max(axis=1, keepdims=True)
-        magnitude = np.maximum(magnitude, np.maximum(floor, np.finfo(float).tiny))
-        d = np.einsum("rpq,rq->rp", vectors, np.einsum("rpq,rp->rq", vectors, g) / magnitude)
-        predicted = 0.5 * np.sum(g * d, axis=1)
-        largest = np.abs(d).max(axis=1)
-        d *= np.minimum(1.0, MAX_STEP / np.maximum(largest, 1e-300))[:, None]
-        small = ok & (predicted <= threshold)
-        # converged only at a strict local maximum; at a saddle or on a ridge (some
-        # curvature >= 0) the step follows the direction of most positive curvature
-        at_maximum = small & (eigenvalues.min(axis=1) > 0.0)
-        escape = small & ~at_maximum
-        # at a maximum one last step is nearly free and makes the error quadratically
-        # smaller: it is tried once, kept if it rises, and the gene stops either way
-        # (unless its predicted gain is at the rounding of the log-likelihood)
-        done = at_maximum & ~(predicted > ROUNDING * np.abs(loglik[rows]))
-        v = vectors[escape, :, 0]
-        side = np.where(np.sum(v * g[escape], axis=1) < 0.0, -1.0, 1.0)
-        d[escape] = MAX_STEP * side[:, None] * v / np.abs(v).max(axis=1, keepdims=True)
+        d, ok, done, escape, at_maximum = _directions(
+            z,
+            self.grad[rows],
+            self.hess[rows],
+            self.lower,
+            self.upper,
+            loglik[rows],
+            threshold,
+        )
         moving = ok & ~done
         go = rows[moving]
         self.base[go] = z[moving]
@@ -203,3 +180,52 @@ class NewtonSteps:
         if give_up.size:
             given_up = flat | np.isin(rows, give_up)
         return accepted, finishing, given_up
+
+
+@jit
+def _directions(z, grad, hess, lower, upper, loglik, threshold):
+    """The step of :meth:`NewtonSteps.start` for each row: ``(d, ok, done, escape,
+    at_maximum)``. A coordinate at a bound that the gradient pushes outwards is held
+    (its gradient and its row and column of -H zeroed, 1 on the diagonal); rows whose
+    derivatives are not finite are not ``ok`` (no step)."""
+    n_rows, size = z.shape
+    d = np.zeros((n_rows, size))
+    ok = np.ones(n_rows, dtype=np.bool_)
+    done = np.zeros(n_rows, dtype=np.bool_)
+    escape = np.zeros(n_rows, dtype=np.bool_)
+    at_maximum = np.zeros(n_rows, dtype=np.bool_)
+    for r in range(n_rows):
+        g = grad[r].copy()
+        minus_h = -hess[r]
+        for p in range(size):
+            if (z[r, p] <= lower[p] and g[p] < 0.0) or (z[r, p] >= upper[p] and g[p] > 0.0):
+                g[p] = 0.0
+                minus_h[p, :] = 0.0
+                minus_h[:, p] = 0.0
+                minus_h[p, p] = 1.0
+        if not (np.isfinite(minus_h).all() and np.isfinite(g).all()):
+            ok[r] = False
+            continue
+        eigenvalues, vectors = np.linalg.eigh(minus_h)
+        magnitude = np.abs(eigenvalues)
+        floor = max(EIGEN_FLOOR * magnitude.max(), np.finfo(np.float64).tiny)
+        magnitude = np.maximum(magnitude, floor)
+        step = vectors @ ((vectors.T @ g) / magnitude)
+        predicted = 0.5 * np.sum(g * step)
+        step *= min(1.0, MAX_STEP / max(np.abs(step).max(), 1e-300))
+        if predicted <= threshold:
+            # converged only at a strict local maximum; at a saddle or on a ridge
+            # (some curvature >= 0) the step follows the direction of most positive
+            # curvature instead
+            if eigenvalues[0] > 0.0:
+                at_maximum[r] = True
+                # at a maximum one last step is nearly free and makes the error
+                # quadratically smaller, unless the gain is at the rounding
+                done[r] = not (predicted > ROUNDING * abs(loglik[r]))
+            else:
+                escape[r] = True
+                v = vectors[:, 0]
+                side = -1.0 if np.sum(v * g) < 0.0 else 1.0
+                step = MAX_STEP * side * v / np.abs(v).max()
+        d[r] = step
+    return d, ok, done, escape, at_maximum
