@@ -15,9 +15,10 @@ the Chebyshev-Lobatto points :math:`u_0 \ldots u_N` of :math:`[\min u, \max u]`:
     w_{jvn} = \sum_{i: x_{ij}=v} \ell_n(u_i),
 
 with :math:`\ell_n` the Lagrange basis (barycentric form). Per gene, the (at most
-``MAX_POOLED``) counts shared by enough cells are pooled this way and the other
-cells are summed one by one; the weights are computed once per chunk, after which
-an iteration costs ``N + 1`` evaluations per pooled count instead of one per cell.
+``MAX_POOLED``) counts shared by enough cells are pooled this way where that leaves
+few cells (``POOLED_COST``), and the other cells are summed one by one; the weights
+are computed once per chunk, after which an iteration costs ``N + 1`` evaluations
+per pooled count instead of one per cell.
 The even nodes are the Chebyshev-Lobatto points of degree ``N/2``, so a second rule
 with weights ``w_low`` on them comes for free and ``|sum w h - sum w_low h|``
 estimates the error (as in Clenshaw-Curtis quadrature); a family sums every cell
@@ -176,8 +177,8 @@ def _pool(values, n_levels, level, basis, low_basis, min_cells, tolerance_per_ce
         while n_pooled < min(MAX_POOLED, order.shape[0]) and sizes[order[n_pooled]] >= min_cells:
             pooled_cells += sizes[order[n_pooled]]
             n_pooled += 1
-        # pooled, the other cells and the nodes go through scalar loops: worth it
-        # only where they are few (see POOLED_COST)
+        # pooled, the E-step takes the other cells one by one and pays for every
+        # node: worth it only where those are few (see POOLED_COST)
         if POOLED_COST * (n_cells - pooled_cells + n_nodes * n_pooled) >= n_cells:
             n_pooled = 0
         for p in range(n_pooled):
