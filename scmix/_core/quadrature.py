@@ -245,6 +245,7 @@ def count_quadrature(
 
 @jit
 def compact_cells(
+    on_nodes,
     x,
     size_factors,
     log_size_factors,
@@ -262,7 +263,10 @@ def compact_cells(
     """One gene's cells ``cells[:n_cells]`` followed by the quadrature nodes of each
     pooled count as pseudo-cells with weights ``node_weights * node_resp`` (``resp``
     for the cells): ``(x, s, log s, weight, level)``, contiguous, for the loops of
-    the M-step and of the derivatives."""
+    the M-step and of the derivatives. Where the gene's last E-step did not use the
+    nodes (``on_nodes`` False), its cells as they are: every cell, weight ``resp``."""
+    if not on_nodes:
+        return x, size_factors, log_size_factors, resp, level
     n_nodes = node_s.shape[0]
     n_pooled = 0
     while n_pooled < pooled_level.shape[0] and pooled_level[n_pooled] != UNUSED:

@@ -155,6 +155,8 @@ def _two_on_nodes(
     low_weights,
     first,
     second,
+    node_x,
+    node_level,
     node_loglik,
     total,
     low_total,
@@ -165,15 +167,15 @@ def _two_on_nodes(
     ``first`` and ``second`` by vectorised loops (:func:`_log_pmf_cells` with
     every "cell" at the count), and the node sums of the degree-N and degree-N/2
     rules added to ``total`` / ``sums`` and ``low_total`` / ``low_sums``; returns
-    ``(total, low_total)``."""
-    n_nodes = node_s.shape[0]
-    xs = np.full(n_nodes, count)
-    levels = np.full(n_nodes, lev)
+    ``(total, low_total)``. ``node_x``, ``node_level`` and ``node_loglik`` are work
+    space of one entry per node."""
+    node_x[:] = count
+    node_level[:] = lev
     for k, out in ((0, first), (1, second)):
         _log_pmf_cells(
-            xs,
+            node_x,
             tables[k],
-            levels,
+            node_level,
             node_s,
             node_log_s,
             mu[k],
@@ -242,7 +244,10 @@ def _nb_e_step(
         if quadrature:
             low_sums = np.zeros(n_comp)
             low_total = 0.0
-            node_loglik = np.empty(n_nodes)  # work space
+            # work space for the nodes of each pooled count
+            node_x = np.empty(n_nodes)
+            node_level = np.empty(n_nodes, dtype=pooled_level.dtype)
+            node_loglik = np.empty(n_nodes)
             for p in range(pooled_level.shape[1]):
                 if pooled_level[g, p] == UNUSED:
                     break
@@ -261,6 +266,8 @@ def _nb_e_step(
                         node_low_weights[g, p],
                         node_resp[g, 0, p],
                         node_resp[g, 1, p],
+                        node_x,
+                        node_level,
                         node_loglik,
                         total,
                         low_total,
@@ -426,25 +433,24 @@ def _nb_m_step(
     for pair in numba.prange(active.shape[0] * n_comp):
         g = active[pair // n_comp]
         k = pair % n_comp
-        if on_nodes[g]:
-            # the E-step summed this gene's pooled counts on the quadrature nodes
-            xg, sg, lg, r, lv = compact_cells(
-                x[g],
-                size_factors,
-                log_size_factors,
-                level[g],
-                single_cells[g],
-                n_single[g],
-                resp[g, k],
-                node_size_factors,
-                node_log_size_factors,
-                pooled_level[g],
-                pooled_count[g],
-                node_weights[g],
-                node_resp[g, k],
-            )
-        else:
-            xg, sg, lg, r, lv = x[g], size_factors, log_size_factors, resp[g, k], level[g]
+        # where the E-step summed this gene's pooled counts on the quadrature nodes,
+        # so does the M-step
+        xg, sg, lg, r, lv = compact_cells(
+            on_nodes[g],
+            x[g],
+            size_factors,
+            log_size_factors,
+            level[g],
+            single_cells[g],
+            n_single[g],
+            resp[g, k],
+            node_size_factors,
+            node_log_size_factors,
+            pooled_level[g],
+            pooled_count[g],
+            node_weights[g],
+            node_resp[g, k],
+        )
         level_weight = np.zeros(n_levels[g])
         weight = 0.0
         for i in range(xg.shape[0]):
@@ -587,25 +593,23 @@ def _nb_marginal_derivatives(
         weights = np.exp(log_weights[g])
         log_ratio = np.log(mu[g]) - np.log(theta[g])
         ones = np.ones(n_cells)
-        if on_nodes[g]:
-            # the cells summed one by one, then the nodes with their weights
-            xg, sg, lsg, cell_weight, lv = compact_cells(
-                x[g],
-                size_factors,
-                log_size_factors,
-                level[g],
-                single_cells[g],
-                n_single[g],
-                ones,
-                node_size_factors,
-                node_log_size_factors,
-                pooled_level[g],
-                pooled_count[g],
-                node_weights[g],
-                node_ones,
-            )
-        else:
-            xg, sg, lsg, cell_weight, lv = x[g], size_factors, log_size_factors, ones, level[g]
+        # the cells summed one by one, then the nodes with their weights (if used)
+        xg, sg, lsg, cell_weight, lv = compact_cells(
+            on_nodes[g],
+            x[g],
+            size_factors,
+            log_size_factors,
+            level[g],
+            single_cells[g],
+            n_single[g],
+            ones,
+            node_size_factors,
+            node_log_size_factors,
+            pooled_level[g],
+            pooled_count[g],
+            node_weights[g],
+            node_ones,
+        )
         n = xg.shape[0]
         resp_cells = np.empty((n_comp, n))
         l1_cells = np.empty((n_comp, n))

@@ -208,24 +208,22 @@ def _poisson_marginal_derivatives(
         g = active[a]
         weights = np.exp(log_weights[g])
         ones = np.ones(n_cells)
-        if on_nodes[g]:
-            xg, sg, lsg, cell_weight, _ = compact_cells(
-                x[g],
-                size_factors,
-                log_size_factors,
-                no_levels,
-                single_cells[g],
-                n_single[g],
-                ones,
-                node_size_factors,
-                node_log_size_factors,
-                pooled_level[g],
-                pooled_count[g],
-                node_weights[g],
-                node_ones,
-            )
-        else:
-            xg, sg, lsg, cell_weight = x[g], size_factors, log_size_factors, ones
+        xg, sg, lsg, cell_weight, _ = compact_cells(
+            on_nodes[g],
+            x[g],
+            size_factors,
+            log_size_factors,
+            no_levels,
+            single_cells[g],
+            n_single[g],
+            ones,
+            node_size_factors,
+            node_log_size_factors,
+            pooled_level[g],
+            pooled_count[g],
+            node_weights[g],
+            node_ones,
+        )
         n = xg.shape[0]
         resp_cells = np.empty((n_comp, n))
         score = np.empty((n_comp, 1, n))
