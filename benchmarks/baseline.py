@@ -13,8 +13,9 @@ Model, for gene j and cell i with size factor s_i::
 
 EM, per gene:
 
-* start (scmix's first start): split the cells into K groups of equal size by the rank
-  of ``log1p(x / s)``; per group ``mu = sum x / sum s`` and theta by moments,
+* start: split the cells into K groups of equal size by the rank of ``log1p(x / s)``,
+  tied values by position (a stable sort; scmix's own first start keeps tied counts in
+  one group instead); per group ``mu = sum x / sum s`` and theta by moments,
   ``1/theta = sum[(x - s mu)^2 - s mu] / sum (s mu)^2`` (clipped to the theta range);
   weights = group sizes / n (floored at one cell's worth);
 * E-step: ``log r_ik = log pi_k + log f_ik - logsumexp_k(...)`` (``scipy.special.logsumexp``);
@@ -151,7 +152,7 @@ def m_step_component(x, s, r, mu, theta):
 
 
 def initial_parameters(x, s, n_components):
-    """scmix's first start: equal-size groups by the rank of log1p(x / s)."""
+    """The start: equal-size groups by the rank of log1p(x / s), ties by position."""
     n_cells = x.shape[0]
     y = np.log1p(x / s)
     ranks = np.empty(n_cells, dtype=np.int64)
