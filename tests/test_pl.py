@@ -66,6 +66,31 @@ def test_bimodality_highlights_the_bimodal_genes(fitted):
     assert labelled == set(fitted.var_names[fitted.var["scmix_bimodal"]])
 
 
+def test_bimodality_labels_do_not_overlap(fitted):
+    """Bimodal genes at almost the same place get labels that overlap neither each
+    other nor the legend, all inside the Axes; the strongest is labelled first, at
+    its point's upper right."""
+    adata = fitted.copy()
+    var = adata.var
+    crowd = var.index[:8]
+    var["scmix_bimodal"] = var.index.isin(crowd)
+    var.loc[crowd, "scmix_single_mean"] = 5.0 * (1.0 + 1e-3 * np.arange(8))
+    var.loc[crowd, "scmix_delta_bic"] = 200.0 - np.arange(8)
+    ax = scmix.pl.bimodality(adata)
+    boxes = [text.get_window_extent() for text in ax.texts]
+    assert len(boxes) >= 4  # some fit around the crowd
+    frame = ax.get_window_extent()
+    legend = ax.get_legend().get_window_extent()
+    for i, box in enumerate(boxes):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1
+        assert frame.y0 <= box.y0 and box.y1 <= frame.y1
+        assert not box.overlaps(legend)
+        assert not any(box.overlaps(other) for other in boxes[:i])
+    first = ax.texts[0]
+    assert first.get_text() == crowd[0]
+    assert first.get_ha() == "left" and first.get_va() == "bottom"
+
+
 def test_errors_name_what_to_run(fitted):
     with pytest.raises(KeyError, match="fit_mixture"):
         scmix.pl.bimodality(fitted, key="other")

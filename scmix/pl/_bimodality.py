@@ -8,7 +8,7 @@ import numpy as np
 from anndata import AnnData
 
 from .._fitted import fit_params, require_per_gene
-from ._utils import HIGHLIGHT_COLOUR, finish, new_axes
+from ._utils import HIGHLIGHT_COLOUR, finish, label_points, new_axes
 
 
 def bimodality(
@@ -30,7 +30,8 @@ def bimodality(
     bootstrap p-value of the LRT (``fit_mixture(..., n_bootstrap=B)``), the genes with a
     Benjamini-Hochberg adjusted value below ``alpha`` highlighted and the lowest
     possible value, :math:`-\log_{10}(1/(B+1))`, dashed. The ``n_labels`` highlighted
-    genes with the strongest evidence are labelled.
+    genes with the strongest evidence are labelled, the strongest first, each where it
+    overlaps no earlier label (a label with no free place nearby is left out).
 
     Returns
     -------
@@ -68,16 +69,11 @@ def bimodality(
     ax.set_xscale("log")
     if score == "delta_bic":
         ax.set_yscale("symlog", linthresh=10.0)
-    for i in np.flatnonzero(highlight)[np.argsort(-value[highlight], kind="stable")][:n_labels]:
-        ax.annotate(
-            names[i],
-            (mean[i], value[i]),
-            fontsize="x-small",
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
     ax.set_xlabel("mean count per unit size factor (one component)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{int(highlight.sum())} of {int(fitted.sum())} genes {labels[1]} (key {key!r})")
+    top = np.flatnonzero(highlight)[np.argsort(-value[highlight], kind="stable")][:n_labels]
+    label_points(ax, mean[top], value[top], names[top], fontsize="x-small")
+    # after the labels: the legend's "best" place avoids texts too
     ax.legend(frameon=False, fontsize="small")
     return finish(ax, show)
