@@ -47,9 +47,8 @@ def label_points(ax, x, y, texts, **text_options) -> list:
                 **text_options,
             )
             box = annotation.get_window_extent()
-            inside = (
-                box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
-            ) and box.y1 <= frame.y1
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
+            inside = inside and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(other) for other in placed):
                 placed.append(box)
                 annotations.append(annotation)
