@@ -269,6 +269,79 @@ def test_more_starts_never_lower_the_likelihood(sparse_data):
     assert (many.loglik[fitted] >= one.loglik[fitted] - 1e-9 * np.abs(one.loglik[fitted])).all()
 
 
+@pytest.mark.parametrize("family", ["nb", "poisson"])
+def test_a_start_with_an_empty_group_begins_at_the_overall_rate(family):
+    """Hard labels that leave a component without cells give it the gene's overall
+    rate (no NaN), the others their group's rate."""
+    from scmix._core.families.base import ChunkData
+
+    x = np.array([[0.0, 0.0, 1.0, 5.0], [2.0, 0.0, 3.0, 1.0]])
+    s = np.array([1.0, 0.5, 2.0, 1.5])
+    resp = np.zeros((2, 3, 4))
+    resp[:, 0, :2] = 1.0  # component 1 gets no cell
+    resp[:, 2, 2:] = 1.0
+    params = get_family(family).initial_params(ChunkData(x, s), resp)
+    for name, values in params.items():
+        assert np.isfinite(values).all(), name
+    np.testing.assert_allclose(params["mu"][:, 1], x.sum(axis=1) / s.sum())
+    np.testing.assert_allclose(params["mu"][:, 2], x[:, 2:].sum(axis=1) / s[2:].sum())
+
+
+def test_three_components_on_sparse_real_genes_give_finite_fits(svensson_20312):
+    """K=3 on the Svensson ERCC: k-means++ on two sparse ERCC left a group empty, the
+    start got a NaN mean, EM ran 1000 NaN iterations and the NaN start was kept. Every
+    gene with a count now gets finite parameters and log-likelihood."""
+    adata = svensson_20312.copy()
+    with pytest.warns(UserWarning, match="2 of 90 genes have no non-zero count"):
+        scmix.tl.fit_mixture(adata, n_components=3, n_init=3)
+    fitted = adata.var["scmix_single_mean"].notna()
+    columns = ["scmix_loglik", "scmix_mean_0", "scmix_mean_1", "scmix_mean_2", "scmix_weight_1"]
+    assert np.isfinite(adata.var.loc[fitted, columns].to_numpy(dtype=float)).all()
+    assert (adata.var.loc[fitted, "scmix_n_iter"] < 1000).all()
+
+
+def test_a_start_that_is_not_a_number_stops_at_once_and_is_not_kept(sparse_data, monkeypatch):
+    """A row whose log-likelihood is NaN stops at its first point (not converged)
+    instead of iterating to max_iter."""
+    from scmix._core.em import run_em
+    from scmix._core.families.base import ChunkData
+
+    family = get_family("nb")
+    x = np.ascontiguousarray(sparse_data[0].T[:2], dtype=np.float64)
+    s = sparse_data[1]
+    data = ChunkData(x, s)
+    params = {"mu": np.array([[np.nan, 2.0], [0.5, 2.0]]), "theta": np.full((2, 2), 5.0)}
+    weights = np.full((2, 2), 0.5)
+    loglik, converged, n_iter, _ = run_em(
+        family,
+        data,
+        params,
+        weights,
+        np.empty((2, 2, x.shape[1])),
+        max_iter=1000,
+        tol=1e-6,
+        constant=family.log_prob_constant(data),
+    )
+    assert np.isnan(loglik[0]) and not converged[0] and n_iter[0] == 0
+    assert np.isfinite(loglik[1]) and converged[1]
+
+    # among several starts, a NaN one is never the one kept
+    from scmix._core import em
+
+    original = em.starts
+
+    def first_is_nan(*args, **kwargs):
+        for number, (start_params, start_weights) in enumerate(original(*args, **kwargs)):
+            if number == 0:
+                start_params["mu"][0] = np.nan
+            yield start_params, start_weights
+
+    monkeypatch.setattr(em, "starts", first_is_nan)
+    uniforms = np.random.default_rng(0).random((2, 2, 2))
+    fit = em.fit_chunk(family, x, s, 2, n_init=2, max_iter=1000, tol=1e-6, uniforms=uniforms)
+    assert np.isfinite(fit.loglik).all() and np.isfinite(fit.params["mu"]).all()
+
+
 def test_identical_starts_run_once_with_the_same_result(sparse_data, monkeypatch):
     """k-means++ and the nested split often give a sparse gene the same labels: such a
     start is run once, and the fit equals one where every start is run."""

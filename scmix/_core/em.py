@@ -164,7 +164,9 @@ def run_em(
             trace[n_points[recorded], recorded] = loglik[recorded] + constant[recorded]
             n_points[recorded] += 1
         converged[active[done]] = True
-        stop = done | (point & (n_iter[active] >= max_iter))
+        # a point whose log-likelihood is not a number cannot improve: stop it there
+        # (not converged) rather than iterate to max_iter
+        stop = done | (point & ((n_iter[active] >= max_iter) | np.isnan(ll)))
 
         go = ~stop & ~revert & ~in_newton
         restart = go & ((ph == _START) | accepted | (ph == _REVERTED))
@@ -357,7 +359,7 @@ def fit_chunk(
         if label_starts.any():
             runs.append(_run_starts(family, data, start_list, label_starts, **options))
             best = np.full(n_genes, -np.inf)
-            np.maximum.at(best, runs[0][1], runs[0][2]["loglik"])
+            np.fmax.at(best, runs[0][1], runs[0][2]["loglik"])  # NaN rows ignored
             keep[-1] &= best <= single.loglik + tol * n_cells
         keep[:-1] = False
         # the split sits next to the saddle of two equal components, where EM barely
@@ -374,7 +376,7 @@ def fit_chunk(
 
     genes = np.arange(n_genes)
     by_start = np.full((n_starts, n_genes), -np.inf)
-    by_start[row_start, row_gene] = loglik
+    by_start[row_start, row_gene] = np.where(np.isnan(loglik), -np.inf, loglik)  # never kept
     row_of = np.zeros((n_starts, n_genes), dtype=np.int64)
     row_of[row_start, row_gene] = np.arange(row_gene.size)
     # the best start of each gene (the earliest on ties), as a row of the stacked arrays

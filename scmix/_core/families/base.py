@@ -102,8 +102,14 @@ class Family(ABC):
         return -data.log_factorial_sums
 
     def initial_params(self, data: ChunkData, resp) -> dict[str, np.ndarray]:
-        """Parameters from (hard or soft) starting responsibilities, by moments."""
+        """Parameters from (hard or soft) starting responsibilities, by moments. A
+        component without any responsibility (k-means++ on a gene with few distinct
+        values can leave a group empty) starts at the gene's overall rate."""
         mu = weighted_rate(data.x, data.size_factors, resp)
+        empty = ~np.isfinite(mu)
+        if empty.any():
+            overall = data.x.sum(axis=1) / data.size_factors.sum()
+            mu[empty] = np.broadcast_to(overall[:, None], mu.shape)[empty]
         np.maximum(mu, MU_MIN, out=mu)
         return {"mu": mu}
 
