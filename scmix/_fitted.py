@@ -59,6 +59,26 @@ def fitted_gene(adata: AnnData, gene: str, key: str) -> int:
     return position
 
 
+def stored_responsibilities(adata: AnnData, key: str, gene: str | None = None) -> np.ndarray:
+    """The responsibilities (cells, K) stored by the fit under ``key``: of ``gene`` for
+    per-gene fits, of the cell-level classes for a shared fit (``gene`` is then not
+    needed). KeyError / ValueError naming what is missing."""
+    params = fit_params(adata, key)
+    resp_key = f"{key}_responsibilities"
+    if resp_key not in adata.obsm:
+        raise KeyError(
+            f"adata.obsm[{resp_key!r}] is missing: run fit_mixture(..., key_added={key!r}, "
+            "store_responsibilities=True)."
+        )
+    if params.get("shared"):
+        return adata.obsm[resp_key]
+    if gene is None:
+        raise ValueError(f"key {key!r} holds per-gene fits: name the gene.")
+    fitted_gene(adata, gene, key)
+    column = list(adata.uns[key]["var_names"]).index(gene)
+    return adata.obsm[resp_key][:, column, :]
+
+
 def gene_counts(adata: AnnData, positions, layer: str | None) -> np.ndarray:
     """Counts of the genes at ``positions`` as float64 (genes, cells)."""
     matrix = adata.X if layer is None else adata.layers[layer]

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._fitted import fit_params, fitted_positions, is_shared
+from ._fitted import fit_params, fitted_positions, is_shared, stored_responsibilities
 from .tl._goodness_of_fit import quantile_residuals
 
-__all__ = ["mixture_df", "quantile_residuals"]
+__all__ = ["mixture_df", "quantile_residuals", "responsibilities"]
 
 
 def mixture_df(adata: AnnData, key: str = "scmix") -> pd.DataFrame:
@@ -40,6 +40,23 @@ def mixture_df(adata: AnnData, key: str = "scmix") -> pd.DataFrame:
     first = ["bimodal", "delta_bic", "lrt"]
     table = table[first + [c for c in table.columns if c not in first]]
     return _sorted(table, "delta_bic")
+
+
+def responsibilities(
+    adata: AnnData, gene: str | None = None, *, key: str = "scmix"
+) -> pd.DataFrame:
+    """Each cell's posterior probability of each component,
+    :math:`r_{ik} = \\pi_k f_k(x_i) / \\sum_l \\pi_l f_l(x_i)`, for ``gene`` (per-gene
+    fits) or for the cell-level classes of a ``shared=True`` fit (``gene`` not needed),
+    as a DataFrame: cells (``adata.obs_names``) x ``component_0 .. component_{K-1}``.
+
+    Needs the responsibilities stored by :func:`scmix.tl.fit_mixture`
+    (``store_responsibilities``); a KeyError says so when they are missing.
+    """
+    values = stored_responsibilities(adata, key, gene)
+    columns = [f"component_{k}" for k in range(values.shape[1])]
+    values = np.asarray(values, dtype=np.float64)
+    return pd.DataFrame(values, index=adata.obs_names, columns=columns)
 
 
 def _sorted(table: pd.DataFrame, column: str) -> pd.DataFrame:

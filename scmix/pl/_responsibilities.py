@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .._fitted import fit_params, fit_size_factors, fitted_gene, gene_counts
+from .._fitted import (
+    fit_params,
+    fit_size_factors,
+    fitted_gene,
+    gene_counts,
+    stored_responsibilities,
+)
 from ._utils import COMPONENT_COLOURS, finish, new_axes
 
 
@@ -37,17 +43,7 @@ def responsibilities(
     """
     params = fit_params(adata, key)
     position = fitted_gene(adata, gene, key)
-    resp_key = f"{key}_responsibilities"
-    if resp_key not in adata.obsm:
-        raise KeyError(
-            f"adata.obsm[{resp_key!r}] is missing: run fit_mixture(..., "
-            "store_responsibilities=True)."
-        )
-    if params.get("shared"):
-        upper = adata.obsm[resp_key][:, -1]
-    else:
-        column = list(adata.uns[key]["var_names"]).index(gene)
-        upper = adata.obsm[resp_key][:, column, -1]
+    upper = stored_responsibilities(adata, key, gene)[:, -1]
     counts = gene_counts(adata, [position], params["layer"])[0]
     n_comp = params["n_components"]
     offsets = params["size_factors"] is not None
