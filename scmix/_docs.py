@@ -9,14 +9,16 @@ n_init
         median: a tight component inside broad ones), the others use k-means++ on
         log1p(x/s). For K > 1, where no start rose above the one-component
         log-likelihood by more than ``tol`` per cell, one more start splits the
-        one-component fit into K near-equal components, so the LRT is never
-        negative. The best log-likelihood per gene is kept. Each start is a whole
-        EM, so the time grows about in proportion to ``n_init``. Where the
-        likelihood is flat (unimodal genes, such as most spike-ins) the starts
-        often end at different maxima: on the 88 ERCC of Svensson 20312 a later
-        start ends higher than the first for about a third of them. On clearly
-        separated components they agree (under 1% of simulated bimodal genes
-        differ), and ``n_init=1`` gives the same fit about three times faster.
+        one-component fit into K near-equal components; where every start ends
+        below the one-component fit, the fit is K copies of it. So the LRT is
+        never negative (up to rounding). The best log-likelihood per gene is
+        kept. Each start is a whole EM, so the time grows about in proportion to
+        ``n_init``. Where the likelihood is flat (unimodal genes, such as most
+        spike-ins) the starts often end at different maxima: on the 88 ERCC of
+        Svensson 20312 a later start ends higher than the first for about a third
+        of them. On clearly separated components they agree (under 1% of
+        simulated bimodal genes differ), and ``n_init=1`` gives the same fit
+        about three times faster.
     max_iter, tol
         EM (accelerated by SQUAREM, with a monotone safeguard) stops for a gene
         once its log-likelihood rose by at most ``tol`` per cell over a whole

@@ -300,6 +300,23 @@ def test_three_components_on_sparse_real_genes_give_finite_fits(svensson_20312):
     assert (adata.var.loc[fitted, "scmix_n_iter"] < 1000).all()
 
 
+def test_the_lrt_is_not_negative_beyond_rounding(svensson_20312):
+    """Where every start ends below the one-component fit (by up to 1e-7 with K=4
+    Poisson components on these ERCC, next to the saddle of equal components), the
+    fit is K copies of it: LRT >= 0 up to rounding, and those genes have equal
+    components."""
+    adata = svensson_20312.copy()
+    with pytest.warns(UserWarning, match="no non-zero count"):
+        scmix.tl.fit_mixture(adata, n_components=4, family="poisson", n_init=1)
+    fitted = adata.var["scmix_single_mean"].notna()
+    var = adata.var[fitted]
+    assert (var["scmix_lrt"] >= -1e-11 * var["scmix_loglik"].abs()).all()
+    copies = var["scmix_lrt"] <= 1e-11 * var["scmix_loglik"].abs()
+    assert copies.any()
+    means = var.loc[copies, [f"scmix_mean_{k}" for k in range(4)]].to_numpy()
+    np.testing.assert_allclose(means, means[:, :1] * np.ones((1, 4)), rtol=1e-12)
+
+
 def test_a_start_that_is_not_a_number_stops_at_once_and_is_not_kept(sparse_data, monkeypatch):
     """A row whose log-likelihood is NaN stops at its first point (not converged)
     instead of iterating to max_iter."""

@@ -310,9 +310,10 @@ def fit_chunk(
         SQUAREM acceleration (see :func:`run_em`); off gives plain EM.
     single
         The one-component fit of the same genes. When given (K > 1), one more
-        start splits it into K almost equal components where needed, so that the
-        K-component log-likelihood cannot end below the one-component one (the LRT
-        stays >= 0).
+        start splits it into K almost equal components where needed, and where
+        every start still ends below it, the fit is K identical copies of it: the
+        K-component log-likelihood does not end below the one-component one (the
+        LRT stays >= 0, up to rounding).
     data
         ``ChunkData(x, size_factors)`` when the caller already has it (its count
         levels are then computed once for the K=1 and the K-component fit).
@@ -384,14 +385,24 @@ def fit_chunk(
     order = np.argsort(params["mu"][rows], axis=1, kind="stable")
     params = {name: np.take_along_axis(v[rows], order, axis=1) for name, v in params.items()}
     weights = np.take_along_axis(weights[rows], order, axis=1)
+    converged, n_iter = converged[rows], n_iter[rows]
+    if split:
+        # the one-component model is nested in the K-component one: where every start
+        # ended below it (EM from the split can stop a hair below, next to the saddle
+        # of equal components), K identical copies of it are the better fit
+        below = loglik[rows] < single.loglik
+        for name in params:
+            params[name][below] = single.params[name][below]
+        weights[below] = 1.0 / n_components
+        converged[below] = single.converged[below]
     # final E-step at the kept parameters, in sorted component order
     final = e_step_at(family, data, params, weights, out=work)
     return ChunkFit(
         params,
         weights,
         final,
-        converged[rows],
-        n_iter[rows],
+        converged,
+        n_iter,
         work,
         None if trace is None else trace[:, rows],
     )
