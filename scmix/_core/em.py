@@ -386,17 +386,19 @@ def fit_chunk(
     params = {name: np.take_along_axis(v[rows], order, axis=1) for name, v in params.items()}
     weights = np.take_along_axis(weights[rows], order, axis=1)
     converged, n_iter = converged[rows], n_iter[rows]
-    if split:
-        # the one-component model is nested in the K-component one: where every start
-        # ended below it (EM from the split can stop a hair below, next to the saddle
-        # of equal components), K identical copies of it are the better fit
-        below = loglik[rows] < single.loglik
+    # final E-step at the kept parameters, in sorted component order (every cell
+    # summed: the EM's log-likelihoods may come from pooled node sums)
+    final = e_step_at(family, data, params, weights, out=work)
+    below = final < single.loglik if split else np.zeros(n_genes, dtype=bool)
+    if below.any():
+        # the one-component model is nested in the K-component one: where the kept
+        # start ended below it (EM from the split can stop a hair below, next to the
+        # saddle of equal components), K identical copies of it are the better fit
         for name in params:
             params[name][below] = single.params[name][below]
         weights[below] = 1.0 / n_components
         converged[below] = single.converged[below]
-    # final E-step at the kept parameters, in sorted component order
-    final = e_step_at(family, data, params, weights, out=work)
+        final = e_step_at(family, data, params, weights, out=work)
     return ChunkFit(
         params,
         weights,
