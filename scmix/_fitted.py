@@ -8,17 +8,21 @@ from typing import Literal
 
 import numpy as np
 from anndata import AnnData
-from scipy import sparse
 
+from ._core.errors import InputError, InputKeyError
 from ._core.families import Family, get_family
+from ._core.validation import check_key
+from ._inputs import check_adata, gene_columns, get_size_factors
 
 Model = Literal["mixture", "one_component"]
 
 
 def fit_params(adata: AnnData, key: str) -> dict:
     """``adata.uns[key]["params"]`` of a fit_mixture run, or a KeyError saying what to run."""
+    check_adata(adata)
+    check_key(key, "key")
     if key not in adata.uns or "params" not in adata.uns[key]:
-        raise KeyError(
+        raise InputKeyError(
             f"no scmix fit under key {key!r} (adata.uns[{key!r}] is missing): run "
             f"scmix.tl.fit_mixture(adata, key_added={key!r}) first."
         )
@@ -40,7 +44,7 @@ def is_shared(adata: AnnData, key: str) -> bool:
 def require_per_gene(adata: AnnData, key: str, what: str) -> None:
     """A clear error for tools that need the per-gene model selection of a fit."""
     if is_shared(adata, key):
-        raise ValueError(
+        raise InputError(
             f"{what} needs per-gene fits, but key {key!r} holds a cell-level mixture "
             "(shared=True): fit per gene with scmix.tl.fit_mixture(adata, key_added=...)."
         )
@@ -50,10 +54,10 @@ def fitted_gene(adata: AnnData, gene: str, key: str) -> int:
     """Position of a gene that the fit under ``key`` covers."""
     fit_params(adata, key)
     if gene not in adata.var_names:
-        raise KeyError(f"gene {gene!r} is not in adata.var_names.")
+        raise InputKeyError(f"gene {gene!r} is not in adata.var_names.")
     position = adata.var_names.get_loc(gene)
     if position not in fitted_positions(adata, key):
-        raise ValueError(
+        raise InputError(
             f"gene {gene!r} was not fitted under key {key!r} (outside mask_var, or no counts)."
         )
     return position
@@ -66,43 +70,38 @@ def stored_responsibilities(adata: AnnData, key: str, gene: str | None = None) -
     params = fit_params(adata, key)
     resp_key = f"{key}_responsibilities"
     if resp_key not in adata.obsm:
-        raise KeyError(
+        raise InputKeyError(
             f"adata.obsm[{resp_key!r}] is missing: run fit_mixture(..., key_added={key!r}, "
             "store_responsibilities=True)."
         )
     if params.get("shared"):
         return adata.obsm[resp_key]
     if gene is None:
-        raise ValueError(f"key {key!r} holds per-gene fits: name the gene.")
+        raise InputError(f"key {key!r} holds per-gene fits: name the gene.")
     fitted_gene(adata, gene, key)
     column = list(adata.uns[key]["var_names"]).index(gene)
     return adata.obsm[resp_key][:, column, :]
 
 
 def gene_counts(adata: AnnData, positions, layer: str | None) -> np.ndarray:
-    """Counts of the genes at ``positions`` as float64 (genes, cells)."""
-    matrix = adata.X if layer is None else adata.layers[layer]
-    block = matrix[:, positions]
-    block = block.toarray() if sparse.issparse(block) else np.asarray(block)
-    return np.ascontiguousarray(np.atleast_2d(block.T), dtype=np.float64)
+    """Counts of the genes at ``positions`` as float64 (genes, cells), validated."""
+    return gene_columns(adata, layer, np.atleast_1d(np.asarray(positions))).block(slice(None))
 
 
 def fit_size_factors(adata: AnnData, params: dict, size_factors=None) -> np.ndarray:
-    """The size factors of the fit: given, or the ``.obs`` key it recorded (ones for None)."""
+    """The size factors of the fit, validated: given, or the ``.obs`` key it recorded
+    (ones for a fit without size factors)."""
     if size_factors is not None:
-        values = np.asarray(size_factors, dtype=float)
-        if values.shape != (adata.n_obs,):
-            raise ValueError(f"size_factors must have {adata.n_obs} values, got {values.shape}.")
-        return values
+        return get_size_factors(adata, size_factors)
     recorded = params["size_factors"]
     if recorded is None:
         return np.ones(adata.n_obs)
     if recorded == "array" or recorded not in adata.obs.columns:
-        raise ValueError(
+        raise InputError(
             f"the fit used size factors {recorded!r} that are not in adata.obs: pass them "
             "with size_factors=."
         )
-    return adata.obs[recorded].to_numpy(dtype=float)
+    return get_size_factors(adata, recorded)
 
 
 @dataclass
@@ -119,7 +118,7 @@ def stored_model(adata: AnnData, key: str, model: Model = "mixture") -> StoredMo
     """The K-component (``"mixture"``) or the one-component fit stored under ``key``."""
     params = fit_params(adata, key)
     if model not in ("mixture", "one_component"):
-        raise ValueError(f"model must be 'mixture' or 'one_component', got {model!r}.")
+        raise InputError(f"model must be 'mixture' or 'one_component', got {model!r}.")
     family = get_family(params["family"])
     var = adata.var
     positions = fitted_positions(adata, key)

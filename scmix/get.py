@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from ._fitted import fit_params, fitted_positions, is_shared, stored_responsibilities
+from ._schema import FIT_SCHEMA, owned_columns
 from .tl._goodness_of_fit import quantile_residuals
 
 __all__ = ["mixture_df", "quantile_residuals", "responsibilities"]
@@ -29,8 +28,8 @@ def mixture_df(adata: AnnData, key: str = "scmix") -> pd.DataFrame:
     ``log2_fold_change`` (last over first class mean) and is sorted by it.
     """
     fit_params(adata, key)
-    pattern = re.compile(rf"{re.escape(key)}_(.+)")
-    columns = {c: pattern.fullmatch(c).group(1) for c in adata.var.columns if pattern.fullmatch(c)}
+    owned = owned_columns(adata.var.columns, key, FIT_SCHEMA)
+    columns = {c: c[len(key) + 1 :] for c in owned}
     rows = adata.var.index[fitted_positions(adata, key)]
     table = adata.var.loc[rows, list(columns)].rename(columns=columns)
     if is_shared(adata, key):  # cell-level classes: no per-gene test; rank by separation

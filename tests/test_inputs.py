@@ -144,8 +144,12 @@ def test_size_factor_array_of_wrong_length_raises_value_error(adata, length):
 
 
 def test_size_factor_series_of_wrong_length_raises_value_error(adata):
+    # a Series is aligned on obs_names: one of the wrong length lacks cells
+    short = pd.Series(np.ones(N_CELLS - 10), index=adata.obs_names[:-10])
+    with pytest.raises(ValueError, match=r"size_factors is a pandas Series .* lacks 10 cells"):
+        fit_mixture(adata, size_factors=short, **fast())
     with pytest.raises(ValueError, match=r"size_factors must have one value per cell"):
-        fit_mixture(adata, size_factors=pd.Series(np.ones(N_CELLS - 10)), **fast())
+        fit_mixture(adata, size_factors=np.ones(N_CELLS - 10), **fast())
 
 
 # --------------------------------------------------------------------------------------

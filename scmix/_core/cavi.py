@@ -88,6 +88,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, xlogy
 
 from . import validation
+from .errors import InputError
 from .init import kmeanspp_labels, quantile_labels
 
 MODELS = ("textbook", "full")
@@ -118,16 +119,16 @@ def check_data(x) -> np.ndarray:
     try:
         values = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("X must be numeric.") from None
+        raise InputError("X must be numeric.") from None
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:
-        raise ValueError(f"X must be 1-D or of shape (n, 1), got shape {values.shape}.")
+        raise InputError(f"X must be 1-D or of shape (n, 1), got shape {values.shape}.")
     if values.shape[0] < 2:
-        raise ValueError(f"X must hold at least 2 points, got {values.shape[0]}.")
+        raise InputError(f"X must hold at least 2 points, got {values.shape[0]}.")
     bad = ~np.isfinite(values)
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"X must be finite, but has {int(bad.sum())} NaN or infinite value(s), "
             f"at positions {np.flatnonzero(bad)[:5].tolist()}."
         )
@@ -136,7 +137,7 @@ def check_data(x) -> np.ndarray:
 
 def check_model(model) -> str:
     if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}.")
+        raise InputError(f"model must be one of {MODELS}, got {model!r}.")
     return model
 
 
@@ -151,7 +152,7 @@ def default_prior(model: str, x: np.ndarray, n_components: int, **given) -> dict
     check_model(model)
     unknown = set(given) - set(PRIOR_NAMES[model])
     if unknown:
-        raise ValueError(f"model {model!r} has no prior {sorted(unknown)}.")
+        raise InputError(f"model {model!r} has no prior {sorted(unknown)}.")
     if model == "textbook":
         defaults = {"sigma2": None}
     else:
@@ -167,11 +168,11 @@ def default_prior(model: str, x: np.ndarray, n_components: int, **given) -> dict
         value = given.get(name)
         value = default if value is None else value
         if value is None:
-            raise ValueError(f"the {model!r} model needs a value for {name!r}.")
+            raise InputError(f"the {model!r} model needs a value for {name!r}.")
         value = float(value)
         if not np.isfinite(value) or (name != "m0" and value <= 0):
             hint = " (X is constant: pass it explicitly)" if name == "b0" and value == 0 else ""
-            raise ValueError(f"prior {name!r} must be finite and positive, got {value}{hint}.")
+            raise InputError(f"prior {name!r} must be finite and positive, got {value}{hint}.")
         prior[name] = value
     return prior
 
@@ -466,19 +467,24 @@ def fit_cavi(
     n_components = validation.check_n_components(n_components, n)
     model = check_model(model)
     prior = default_prior(model, x, n_components, **(prior or {}))
-    n_init = validation.check_positive_int(n_init, "n_init")
-    max_iter = validation.check_positive_int(max_iter, "max_iter")
-    tol = validation.check_tol(tol)
+    generator = isinstance(random_state, np.random.Generator)
+    options = validation.check_fit_options(
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=None if generator else random_state,
+    )
+    n_init, max_iter, tol = options["n_init"], options["max_iter"], options["tol"]
     if init_resp is not None:
         init_resp = np.asarray(init_resp, dtype=np.float64)
         if init_resp.shape != (n, n_components):
-            raise ValueError(
+            raise InputError(
                 f"init_resp must have shape {(n, n_components)}, got {init_resp.shape}."
             )
         if not (np.isfinite(init_resp).all() and (init_resp >= 0).all()):
-            raise ValueError("init_resp must be finite and non-negative.")
+            raise InputError("init_resp must be finite and non-negative.")
         if not np.allclose(init_resp.sum(axis=1), 1.0):
-            raise ValueError("the rows of init_resp must sum to 1.")
+            raise InputError("the rows of init_resp must sum to 1.")
         starts = [_kn(init_resp)]
     else:
         starts = starting_resp(x, n_components, n_init, np.random.default_rng(random_state))

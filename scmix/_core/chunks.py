@@ -57,6 +57,16 @@ class GeneColumns:
         columns = chunk if self.genes is None else self.genes[chunk]
         return self.matrix[:, columns]
 
+    def cell_totals(self) -> np.ndarray:
+        """Each cell's total over the selected genes, summed in float64 (float16 or
+        int8 counts would overflow in their own type)."""
+        if self.is_sparse:
+            return np.asarray(self.matrix.sum(axis=1, dtype=np.float64)).ravel()
+        total = np.zeros(self.n_cells)
+        for chunk in iter_chunks(self.n_genes, 1024):
+            total += np.asarray(self.raw_block(chunk)).sum(axis=1, dtype=np.float64)
+        return total
+
     def block(self, chunk: slice) -> np.ndarray:
         """Counts of ``chunk`` as a C-contiguous float64 (genes, cells) array."""
         block = self.raw_block(chunk)

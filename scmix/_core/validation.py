@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
-from .chunks import GeneColumns, iter_chunks
+from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, iter_chunks
+from .errors import InputError
 
 _SHOW = 5
 
@@ -41,6 +43,11 @@ def check_counts(
     and cells.
     """
     columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
+    if isinstance(columns.matrix, np.ma.MaskedArray):
+        raise InputError(
+            f"{what} is a numpy masked array: scmix does not ignore masked entries. Remove "
+            "the masked cells or genes, or fill them (X.filled(...)) if they are counts."
+        )
     if columns.is_sparse:
         coo = columns.matrix.tocoo()
         _check_values(coo.data, coo.row, coo.col, what, cell_names, gene_names)
@@ -56,7 +63,7 @@ _CHECK_BLOCK = 1024
 def _check_values(values, rows, cols, what, cell_names, gene_names, offset=0) -> None:
     """Check count values; ``rows`` / ``cols`` give their positions (None: 2-D block)."""
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
-        raise ValueError(f"{what} must be numeric counts, got dtype {values.dtype}.")
+        raise InputError(f"{what} must be numeric counts, got dtype {values.dtype}.")
     if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
         signed = np.issubdtype(values.dtype, np.signedinteger)
         problems = [("negative", values < 0)] if signed else []
@@ -77,7 +84,7 @@ def _check_values(values, rows, cols, what, cell_names, gene_names, offset=0) ->
             bad_cells, bad_genes = rows[bad], cols[bad]
         genes = np.unique(bad_genes) + offset
         cells = np.unique(bad_cells)
-        raise ValueError(
+        raise InputError(
             f"{what} must hold non-negative integer counts, but has {int(bad.sum())} "
             f"{label} value(s): in {describe_positions('genes', gene_names, genes)}; "
             f"{describe_positions('cells', cell_names, cells)}."
@@ -91,13 +98,15 @@ def check_size_factors(
     what: str = "size_factors",
     cell_names: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Return size factors as float64 after checking length, finiteness and positivity."""
-    try:
-        values = np.asarray(size_factors, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be numeric.") from None
-    if values.ndim != 1 or values.shape[0] != n_cells:
-        raise ValueError(
+    """Return size factors as float64 after checking type, length, finiteness and positivity.
+
+    A pandas Series is aligned on ``cell_names`` by its index (an error names the cells
+    it lacks); without cell names its index must be the default ``0 .. n-1``. Boolean,
+    string and masked values are refused rather than converted.
+    """
+    values = numeric_vector(size_factors, what, labels=cell_names, kind="cells")
+    if values.shape[0] != n_cells:
+        raise InputError(
             f"{what} must have one value per cell ({n_cells}), got shape {values.shape}."
         )
     for label, bad in (
@@ -107,33 +116,175 @@ def check_size_factors(
         ("negative", values < 0),
     ):
         if bad.any():
-            raise ValueError(
+            raise InputError(
                 f"{what} must be positive and finite, but {int(bad.sum())} are {label}: "
                 f"{describe_positions('cells', cell_names, np.flatnonzero(bad))}."
             )
     return values
 
 
+def aligned(values, labels: Sequence[str] | None, what: str, kind: str):
+    """A pandas Series reindexed to ``labels`` (one entry each); other input as it is.
+
+    Missing labels, duplicate labels, and (without ``labels``) an index that is not the
+    default ``0 .. n-1`` raise :class:`InputError` naming ``what``.
+    """
+    if not isinstance(values, pd.Series):
+        return values
+    index = values.index
+    if labels is None:
+        if not index.equals(pd.RangeIndex(len(values))):
+            raise InputError(
+                f"{what} is a pandas Series with labels, but there are no {kind} names to "
+                f"align it with: pass {what}.to_numpy() to use it by position."
+            )
+        return values
+    labels = pd.Index(labels)
+    if index.has_duplicates:
+        dups = index[index.duplicated()].unique()
+        raise InputError(f"{what} is a pandas Series with duplicate labels: {list(dups[:_SHOW])}.")
+    if labels.has_duplicates:
+        dups = labels[labels.duplicated()].unique()
+        raise InputError(
+            f"cannot align {what} on {kind} names: they are not unique "
+            f"({list(dups[:_SHOW])}); make them unique first."
+        )
+    missing = labels[~labels.isin(index)]
+    if len(missing):
+        more = f" (and {len(missing) - _SHOW} more)" if len(missing) > _SHOW else ""
+        raise InputError(
+            f"{what} is a pandas Series aligned on its index, which lacks {len(missing)} "
+            f"{kind}: {list(missing[:_SHOW])}{more}."
+        )
+    return values.reindex(labels)
+
+
+def numeric_vector(values, what: str, *, labels=None, kind: str = "cells") -> np.ndarray:
+    """A 1-D float64 copy of numeric (not boolean, string or masked) values."""
+    values = aligned(values, labels, what, kind)
+    if isinstance(values, np.ma.MaskedArray):
+        raise InputError(
+            f"{what} is a numpy masked array: scmix does not ignore masked entries; "
+            "pass a plain array (e.g. values.filled(...)) without the masked cells."
+        )
+    if isinstance(values, (pd.Series, pd.Index)):
+        dtype = values.dtype
+        if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+            raise InputError(f"{what} must be numeric, got dtype {dtype}.")
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        array = np.asarray(values)
+        if array.dtype.kind not in "iuf":
+            raise InputError(f"{what} must be numeric, got dtype {array.dtype}.")
+        array = array.astype(np.float64)
+    if array.ndim != 1:
+        raise InputError(f"{what} must be one-dimensional, got shape {array.shape}.")
+    return array
+
+
 def check_n_components(n_components, n_cells: int) -> int:
     """K must be an integer with 1 <= K <= n_cells."""
-    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)):
-        raise ValueError(f"n_components must be an integer, got {n_components!r}.")
-    if n_components < 1:
-        raise ValueError(f"n_components must be at least 1, got {n_components}.")
+    n_components = check_int(n_components, "n_components", minimum=1)
     if n_components > n_cells:
-        raise ValueError(
+        raise InputError(
             f"n_components ({n_components}) cannot exceed the number of cells ({n_cells})."
         )
-    return int(n_components)
+    return n_components
 
 
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(value, name: str, *, minimum: int = 1) -> int:
+    """An integer (not a bool, not a float such as 2.0 or 2.5) of at least ``minimum``."""
+    if not _is_integer(value):
+        raise InputError(f"{name} must be an integer, got {value!r}.")
+    if value < minimum:
+        raise InputError(f"{name} must be at least {minimum}, got {value!r}.")
     return int(value)
 
 
+def check_positive_int(value, name: str) -> int:
+    return check_int(value, name, minimum=1)
+
+
+def check_real(
+    value, name: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """A finite real number (not a bool) in [minimum, maximum]."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if ok:
+        ok = bool(np.isfinite(value))
+        ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = [f">= {minimum:g}" if minimum is not None else "", ""]
+        bounds[1] = f"<= {maximum:g}" if maximum is not None else ""
+        where = " and ".join(b for b in bounds if b)
+        raise InputError(
+            f"{name} must be a finite number{' ' + where if where else ''}, got {value!r}."
+        )
+    return float(value)
+
+
 def check_tol(tol) -> float:
-    if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
-    return float(tol)
+    return check_real(tol, "tol", minimum=0.0)
+
+
+def check_random_state(value):
+    """``None`` or a non-negative integer seed (what numpy's SeedSequence takes)."""
+    if value is None:
+        return None
+    if not _is_integer(value) or value < 0:
+        raise InputError(
+            f"random_state must be None or a non-negative integer seed, got {value!r}."
+        )
+    return int(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise InputError(f"{name} must be one of {listed}, got {value!r}.")
+    return value
+
+
+def check_key(value, name: str = "key_added") -> str:
+    """A key under which results are written: a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} must be a non-empty string, got {value!r}.")
+    return value
+
+
+def check_fit_options(
+    *,
+    n_init,
+    max_iter,
+    tol,
+    random_state,
+    chunk_size=None,
+    memory_budget=None,
+    n_jobs=None,
+    allow_no_start: bool = False,
+) -> dict:
+    """Validate the numerical options of an EM fit, in one place, for every entry point.
+
+    Returns the options as ``fit_matrix`` takes them (``memory_bytes`` from
+    ``memory_budget``) plus ``n_jobs``. ``allow_no_start``: ``n_init=0`` is allowed
+    (a fit started from given responsibilities only).
+    """
+    return {
+        "n_init": check_int(n_init, "n_init", minimum=0 if allow_no_start else 1),
+        "max_iter": check_int(max_iter, "max_iter"),
+        "tol": check_tol(tol),
+        "random_state": check_random_state(random_state),
+        "chunk_size": None if chunk_size is None else check_int(chunk_size, "chunk_size"),
+        "memory_bytes": DEFAULT_MEMORY_BYTES
+        if memory_budget is None
+        else check_int(memory_budget, "memory_budget"),
+        "n_jobs": n_jobs
+        if n_jobs is None or (_is_integer(n_jobs) and n_jobs == -1)
+        else check_int(n_jobs, "n_jobs"),
+    }

@@ -17,6 +17,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._core.errors import InputError
 from ._registry import fetch, package_data_dir, provenance
 
 DataDir = str | os.PathLike | None
@@ -44,12 +45,12 @@ def _integer_counts(table: pd.DataFrame, source: str) -> np.ndarray:
     """The table's values as int32 counts; a parse error (not a wrong matrix) otherwise."""
     values = table.to_numpy()
     if not np.issubdtype(values.dtype, np.number):
-        raise ValueError(f"{source}: non-numeric entries; the file does not parse as counts.")
+        raise InputError(f"{source}: non-numeric entries; the file does not parse as counts.")
     values = values.astype(np.float64)
     bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ValueError(
+        raise InputError(
             f"{source}: {int(bad.sum())} entries are not non-negative integers (first: row "
             f"{table.index[row]!r}, column {table.columns[col]!r}, value {values[row, col]!r})."
         )
@@ -72,7 +73,7 @@ def _read_table(path, sep: str, source: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep, index_col=0)
     except (ValueError, EOFError, OSError, pd.errors.ParserError) as error:
-        raise ValueError(f"{source} does not parse: {error}") from error
+        raise InputError(f"{source} does not parse: {error}") from error
 
 
 def ercc_reference(data_dir: DataDir = None) -> pd.DataFrame:
@@ -117,7 +118,7 @@ def svensson2017(
     """
     sample = str(sample)
     if sample not in _SVENSSON:
-        raise ValueError(f"sample must be one of {sorted(_SVENSSON)}, got {sample!r}.")
+        raise InputError(f"sample must be one of {sorted(_SVENSSON)}, got {sample!r}.")
     relpath = _SVENSSON[sample]
     table = _read_table(fetch(relpath, data_dir), " ", relpath)
     adata = _as_anndata(_integer_counts(table, relpath).T, table.columns, table.index)
@@ -146,7 +147,7 @@ def tung2017(*, data_dir: DataDir = None) -> AnnData:
         adata.obs_names.difference(assigned.index)
     )
     if len(missing):
-        raise ValueError(
+        raise InputError(
             f"{len(missing)} cells of {counts_path} are missing from {annotation_path} or "
             f"{summary_path} (first: {list(missing[:3])})."
         )
@@ -172,7 +173,7 @@ def zeisel2015(*, data_dir: DataDir = None) -> AnnData:
     ercc = _read_table(fetch(ercc_path, data_dir), "\t", ercc_path)
     cells = _read_table(fetch(cells_path, data_dir), "\t", cells_path)
     if not (genes.index.equals(ercc.index) and genes.index.equals(cells.index)):
-        raise ValueError(f"{genes_path}, {ercc_path} and {cells_path} list different cells.")
+        raise InputError(f"{genes_path}, {ercc_path} and {cells_path} list different cells.")
     counts = np.hstack([_integer_counts(genes, genes_path), _integer_counts(ercc, ercc_path)])
     adata = _as_anndata(counts, genes.index, [*genes.columns, *ercc.columns])
     adata.obs["cell_type"] = pd.Categorical(cells["label"].astype(str))

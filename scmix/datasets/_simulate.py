@@ -8,6 +8,8 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
+from .._core.errors import InputError
+
 
 def simulate_size_factors(
     n_cells: int,
@@ -39,7 +41,7 @@ def simulate_size_factors(
         sds = np.broadcast_to(np.asarray(sd, dtype=float), modes.shape)
         mode = rng.choice(modes.size, size=n_cells, p=weights / weights.sum())
         return np.exp(np.log(modes[mode]) + sds[mode] * rng.normal(0.0, 1.0, n_cells)), mode
-    raise ValueError(
+    raise InputError(
         f"size_factors must be 'bimodal', 'lognormal', 'constant' or an array, got {kind!r}."
     )
 
@@ -52,7 +54,7 @@ def _per_gene(value, n_genes: int, n_components: int, name: str) -> np.ndarray:
         return np.tile(array, (n_genes, 1))
     if array.shape == (n_genes, n_components):
         return array.copy()
-    raise ValueError(
+    raise InputError(
         f"{name} must be a scalar, shape ({n_components},) or ({n_genes}, {n_components}); "
         f"got {array.shape}."
     )
@@ -121,7 +123,7 @@ def simulate(
     else:
         sf = np.asarray(size_factors, dtype=float)
         if sf.shape != (n_cells,) or not np.all(sf > 0):
-            raise ValueError(f"size_factors must be {n_cells} positive values.")
+            raise InputError(f"size_factors must be {n_cells} positive values.")
         mode, sf_label = np.zeros(n_cells, dtype=np.int64), "array"
     if means is None:
         base = np.exp(rng.uniform(np.log(1.0), np.log(100.0), n_genes))

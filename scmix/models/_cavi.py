@@ -9,6 +9,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .._core import cavi
+from .._core.errors import InputError
 
 _FULL_PRIORS = (
     "weight_concentration_prior",
@@ -124,11 +125,11 @@ class GaussianMixtureCAVI:
         if model == "textbook":
             given = [name for name in _FULL_PRIORS if getattr(self, name) is not None]
             if given:
-                raise ValueError(f"{given} apply to model='full' only, not 'textbook'.")
+                raise InputError(f"{given} apply to model='full' only, not 'textbook'.")
             sigma2 = 100.0 if self.mean_prior_variance is None else self.mean_prior_variance
             return {"sigma2": sigma2}
         if self.mean_prior_variance is not None:
-            raise ValueError("mean_prior_variance applies to model='textbook' only, not 'full'.")
+            raise InputError("mean_prior_variance applies to model='textbook' only, not 'full'.")
 
         def half(value):
             return None if value is None else float(value) / 2.0

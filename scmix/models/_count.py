@@ -12,10 +12,12 @@ These are the array face of the engine behind :func:`scmix.tl.fit_mixture`:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .._core import selection, validation
 from .._core.chunks import GeneColumns
 from .._core.em import e_step_at
+from .._core.errors import InputError
 from .._core.families import Family, NegativeBinomial, Poisson
 from .._core.families.base import ChunkData
 from .._core.fit import MixtureFit, fit_matrix
@@ -56,19 +58,22 @@ class _CountMixture:
         ``size_factors``: shape (n_cells,), positive; ``None`` means all ones.
         Columns without any count are not fitted (NaN parameters, ``converged_`` False).
         """
+        options = validation.check_fit_options(
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+            chunk_size=self.chunk_size,
+        )
+        del options["n_jobs"]
         X, size_factors = self._check_data(X, size_factors)
-        validation.check_n_components(self.n_components, X.n_cells)
         fit = fit_matrix(
             X,
             size_factors,
             family=self._make_family(),
-            n_components=self.n_components,
-            n_init=validation.check_positive_int(self.n_init, "n_init"),
-            max_iter=validation.check_positive_int(self.max_iter, "max_iter"),
-            tol=validation.check_tol(self.tol),
-            random_state=self.random_state,
-            chunk_size=self.chunk_size,
+            n_components=validation.check_n_components(self.n_components, X.n_cells),
             store_resp=False,
+            **options,
         )
         self._set_fitted(fit)
         return self
@@ -85,15 +90,23 @@ class _CountMixture:
         self.n_features_in_ = fit.weights.shape[0]
 
     def _check_data(self, X, size_factors):
+        """X as :class:`GeneColumns` and the size factors, validated. A pandas Series of
+        size factors is aligned on the index of a DataFrame ``X``."""
+        cell_names = X.index if isinstance(X, pd.DataFrame) else None
+        if isinstance(X, pd.DataFrame):
+            X = X.to_numpy()
         if not hasattr(X, "shape") or len(X.shape) != 2:
             X = np.asarray(X)
             if X.ndim != 2:
-                raise ValueError(f"X must be 2-dimensional (cells x genes), got shape {X.shape}.")
+                raise InputError(f"X must be 2-dimensional (cells x genes), got shape {X.shape}.")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise InputError(f"X has no cells or no genes (shape {X.shape}).")
         columns = GeneColumns(X)
-        validation.check_counts(columns)
+        validation.check_counts(columns, cell_names=cell_names)
         if size_factors is None:
             size_factors = np.ones(columns.n_cells)
-        return columns, validation.check_size_factors(size_factors, columns.n_cells)
+        values = validation.check_size_factors(size_factors, columns.n_cells, cell_names=cell_names)
+        return columns, values
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "means_"):
@@ -105,7 +118,7 @@ class _CountMixture:
         self._check_fitted()
         X, size_factors = self._check_data(X, size_factors)
         if X.n_genes != self.n_features_in_:
-            raise ValueError(
+            raise InputError(
                 f"X has {X.n_genes} genes; the model was fitted on {self.n_features_in_}."
             )
         x = X.block(slice(0, X.n_genes))

@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 from anndata import AnnData
 
+from .._core.errors import InputError, InputKeyError
 from .._fitted import fit_params, require_per_gene
 from ._utils import HIGHLIGHT_COLOUR, finish, label_points, new_axes
 
@@ -41,7 +42,7 @@ def bimodality(
     params = fit_params(adata, key)
     require_per_gene(adata, key, "pl.bimodality")
     if score not in ("delta_bic", "pvalue"):
-        raise ValueError(f"score must be 'delta_bic' or 'pvalue', got {score!r}.")
+        raise InputError(f"score must be 'delta_bic' or 'pvalue', got {score!r}.")
     var = adata.var
     fitted = var[f"{key}_loglik"].notna().to_numpy()
     mean = var[f"{key}_single_mean"].to_numpy(dtype=float)[fitted]
@@ -53,7 +54,7 @@ def bimodality(
         ylabel = "ΔBIC (1 vs K components)"
     else:
         if f"{key}_lrt_pvalue" not in var:
-            raise KeyError(
+            raise InputKeyError(
                 f"no bootstrap p-values under key {key!r}: run scmix.tl.fit_mixture(adata, "
                 f"key_added={key!r}, n_bootstrap=99) first."
             )

@@ -6,6 +6,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import stats
 
+from .._core.errors import InputKeyError
 from .._fitted import Model, fit_params, fitted_gene
 from ._utils import HIGHLIGHT_COLOUR, finish, new_axes
 
@@ -37,7 +38,7 @@ def convergence(
         return _draw_gaps(np.asarray(uns["elbo_trace"])[:, None], ["ELBO"], key, "ELBO", ax, show)
     fit_params(adata, key)
     if "trace" not in uns:
-        raise KeyError(
+        raise InputKeyError(
             f"no log-likelihood trace under key {key!r}: run fit_mixture(..., "
             f"key_added={key!r}, keep_trace=True)."
         )
@@ -50,7 +51,7 @@ def convergence(
             wanted = [genes] if isinstance(genes, str) else list(genes)
             missing = [g for g in wanted if g not in names]
             if missing:
-                raise KeyError(f"genes not fitted under key {key!r}: {missing[:5]}.")
+                raise InputKeyError(f"genes not fitted under key {key!r}: {missing[:5]}.")
             columns = [names.index(g) for g in wanted]
         else:
             columns = list(range(min(_MAX_TRACES, len(names))))

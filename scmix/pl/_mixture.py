@@ -8,6 +8,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import stats
 
+from .._core.errors import InputError
 from .._fitted import fit_params, fit_size_factors, fitted_gene, gene_counts
 from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
 
@@ -107,7 +108,7 @@ def mixture(
     title gives delta BIC and the call (per-gene fits).
     """
     if scale not in ("counts", "normalised"):
-        raise ValueError(f"scale must be 'counts' or 'normalised', got {scale!r}.")
+        raise InputError(f"scale must be 'counts' or 'normalised', got {scale!r}.")
     params = fit_params(adata, key)
     position = fitted_gene(adata, gene, key)
     counts = gene_counts(adata, [position], params["layer"])[0]

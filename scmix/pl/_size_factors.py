@@ -6,6 +6,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import stats
 
+from .._core.errors import InputKeyError
 from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
 
 
@@ -27,14 +28,14 @@ def size_factors(
     The Axes, with lines ``"mode {k}"`` (K of them) and ``"mixture"``.
     """
     if key not in adata.uns or "means" not in adata.uns[key]:
-        raise KeyError(
+        raise InputKeyError(
             f"no size-factor modes under key {key!r}: run "
             f"scmix.tl.size_factor_modes(adata, key_added={key!r}) first."
         )
     modes = adata.uns[key]
     column = modes["params"]["size_factors"]
     if column not in adata.obs:
-        raise KeyError(f"the size factors {column!r} of the fit are not in adata.obs.")
+        raise InputKeyError(f"the size factors {column!r} of the fit are not in adata.obs.")
     log_sf = np.log(adata.obs[column].to_numpy(dtype=float))
     ax = new_axes(ax)
     ax.hist(log_sf, bins=bins, density=True, color="0.8", edgecolor="0.6", linewidth=0.5)

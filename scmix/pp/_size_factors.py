@@ -9,8 +9,9 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from .._core.validation import check_counts, describe_positions
-from .._inputs import gene_mask, get_counts
+from .._core.errors import InputError, InputKeyError
+from .._core.validation import check_choice, check_key, describe_positions
+from .._inputs import bool_column, check_adata, gene_columns, gene_mask
 
 Method = Literal["spike_in", "library", "median_ratio"]
 
@@ -20,9 +21,13 @@ def flag_spike_ins(adata: AnnData, prefix: str = "ERCC-", *, key_added: str = "s
 
     Raises ``ValueError`` when no gene name starts with ``prefix``.
     """
+    check_adata(adata)
+    check_key(key_added)
+    if not isinstance(prefix, str) or not prefix:
+        raise InputError(f"prefix must be a non-empty string, got {prefix!r}.")
     flags = np.asarray(adata.var_names.str.startswith(prefix), dtype=bool)
     if not flags.any():
-        raise ValueError(
+        raise InputError(
             f"no gene name starts with {prefix!r} (first names: {list(adata.var_names[:3])})."
         )
     adata.var[key_added] = flags
@@ -59,21 +64,20 @@ def size_factors(
     then removed from ``adata`` (in place, as ``scanpy.pp.filter_cells``) with a warning
     that counts them.
     """
-    counts = get_counts(adata, layer)
+    check_adata(adata)
+    check_choice(method, "method", ("spike_in", "library", "median_ratio"))
+    check_key(key_added)
     genes = _genes_for(adata, method, mask_var)
-    X = counts[:, np.flatnonzero(genes)]
-    check_counts(
-        X,
-        what="X" if layer is None else f"layer {layer!r}",
-        cell_names=adata.obs_names,
-        gene_names=adata.var_names[genes],
-    )
-    raw = _median_ratio(X) if method == "median_ratio" else _totals(X)
+    columns = gene_columns(adata, layer, np.flatnonzero(genes))
+    if method == "median_ratio":
+        raw = _median_ratio(columns.raw_block(slice(None)))
+    else:
+        raw = columns.cell_totals()
     zero = ~(raw > 0)
     if zero.any():
         where = describe_positions("cells", adata.obs_names, np.flatnonzero(zero))
         if not exclude_zero:
-            raise ValueError(
+            raise InputError(
                 f"size factors by {method!r} would be zero for {int(zero.sum())} cells "
                 f"(no counts in the {int(genes.sum())} genes used): {where}. "
                 "Remove them, or pass exclude_zero=True."
@@ -88,27 +92,21 @@ def size_factors(
 
 
 def _genes_for(adata: AnnData, method: str, mask_var) -> np.ndarray:
-    if method not in ("spike_in", "library", "median_ratio"):
-        raise ValueError(f"method must be 'spike_in', 'library' or 'median_ratio', got {method!r}.")
     if mask_var is not None:
         return gene_mask(adata, mask_var)
     if "spike_in" not in adata.var.columns:
         if method == "spike_in":
-            raise KeyError(
+            raise InputKeyError(
                 "adata.var has no 'spike_in' column: run scmix.pp.flag_spike_ins first, "
                 "or pass mask_var."
             )
         return np.ones(adata.n_vars, dtype=bool)
-    spike = adata.var["spike_in"].to_numpy(dtype=bool)
+    spike = bool_column(adata.var, "spike_in", "adata.var['spike_in'] (the spike-in flags)")
     chosen = spike if method == "spike_in" else ~spike
     if not chosen.any():
         kind = "spike-in" if method == "spike_in" else "non-spike-in"
-        raise ValueError(f"no {kind} gene in adata.var['spike_in'] for method {method!r}.")
+        raise InputError(f"no {kind} gene in adata.var['spike_in'] for method {method!r}.")
     return chosen
-
-
-def _totals(X) -> np.ndarray:
-    return np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
 
 
 def _median_ratio(X) -> np.ndarray:

@@ -13,11 +13,13 @@ from anndata import AnnData
 from .. import __version__
 from .._core import bootstrap, selection, validation
 from .._core._threading import numba_threads
-from .._core.chunks import DEFAULT_MEMORY_BYTES, chunk_size_for
+from .._core.chunks import chunk_size_for
+from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
+from .._core.validation import check_key
 from .._docs import DOC_FIT_OPTIONS, doc_params
-from .._inputs import describe_mask, describe_size_factors, fit_inputs, in_memory
+from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._shared import fit_cell_level
 from ._write import replace_results
@@ -174,43 +176,41 @@ def fit_mixture(
     in ``.obsm`` order), ``n_components``, ``family``, ``version``.
     Nothing is written unless the whole fit succeeds.
     """
+    check_adata(adata)
     fam = get_family(family)
-    if not isinstance(key_added, str) or not key_added:
-        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}.")
+    check_key(key_added)
     if store_responsibilities not in (True, False, "auto"):
-        raise ValueError(
+        raise InputError(
             f"store_responsibilities must be True, False or 'auto', got {store_responsibilities!r}."
         )
     # with init, n_init=0 leaves the given start (and the split) alone
-    if memory_budget is not None:
-        memory_budget = validation.check_positive_int(memory_budget, "memory_budget")
-    if n_jobs is not None and n_jobs != -1:
-        n_jobs = validation.check_positive_int(n_jobs, "n_jobs")
-    n_init = (
-        0 if init is not None and n_init == 0 else validation.check_positive_int(n_init, "n_init")
-    )
-    max_iter = validation.check_positive_int(max_iter, "max_iter")
-    tol = validation.check_tol(tol)
-    n_components = validation.check_n_components(n_components, adata.n_obs)
-    if n_bootstrap != 0:
-        n_bootstrap = validation.check_positive_int(n_bootstrap, "n_bootstrap")
-        if bootstrap_early_stop != 0:
-            validation.check_positive_int(bootstrap_early_stop, "bootstrap_early_stop")
-        if n_components == 1:
-            raise ValueError("n_bootstrap needs n_components > 1 (the LRT compares K with 1).")
-        if shared:
-            raise ValueError("n_bootstrap is not available with shared=True.")
-
-    X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
-    start_resp = _start_responsibilities(adata, init, n_components)
-    options = dict(
+    options = validation.check_fit_options(
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
         random_state=random_state,
         chunk_size=chunk_size,
-        memory_bytes=memory_budget or DEFAULT_MEMORY_BYTES,
+        memory_budget=memory_budget,
+        n_jobs=n_jobs,
+        allow_no_start=init is not None,
     )
+    n_jobs = options.pop("n_jobs")
+    n_init = options["n_init"]
+    n_components = validation.check_n_components(n_components, adata.n_obs)
+    bic_threshold = validation.check_real(bic_threshold, "bic_threshold")
+    min_weight = validation.check_real(min_weight, "min_weight", minimum=0.0, maximum=1.0)
+    n_bootstrap = validation.check_int(n_bootstrap, "n_bootstrap", minimum=0)
+    bootstrap_early_stop = validation.check_int(
+        bootstrap_early_stop, "bootstrap_early_stop", minimum=0
+    )
+    if n_bootstrap != 0:
+        if n_components == 1:
+            raise InputError("n_bootstrap needs n_components > 1 (the LRT compares K with 1).")
+        if shared:
+            raise InputError("n_bootstrap is not available with shared=True.")
+
+    X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
+    start_resp = _start_responsibilities(adata, init, n_components)
     params = dict(
         n_components=n_components,
         family=family,
@@ -218,9 +218,9 @@ def fit_mixture(
         layer=layer,
         mask_var=describe_mask(mask_var),
         n_init=n_init,
-        max_iter=max_iter,
-        tol=tol,
-        random_state=random_state,
+        max_iter=options["max_iter"],
+        tol=options["tol"],
+        random_state=options["random_state"],
         bic_threshold=bic_threshold,
         min_weight=min_weight,
         key_added=key_added,
@@ -339,18 +339,18 @@ def _start_responsibilities(adata, init, n_components):
     if init is None:
         return None
     if not isinstance(init, str) or init not in adata.obsm:
-        raise KeyError(
+        raise InputKeyError(
             f"init {init!r} is not a key of adata.obsm (keys: {list(adata.obsm.keys())}); "
             "run scmix.tl.size_factor_modes first, or pass init=None."
         )
     probabilities = np.asarray(adata.obsm[init], dtype=np.float64)
     if probabilities.shape != (adata.n_obs, n_components):
-        raise ValueError(
+        raise InputError(
             f"adata.obsm[{init!r}] has shape {probabilities.shape}; init needs "
             f"(n_obs, n_components) = {(adata.n_obs, n_components)}."
         )
     if not (np.isfinite(probabilities).all() and (probabilities >= 0).all()):
-        raise ValueError(f"adata.obsm[{init!r}] must hold finite non-negative probabilities.")
+        raise InputError(f"adata.obsm[{init!r}] must hold finite non-negative probabilities.")
     total = probabilities.sum(axis=1, keepdims=True)
     return np.ascontiguousarray((probabilities / np.where(total > 0, total, 1.0)).T)
 

@@ -7,9 +7,12 @@ import pandas as pd
 from anndata import AnnData
 
 from .._core import gof
-from .._core.chunks import GeneColumns, chunk_size_for, iter_chunks
+from .._core.chunks import chunk_size_for, iter_chunks
+from .._core.errors import InputKeyError
+from .._core.validation import check_random_state
 from .._fitted import Model, fit_params, fit_size_factors, stored_model
-from .._inputs import get_counts
+from .._inputs import gene_columns
+from ._write import add_var_columns
 
 
 def goodness_of_fit(
@@ -56,9 +59,9 @@ def goodness_of_fit(
     """
     params = fit_params(adata, key)
     stored = stored_model(adata, key, model)
+    random_state = check_random_state(random_state)
     sf = fit_size_factors(adata, params, size_factors)
-    counts = get_counts(adata, params["layer"])
-    columns = GeneColumns(counts, stored.positions)
+    columns = gene_columns(adata, params["layer"], stored.positions)
     statistic = np.full(adata.n_vars, np.nan)
     pvalue = np.full(adata.n_vars, np.nan)
     n_comp = stored.weights.shape[1]
@@ -76,17 +79,15 @@ def goodness_of_fit(
 
     prefix = f"{key}_gof" if model == "mixture" else f"{key}_single_gof"
     target = adata.copy() if copy else adata
-    new = pd.DataFrame({f"{prefix}_ks": statistic, f"{prefix}_pvalue": pvalue})
-    for name in new.columns:
-        target.var[name] = new[name].to_numpy()
-    written = target.uns[key].setdefault("var_columns", [])
-    target.uns[key]["var_columns"] = [*written, *(c for c in new.columns if c not in written)]
-    settings = target.uns[key].setdefault("goodness_of_fit", {})
-    settings[model] = {
+    new = pd.DataFrame(
+        {f"{prefix}_ks": statistic, f"{prefix}_pvalue": pvalue}, index=adata.var_names
+    )
+    settings = {
         "test": "Kolmogorov-Smirnov of randomized quantile residuals against U(0, 1)",
         "random_state": random_state,
         "n_genes": int(stored.positions.size),
     }
+    add_var_columns(target, key, new, {"goodness_of_fit": {model: settings}})
     return target if copy else None
 
 
@@ -105,17 +106,17 @@ def quantile_residuals(
 
     params = fit_params(adata, key)
     stored = stored_model(adata, key, model)
+    random_state = check_random_state(random_state)
     names = [genes] if isinstance(genes, str) else list(genes)
     fitted = pd.Index(adata.var_names[stored.positions])
     missing = [g for g in names if g not in fitted]
     if missing:
-        raise KeyError(f"genes not fitted under key {key!r}: {missing[:5]}.")
+        raise InputKeyError(f"genes not fitted under key {key!r}: {missing[:5]}.")
     rows = fitted.get_indexer(names)
     positions = stored.positions[rows]
-    counts = get_counts(adata, params["layer"])
     u = gof.quantile_residuals(
         stored.family,
-        GeneColumns(counts, positions).block(slice(None)),
+        gene_columns(adata, params["layer"], positions).block(slice(None)),
         fit_size_factors(adata, params, size_factors),
         {name: values[rows] for name, values in stored.params.items()},
         stored.weights[rows],

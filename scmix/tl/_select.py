@@ -11,9 +11,12 @@ from anndata import AnnData
 
 from .. import __version__
 from .._core import selection, validation
+from .._core.errors import InputError
 from .._core.families import get_family
 from .._core.fit import fit_matrix
-from .._inputs import describe_mask, describe_size_factors, fit_inputs
+from .._core.validation import check_key
+from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
+from .._schema import SELECT_SCHEMA
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._write import replace_results
 
@@ -46,15 +49,19 @@ def select_n_components(
     for every K, and ``{key}_n_components``, the K with the smallest BIC (0 for genes
     not fitted); ``.uns[key]["params"]`` records the settings.
     """
+    check_adata(adata)
+    check_key(key_added)
+    if isinstance(n_components, (str, bytes)) or not np.iterable(n_components):
+        raise InputError(f"n_components must be a list of K, got {n_components!r}.")
     candidates = sorted({validation.check_n_components(k, adata.n_obs) for k in n_components})
     if not candidates:
-        raise ValueError("n_components must list at least one K.")
+        raise InputError("n_components must list at least one K.")
     fam = get_family(family)
-    n_init = validation.check_positive_int(n_init, "n_init")
-    max_iter = validation.check_positive_int(max_iter, "max_iter")
-    tol = validation.check_tol(tol)
+    options = validation.check_fit_options(
+        n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
+    )
+    del options["n_jobs"], options["chunk_size"], options["memory_bytes"]
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
-    options = dict(n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state)
     loglik = {}
     fits = {}
     for k in [c for c in candidates if c > 1] or candidates:
@@ -97,5 +104,11 @@ def select_n_components(
         "version": __version__,
     }
     target = adata.copy() if copy else adata
-    replace_results(target, key_added, pd.DataFrame(columns, index=adata.var_names), uns)
+    replace_results(
+        target,
+        key_added,
+        pd.DataFrame(columns, index=adata.var_names),
+        uns,
+        schema=SELECT_SCHEMA,
+    )
     return target if copy else None

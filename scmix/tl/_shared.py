@@ -8,6 +8,7 @@ from anndata import AnnData
 
 from .. import __version__
 from .._core.chunks import GeneColumns
+from .._core.errors import InputError
 from .._core.families import Family
 from .._core.fit import fit_matrix
 from .._core.shared import fit_shared
@@ -35,7 +36,7 @@ def fit_cell_level(
     has_counts = x.any(axis=1)
     genes, x = selected[has_counts], np.ascontiguousarray(x[has_counts])
     if genes.size == 0:
-        raise ValueError("shared=True: none of the selected genes has a non-zero count.")
+        raise InputError("shared=True: none of the selected genes has a non-zero count.")
     fit = fit_shared(
         family,
         x,

@@ -11,7 +11,8 @@ from anndata import AnnData
 
 from .. import __version__
 from .._core import cavi, validation
-from .._inputs import get_size_factors
+from .._core.errors import InputError
+from .._inputs import check_adata, get_size_factors
 
 
 def size_factor_modes(
@@ -68,15 +69,17 @@ def size_factor_modes(
         (posterior mean weights), ``elbo``, ``elbo_trace``, ``converged``, ``n_iter``,
         ``elbo_by_k`` when several K were tried, and ``params``.
     """
-    if method != "cavi":
-        raise ValueError(f"method must be 'cavi', got {method!r}.")
+    check_adata(adata)
+    validation.check_choice(method, "method", ("cavi",))
+    validation.check_key(key_added)
     candidates = [n_components] if np.isscalar(n_components) else list(n_components)
     if not candidates:
-        raise ValueError("n_components must be at least one K.")
+        raise InputError("n_components must be at least one K.")
     candidates = [validation.check_n_components(k, adata.n_obs) for k in candidates]
-    n_init = validation.check_positive_int(n_init, "n_init")
-    max_iter = validation.check_positive_int(max_iter, "max_iter")
-    tol = validation.check_tol(tol)
+    options = validation.check_fit_options(
+        n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
+    )
+    n_init, max_iter, tol = options["n_init"], options["max_iter"], options["tol"]
     log_sf = np.log(get_size_factors(adata, size_factors))
 
     fits = {

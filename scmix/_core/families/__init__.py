@@ -1,5 +1,6 @@
 """Distribution families: each knows its log-pmf and its M-step."""
 
+from ..errors import InputError
 from .base import MU_MIN, Family
 from .nb import THETA_MAX, THETA_MIN, NegativeBinomial
 from .poisson import Poisson
@@ -12,7 +13,7 @@ def get_family(name: str, **options) -> Family:
     try:
         return FAMILIES[name](**options)
     except KeyError:
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
+        raise InputError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
 
 
 __all__ = [

@@ -1,0 +1,34 @@
+"""The names of the results each tool writes under a key.
+
+A key owns exactly the ``.var`` / ``.obs`` columns of its tool's schema (``{key}_mean_0``,
+``{key}_loglik``, ...), matched by full name, never by prefix: the fit under ``"scmix"``
+does not own the columns of a fit under ``"scmix_mean"`` (``scmix_mean_loglik``), and the
+columns of an earlier fit are found even when ``.uns`` was lost.
+"""
+
+from __future__ import annotations
+
+import re
+
+Schema = re.Pattern
+
+#: ``.var`` columns of :func:`scmix.tl.fit_mixture` (and of goodness_of_fit on its fit),
+#: without the ``{key}_`` prefix.
+FIT_SCHEMA = re.compile(
+    r"(mean|dispersion|weight)_\d+|single_(mean|dispersion)|loglik(_1)?|bic(_1)?|delta_bic"
+    r"|lrt(_pvalue|_padj)?|bimodal|converged|n_iter|(single_)?gof_(ks|pvalue)"
+)
+#: ``.var`` columns of :func:`scmix.tl.select_n_components`.
+SELECT_SCHEMA = re.compile(r"(loglik|bic)_\d+|n_components")
+#: ``.obs`` columns of a cell-level fit.
+FIT_OBS_SCHEMA = re.compile(r"component")
+
+
+def owned_columns(columns, key: str, schema: re.Pattern) -> list[str]:
+    """The columns among ``columns`` that a tool with ``schema`` writes under ``key``."""
+    prefix = f"{key}_"
+    return [
+        c
+        for c in columns
+        if isinstance(c, str) and c.startswith(prefix) and schema.fullmatch(c[len(prefix) :])
+    ]
