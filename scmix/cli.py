@@ -1,7 +1,12 @@
 """The ``scmix`` command: fit mixtures to an ``.h5ad`` (or the embedded demo) from the shell.
 
-User errors (a missing file, an unknown key, bad counts) print one line to stderr
-and exit with status 2; nothing is written then.
+Input errors (a missing file, an unknown key, bad counts, an output that cannot be
+written: everything scmix raises as :class:`~scmix._core.errors.InputError`) print one
+line to stderr and exit with status 2, before the fit where they can be known before
+it; nothing is written then. A failed write prints one line and exits with status 1,
+leaving any earlier file at the output path as it was (files are written to a
+temporary file beside it and then renamed). Any other exception is a bug: it keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -10,14 +15,23 @@ import argparse
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
+
+from ._core.errors import InputError
+from ._io import atomic_path, check_writable_folder
 
 SIZE_FACTOR_METHODS = ("spike_in", "library", "median_ratio")
 EXIT_USER_ERROR = 2
+EXIT_WRITE_ERROR = 1
 
 
-class UserError(Exception):
+class UserError(InputError):
     """A problem with the user's input: reported in one line, exit status 2."""
+
+
+class WriteError(Exception):
+    """An output could not be written (disk full, file-size limit, ...): one line, status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +133,49 @@ def _output_path(args) -> Path:
         return Path("scmix_demo.h5ad")
     source = Path(args.input)
     return source.with_name(source.name.removesuffix(".h5ad") + ".scmix.h5ad")
+
+
+def _check_output(output: Path) -> None:
+    """Before any work: the output is not a folder and its folder takes a new file."""
+    if output.is_dir():
+        raise UserError(f"the output {str(output)!r} is a folder: give a file name (-o OUT.h5ad).")
+    if not output.parent.is_dir():
+        raise UserError(f"the folder of the output {str(output)!r} does not exist.")
+    try:
+        check_writable_folder(output.parent)
+    except OSError as error:
+        raise UserError(
+            f"cannot write the output {str(output)!r}: its folder takes no new file "
+            f"({error.strerror or error})."
+        ) from None
+
+
+def _check_plots_folder(folder: Path) -> None:
+    """Before any work: ``--plots`` is a folder (or can become one) that takes files."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--plots {str(folder)!r}: {str(existing)!r} is not a folder.")
+    try:
+        check_writable_folder(existing)
+    except OSError as error:
+        raise UserError(
+            f"--plots {str(folder)!r}: the folder {str(existing)!r} takes no new file "
+            f"({error.strerror or error})."
+        ) from None
+
+
+def _write(path: Path, write) -> None:
+    """``write(temporary_path)``, then the temporary file replaces ``path``."""
+    try:
+        with atomic_path(path) as temporary:
+            write(temporary)
+    except OSError as error:
+        raise WriteError(
+            f"writing {str(path)!r} failed ({error.strerror or error}); "
+            "any earlier file there is unchanged."
+        ) from error
 
 
 def _has_spike_ins(adata) -> bool:
@@ -225,14 +282,14 @@ def _write_plots(adata, key: str, folder: Path, top: int) -> list[Path]:
     written = []
     ax = pl.bimodality(adata, key=key, show=False)
     written.append(folder / f"{key}_bimodality.png")
-    ax.figure.savefig(written[-1], dpi=120, bbox_inches="tight")
+    _write(written[-1], partial(ax.figure.savefig, dpi=120, bbox_inches="tight"))
     plt.close(ax.figure)
     var = adata.var[adata.var[f"{key}_loglik"].notna()]
     for name in var.sort_values(f"{key}_delta_bic", ascending=False).index[:top]:
         ax = pl.mixture(adata, name, key=key, show=False)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         written.append(folder / f"{key}_mixture_{safe}.png")
-        ax.figure.savefig(written[-1], dpi=120, bbox_inches="tight")
+        _write(written[-1], partial(ax.figure.savefig, dpi=120, bbox_inches="tight"))
         plt.close(ax.figure)
     return written
 
@@ -244,14 +301,19 @@ def run_fit(args) -> int:
         raise UserError(f"-k must be at least 1, got {args.n_components}.")
     if args.n_init < 1:
         raise UserError(f"--n-init must be at least 1, got {args.n_init}.")
+    if args.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {args.seed}.")
+    if args.top < 0:
+        raise UserError(f"--top must be a non-negative integer, got {args.top}.")
+    output = _output_path(args)
+    _check_output(output)
+    if args.plots:
+        _check_plots_folder(Path(args.plots))
     adata, source = _load(args.input)
     if args.layer is not None and args.layer not in adata.layers:
         raise UserError(
             f"--layer {args.layer!r} is not a layer of the input (layers: {list(adata.layers)})."
         )
-    output = _output_path(args)
-    if not output.parent.is_dir():
-        raise UserError(f"the folder of the output {str(output)!r} does not exist.")
     mask = _genes(adata, args.genes)
     size_factors, offsets = _size_factors(adata, args)
     start = time.perf_counter()
@@ -268,7 +330,7 @@ def run_fit(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     seconds = time.perf_counter() - start
-    adata.write_h5ad(output)
+    _write(output, adata.write_h5ad)
     print(_summary(adata, args.key, source, offsets, seconds, args.top, output))
     if args.plots:
         written = _write_plots(adata, args.key, Path(args.plots), args.top)
@@ -288,7 +350,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run_fit(args)
-    except (UserError, ValueError, KeyError, DatasetNotFoundError) as error:
-        message = error.args[0] if error.args else repr(error)
-        print(f"scmix: error: {message}", file=sys.stderr)
+    except (InputError, DatasetNotFoundError) as error:
+        print(f"scmix: error: {_message(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except WriteError as error:
+        print(f"scmix: error: {_message(error)}", file=sys.stderr)
+        return EXIT_WRITE_ERROR
+
+
+def _message(error: Exception) -> str:
+    return str(error.args[0]) if error.args else repr(error)

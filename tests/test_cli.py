@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,113 @@ def test_progress_bar_in_python(capsys):
     adata = scmix.datasets.simulate(n_cells=200, n_genes=5, random_state=0)
     scmix.tl.fit_mixture(adata, n_init=1, progress=True)
     assert "5/5" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# outputs: checked before the fit, written atomically
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("output", "plots", "fragments"),
+    [
+        ("{tmp}", None, ["is a folder"]),
+        ("{tmp}/afile/out.h5ad", None, ["does not exist"]),
+        ("/proc/out.h5ad", None, ["cannot write the output", "/proc/out.h5ad"]),
+        ("{tmp}/out.h5ad", "/proc/plots", ["--plots", "takes no new file"]),
+        ("{tmp}/out.h5ad", "{tmp}/afile/plots", ["--plots", "is not a folder"]),
+    ],
+)
+def test_unwritable_outputs_fail_before_the_fit(tmp_path, output, plots, fragments):
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    args = ["fit", "-o", output.format(tmp=tmp_path)]
+    if plots:
+        args += ["--plots", plots.format(tmp=tmp_path)]
+    result = run(*args, "-q", cwd=tmp_path)
+    assert_user_error(result, *fragments)
+    assert result.stdout == ""  # no summary: nothing was fitted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+_LIMITED_WRITE = """
+import resource, signal, sys
+import anndata
+
+original = anndata.AnnData.write_h5ad
+
+def write_under_a_file_size_limit(self, *args, **kwargs):
+    # from here on no file may grow past {limit} bytes: the write fails midway
+    {on_limit}
+    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
+    return original(self, *args, **kwargs)
+
+anndata.AnnData.write_h5ad = write_under_a_file_size_limit
+from scmix.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["write_error", "killed"])
+@pytest.mark.parametrize("same_as_input", [False, True], ids=["other_file", "input_file"])
+def test_failed_write_keeps_the_earlier_file(tmp_path, killed, same_as_input):
+    """A write that fails (EFBIG) or is killed (SIGXFSZ) midway leaves the file at -o as
+    it was, also when -o is the input itself."""
+    source = tmp_path / "in.h5ad"
+    scmix.datasets.demo().write_h5ad(source)
+    out = source if same_as_input else tmp_path / "out.h5ad"
+    if not same_as_input:
+        out.write_bytes(source.read_bytes())  # a good earlier output
+    before = out.read_bytes()
+    on_limit = "pass" if killed else "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)"
+    script = tmp_path / "limited.py"
+    script.write_text(_LIMITED_WRITE.format(limit=len(before) // 4, on_limit=on_limit))
+    result = subprocess.run(
+        [sys.executable, str(script), "fit", str(source), "-o", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # killed by SIGXFSZ; or h5py fails (and at times crashes while cleaning up)
+    assert result.returncode != 0, result.stderr
+    assert "File too large" in result.stderr or result.returncode == -signal.SIGXFSZ
+    assert out.read_bytes() == before
+    ad.read_h5ad(out)  # still a good file
+
+
+def test_write_error_is_one_line_and_removes_the_temporary_file(tmp_path):
+    from scmix import cli
+
+    out = tmp_path / "out.h5ad"
+    out.write_text("the earlier output\n")
+
+    def fails_midway(path):
+        path.write_text("half of a file")
+        raise OSError(27, "File too large")
+
+    with pytest.raises(cli.WriteError, match=r"writing .*out.h5ad.* failed .*File too large"):
+        cli._write(out, fails_midway)
+    assert out.read_text() == "the earlier output\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.h5ad"]
+
+
+def test_output_may_be_the_input(tmp_path):
+    source = tmp_path / "in.h5ad"
+    scmix.datasets.demo().write_h5ad(source)
+    result = run("fit", source, "-o", source, "-q")
+    assert result.returncode == 0, result.stderr
+    assert "scmix_bimodal" in ad.read_h5ad(source).var
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
+    """Only scmix's input errors are exit 2 in one line: a ValueError from a bug is not."""
+    from scmix import cli, tl
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug, not bad input")
+
+    monkeypatch.setattr(tl, "fit_mixture", broken)
+    with pytest.raises(ValueError, match="internal bug"):
+        cli.main(["fit", "-q", "-o", str(tmp_path / "out.h5ad")])
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_seed_must_be_non_negative(tmp_path):
+    assert_user_error(run("fit", "--seed", "-1", "-o", tmp_path / "o.h5ad"), "--seed")
