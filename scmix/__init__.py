@@ -15,9 +15,11 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
+from ._core.errors import InputError, InputKeyError
+
 _SUBMODULES = ("pp", "tl", "pl", "get", "datasets", "models")
 
-__all__ = [*_SUBMODULES, "__version__"]
+__all__ = [*_SUBMODULES, "InputError", "InputKeyError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -12,6 +12,7 @@ from .._fitted import (
     gene_counts,
     stored_responsibilities,
 )
+from .._inputs import gene_columns
 from ._utils import COMPONENT_COLOURS, finish, new_axes
 
 
@@ -51,7 +52,8 @@ def responsibilities(
         x = fit_size_factors(adata, params, size_factors)
         label = "size factor"
     else:
-        totals = np.asarray(adata.X.sum(axis=1), dtype=float).ravel()
+        every = np.arange(adata.n_vars)
+        totals = gene_columns(adata, params["layer"], every).cell_totals()
         x = totals / totals.mean()
         label = "cell total count (mean 1)"
 

@@ -7,6 +7,7 @@ from anndata import AnnData
 from scipy import stats
 
 from .._core.errors import InputKeyError
+from .._inputs import check_adata, get_size_factors
 from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
 
 
@@ -27,6 +28,7 @@ def size_factors(
     -------
     The Axes, with lines ``"mode {k}"`` (K of them) and ``"mixture"``.
     """
+    check_adata(adata)
     if key not in adata.uns or "means" not in adata.uns[key]:
         raise InputKeyError(
             f"no size-factor modes under key {key!r}: run "
@@ -36,7 +38,7 @@ def size_factors(
     column = modes["params"]["size_factors"]
     if column not in adata.obs:
         raise InputKeyError(f"the size factors {column!r} of the fit are not in adata.obs.")
-    log_sf = np.log(adata.obs[column].to_numpy(dtype=float))
+    log_sf = np.log(get_size_factors(adata, column))
     ax = new_axes(ax)
     ax.hist(log_sf, bins=bins, density=True, color="0.8", edgecolor="0.6", linewidth=0.5)
     grid = np.linspace(log_sf.min() - 0.5, log_sf.max() + 0.5, 400)

@@ -13,6 +13,7 @@ from .. import __version__
 from .._core import cavi, validation
 from .._core.errors import InputError
 from .._inputs import check_adata, get_size_factors
+from ._write import commit
 
 
 def size_factor_modes(
@@ -124,9 +125,7 @@ def size_factor_modes(
         uns["elbo_by_k"] = {str(k): fits[k].elbo for k in candidates}
 
     target = adata.copy() if copy else adata
-    target.obs[key_added] = pd.Categorical(
-        labels.astype(str), categories=[str(k) for k in range(best_k)]
-    )
-    target.obsm[key_added] = fit.resp
-    target.uns[key_added] = uns
+    obs = target.obs.copy()
+    obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(k) for k in range(best_k)])
+    commit(target, obs=obs, obsm={key_added: fit.resp}, uns={key_added: uns})
     return target if copy else None
