@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+DOC_INPUTS = """\
+size_factors
+        A numeric ``.obs`` column, an array of length ``n_obs``, a pandas Series
+        (aligned on ``obs_names`` by its index, as pandas does; an error names the
+        cells it lacks) or ``None`` (all ones: no offsets). Positive and finite;
+        booleans and strings are refused, not converted.
+    layer
+        Layer holding the counts; ``None`` uses ``X``. Dense, sparse, backed
+        (``read_h5ad(..., backed="r")``, read block by block) or dask; finite
+        non-negative integers of any numeric dtype. Masked arrays are refused.
+    mask_var
+        Genes to fit: a boolean ``.var`` column (e.g. ``"spike_in"``), a boolean
+        array, a boolean Series (aligned on ``var_names``) or a list of gene names.
+        Others get NaN / False in the outputs."""
+
 DOC_FIT_OPTIONS = """\
 n_init
         Label-based starts per gene: the first splits the cells into K groups by

@@ -310,10 +310,6 @@ def run_fit(args) -> int:
     if args.plots:
         _check_plots_folder(Path(args.plots))
     adata, source = _load(args.input)
-    if args.layer is not None and args.layer not in adata.layers:
-        raise UserError(
-            f"--layer {args.layer!r} is not a layer of the input (layers: {list(adata.layers)})."
-        )
     mask = _genes(adata, args.genes)
     size_factors, offsets = _size_factors(adata, args)
     start = time.perf_counter()

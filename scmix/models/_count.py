@@ -55,7 +55,9 @@ class _CountMixture:
     def fit(self, X, size_factors=None):
         """Fit one mixture per column of ``X`` (n_cells, n_genes), dense or sparse.
 
-        ``size_factors``: shape (n_cells,), positive; ``None`` means all ones.
+        ``size_factors``: shape (n_cells,), positive; ``None`` means all ones. A
+        pandas Series is aligned on the index of a DataFrame ``X`` (with an array
+        ``X`` it must have the default index 0..n-1, or be passed as an array).
         Columns without any count are not fitted (NaN parameters, ``converged_`` False).
         """
         options = validation.check_fit_options(

@@ -18,7 +18,7 @@ from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
 from .._core.validation import check_key
-from .._docs import DOC_FIT_OPTIONS, doc_params
+from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._shared import fit_cell_level
@@ -28,7 +28,7 @@ from ._write import replace_results
 RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20
 
 
-@doc_params(fit_options=DOC_FIT_OPTIONS)
+@doc_params(inputs=DOC_INPUTS, fit_options=DOC_FIT_OPTIONS)
 def fit_mixture(
     adata: AnnData,
     n_components: int = 2,
@@ -88,13 +88,7 @@ def fit_mixture(
         K >= 1.
     family
         ``"nb"`` (negative binomial) or ``"poisson"``.
-    size_factors
-        ``.obs`` column, array of length ``n_obs`` or ``None`` (all ones: no offsets).
-    layer
-        Layer holding the counts; ``None`` uses ``X``.
-    mask_var
-        Genes to fit: a boolean ``.var`` column (e.g. ``"spike_in"``), a boolean
-        array or a list of gene names. Others get NaN / False in the outputs.
+    {inputs}
     {fit_options}
     bic_threshold, min_weight
         The bimodality call (defaults: 10, "very strong" evidence on the Kass and
@@ -174,7 +168,11 @@ def fit_mixture(
     ``.obsm["{key}_responsibilities"]``: float32 (n_obs, n_fitted_genes, K).
     ``.uns[key]``: ``params`` (every argument), ``var_names`` (the fitted genes,
     in ``.obsm`` order), ``n_components``, ``family``, ``version``.
-    Nothing is written unless the whole fit succeeds.
+    Nothing is written unless the whole fit succeeds; a refit under the same key
+    replaces every column the earlier fit wrote (found by exact name, even when
+    ``.uns`` was lost). Input problems raise :class:`scmix.InputError` (a
+    ``ValueError``; :class:`scmix.InputKeyError` for a missing key, also a
+    ``KeyError``) naming the argument, before anything is computed.
     """
     check_adata(adata)
     fam = get_family(family)

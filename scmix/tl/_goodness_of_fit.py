@@ -45,7 +45,8 @@ def goodness_of_fit(
         Seed of the :math:`v_i`; each gene has its own stream (seed and gene name),
         so a gene's result does not depend on the others.
     size_factors
-        Only needed when the fit was given an array instead of a ``.obs`` key.
+        Only needed when the fit was given an array instead of a ``.obs`` key (an
+        array, or a Series aligned on ``obs_names``); checked as the fit checks them.
     copy
         Return a copy instead of writing to ``adata``.
 

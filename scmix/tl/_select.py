@@ -15,12 +15,14 @@ from .._core.errors import InputError
 from .._core.families import get_family
 from .._core.fit import fit_matrix
 from .._core.validation import check_key
+from .._docs import DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
 from .._schema import SELECT_SCHEMA
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._write import replace_results
 
 
+@doc_params(inputs=DOC_INPUTS)
 def select_n_components(
     adata: AnnData,
     n_components: Sequence[int] = (1, 2, 3),
@@ -42,6 +44,16 @@ def select_n_components(
     Each K is fitted as by :func:`scmix.tl.fit_mixture` with the same options (so
     ``{key}_bic_2`` equals fit_mixture's ``scmix_bic`` for K = 2). Fit the chosen K
     with fit_mixture to get its parameters and responsibilities.
+
+    Parameters
+    ----------
+    n_components
+        The K to compare (each at least 1).
+    {inputs}
+    family, n_init, max_iter, tol, random_state
+        As in :func:`scmix.tl.fit_mixture`.
+    key_added
+        Prefix of the outputs.
 
     Returns
     -------

@@ -46,7 +46,8 @@ def size_factor_modes(
         K, or several K: the one with the largest ELBO (the variational lower bound
         on the log evidence) is kept.
     size_factors
-        ``.obs`` column (e.g. from :func:`scmix.pp.size_factors`) or an array.
+        ``.obs`` column (e.g. from :func:`scmix.pp.size_factors`), an array, or a
+        pandas Series (aligned on ``obs_names``).
     method
         ``"cavi"`` (the only one for now).
     n_init, max_iter, tol, random_state
