@@ -1031,8 +1031,15 @@ OPTIONS = {
     "bootstrap_early_stop": (_int_at_least(0), []),
     "key_added": (lambda v: isinstance(v, str) and v != "", ["other", ""]),
     "family": (_choice("nb", "poisson"), ["nb", "poisson", "NB"]),
-    "store_responsibilities": (lambda v: v is True or v is False or v == "auto", ["auto"]),
+    "store_responsibilities": (lambda v: isinstance(v, (bool, np.bool_)) or v == "auto", ["auto"]),
 }
+
+
+def _modes_k(v) -> bool:
+    """size_factor_modes: K or a non-empty list of K (n_obs >= 3 here)."""
+    if isinstance(v, list):
+        return bool(v) and all(_int(k) and 1 <= k <= 3 for k in v)
+    return _int(v) and v >= 1
 #: the options each function takes (the others of OPTIONS are fit_mixture's)
 OPTIONS_OF = {
     "fit_mixture": list(OPTIONS),
@@ -1062,39 +1069,49 @@ def option_sets(draw, function: str):
 def test_options_are_used_or_refused_by_name(function, case, data):
     adata = case.adata
     options = data.draw(option_sets(function), label="options")
-    problems = [Problem((name,)) for name, value in options.items() if not OPTIONS[name][0](value)]
+    valid = {name: OPTIONS[name][0] for name in options}
+    if function == "size_factor_modes" and "n_components" in options:
+        valid["n_components"] = _modes_k
+    problems = [Problem((name,)) for name, value in options.items() if not valid[name](value)]
     k = options.get("n_components", 2)
     if function == "fit_mixture" and not problems:
         if options.get("n_bootstrap", 0) and k == 1:
             problems.append(Problem(("n_bootstrap", "n_components > 1")))
     settings_ = {**FAST, **options}
-    if function == "fit_mixture":
-        call = lambda: scmix.tl.fit_mixture(adata, **settings_, **case.fit_kwargs())  # noqa: E731
-    elif function == "select_n_components":
-        call = lambda: scmix.tl.select_n_components(  # noqa: E731
-            adata, [1, 2], **settings_, **case.fit_kwargs()
-        )
-    elif function == "size_factor_modes":
-        sf = {} if case.sf_mode in ("key", "none") else {"size_factors": case.sf}
-        call = lambda: scmix.tl.size_factor_modes(adata, **settings_, **sf)  # noqa: E731
-    else:
+    key = options.get("key_added")
+
+    def call():
+        if function == "fit_mixture":
+            return scmix.tl.fit_mixture(adata, **settings_, **case.fit_kwargs())
+        if function == "select_n_components":
+            return scmix.tl.select_n_components(adata, [1, 2], **settings_, **case.fit_kwargs())
+        if function == "size_factor_modes":
+            sf = {} if case.sf_mode in ("key", "none") else {"size_factors": case.sf}
+            return scmix.tl.size_factor_modes(adata, **settings_, **sf)
         X = adata.X if case.layer is None else adata.layers[case.layer]
-        call = lambda: NegativeBinomialMixture(**settings_).fit(X, case.sf_values)  # noqa: E731
+        return NegativeBinomialMixture(**settings_).fit(X, case.sf_values)
+
     succeeded, before, _ = outcome(adata, call, problems)
     if not succeeded:
         return
     if function == "fit_mixture":
-        key = options.get("key_added", "scmix")
         store = options.get("store_responsibilities", "auto")
         check_fit(
             before,
             adata,
-            key=key,
+            key=key or "scmix",
             k=k,
             genes=case.mask_sel,
             layer=case.layer,
             store=bool(store),
             bootstrap=bool(options.get("n_bootstrap", 0)) and k > 1,
         )
-    elif function == "NegativeBinomialMixture":
+    elif function == "select_n_components":
+        key = key or "scmix_k"
+        columns = [f"{key}_{w}_{k}" for k in (1, 2) for w in ("loglik", "bic")]
+        assert_only_added(before, adata, var=[*columns, f"{key}_n_components"], uns=[key])
+    elif function == "size_factor_modes":
+        key = key or "size_factor_modes"
+        assert_only_added(before, adata, obs=[key], obsm=[key], uns=[key])
+    else:
         assert_unchanged(before, adata)

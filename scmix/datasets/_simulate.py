@@ -9,6 +9,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._core.errors import InputError
+from .._core.validation import check_size_factors
 
 
 def simulate_size_factors(
@@ -121,9 +122,7 @@ def simulate(
         )
         sf_label = size_factors
     else:
-        sf = np.asarray(size_factors, dtype=float)
-        if sf.shape != (n_cells,) or not np.all(sf > 0):
-            raise InputError(f"size_factors must be {n_cells} positive values.")
+        sf = check_size_factors(size_factors, n_cells)
         mode, sf_label = np.zeros(n_cells, dtype=np.int64), "array"
     if means is None:
         base = np.exp(rng.uniform(np.log(1.0), np.log(100.0), n_genes))
