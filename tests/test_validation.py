@@ -330,3 +330,27 @@ def test_missing_keys_are_key_errors_with_plain_messages(adata):
         scmix.tl.fit_mixture(adata, layer="spliced")
     assert isinstance(error.value, KeyError) and isinstance(error.value, ValueError)
     assert str(error.value).startswith("layer 'spliced' is not in adata.layers")
+
+
+# --------------------------------------------------------------------------------------
+# the writer: all or nothing
+# --------------------------------------------------------------------------------------
+def test_a_write_failing_midway_restores_every_part(adata, monkeypatch):
+    """If storing ``.uns`` fails after ``.var``, ``.obs`` and ``.obsm`` were assigned, all
+    of them go back to what they were: they never disagree."""
+    import scmix.tl._write as write
+
+    scmix.tl.fit_mixture(adata, 3, **fast())  # an earlier fit, to be replaced
+    before = copy.deepcopy(adata)
+    earlier = adata.uns["scmix"]
+    original = write._set_entries
+
+    def fails_on_uns(mapping, entries):
+        if mapping is adata.uns and entries.get("scmix", earlier) is not earlier:
+            raise MemoryError("simulated failure while storing the new .uns")
+        original(mapping, entries)
+
+    monkeypatch.setattr(write, "_set_entries", fails_on_uns)
+    with pytest.raises(MemoryError):
+        scmix.tl.fit_mixture(adata, 2, **fast())
+    assert_adata_unchanged(before, adata)
