@@ -204,12 +204,17 @@ def get_size_factors(adata: AnnData, size_factors) -> np.ndarray:
                 f"size_factors {size_factors!r} is not a column of adata.obs: compute it "
                 "first (e.g. scmix.pp.size_factors), pass an array, or pass None for no offsets."
             )
-        what = f"adata.obs[{size_factors!r}]"
-        values = adata.obs[size_factors]
-    else:
-        what = "size_factors"
-        values = size_factors
-    return validation.check_size_factors(values, adata.n_obs, what=what, cell_names=adata.obs_names)
+        column = adata.obs[size_factors]  # in cell order already: not aligned again
+        return validation.check_size_factors(
+            column,
+            adata.n_obs,
+            what=f"adata.obs[{size_factors!r}]",
+            cell_names=adata.obs_names,
+            align=False,
+        )
+    return validation.check_size_factors(
+        size_factors, adata.n_obs, what="size_factors", cell_names=adata.obs_names
+    )
 
 
 def describe_size_factors(size_factors) -> str | None:

@@ -97,14 +97,20 @@ def check_size_factors(
     *,
     what: str = "size_factors",
     cell_names: Sequence[str] | None = None,
+    align: bool = True,
 ) -> np.ndarray:
     """Return size factors as float64 after checking type, length, finiteness and positivity.
 
     A pandas Series is aligned on ``cell_names`` by its index (an error names the cells
-    it lacks); without cell names its index must be the default ``0 .. n-1``. Boolean,
-    string and masked values are refused rather than converted.
+    it lacks); without cell names its index must be the default ``0 .. n-1``.
+    ``align=False``: a Series that is already in cell order (a column of ``.obs``), used
+    by position. Boolean, string and masked values are refused rather than converted.
     """
-    values = numeric_vector(size_factors, what, labels=cell_names, kind="cells")
+    if isinstance(size_factors, pd.Series) and not align:
+        size_factors = size_factors.reset_index(drop=True)
+        values = numeric_vector(size_factors, what)
+    else:
+        values = numeric_vector(size_factors, what, labels=cell_names, kind="cells")
     if values.shape[0] != n_cells:
         raise InputError(
             f"{what} must have one value per cell ({n_cells}), got shape {values.shape}."

@@ -177,7 +177,10 @@ def fit_mixture(
     check_adata(adata)
     fam = get_family(family)
     check_key(key_added)
-    if store_responsibilities not in (True, False, "auto"):
+    if not (
+        isinstance(store_responsibilities, (bool, np.bool_))
+        or (isinstance(store_responsibilities, str) and store_responsibilities == "auto")
+    ):
         raise InputError(
             f"store_responsibilities must be True, False or 'auto', got {store_responsibilities!r}."
         )

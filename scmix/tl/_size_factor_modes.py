@@ -12,7 +12,7 @@ from anndata import AnnData
 from .. import __version__
 from .._core import cavi, validation
 from .._core.errors import InputError
-from .._inputs import check_adata, get_size_factors
+from .._inputs import check_adata, describe_size_factors, get_size_factors
 from ._write import commit
 
 
@@ -74,6 +74,10 @@ def size_factor_modes(
     check_adata(adata)
     validation.check_choice(method, "method", ("cavi",))
     validation.check_key(key_added)
+    if isinstance(n_components, (str, bytes)) or not (
+        np.isscalar(n_components) or np.iterable(n_components)
+    ):
+        raise InputError(f"n_components must be a K or a list of K, got {n_components!r}.")
     candidates = [n_components] if np.isscalar(n_components) else list(n_components)
     if not candidates:
         raise InputError("n_components must be at least one K.")
@@ -83,6 +87,11 @@ def size_factor_modes(
     )
     n_init, max_iter, tol = options["n_init"], options["max_iter"], options["tol"]
     log_sf = np.log(get_size_factors(adata, size_factors))
+    if np.ptp(log_sf) == 0:
+        raise InputError(
+            f"size_factors {describe_size_factors(size_factors)!r} are the same for every "
+            "cell: there are no modes to find."
+        )
 
     fits = {
         k: cavi.fit_cavi(

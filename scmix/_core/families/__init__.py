@@ -10,10 +10,9 @@ FAMILIES = {"nb": NegativeBinomial, "poisson": Poisson}
 
 def get_family(name: str, **options) -> Family:
     """The family called ``name`` (``"nb"`` or ``"poisson"``)."""
-    try:
-        return FAMILIES[name](**options)
-    except KeyError:
-        raise InputError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
+    if not isinstance(name, str) or name not in FAMILIES:
+        raise InputError(f"family must be one of {sorted(FAMILIES)}, got {name!r}")
+    return FAMILIES[name](**options)
 
 
 __all__ = [
