@@ -148,7 +148,8 @@ def gene_mask(adata: AnnData, mask_var) -> np.ndarray:
     else:
         mask = _mask_from_values(adata, mask_var)
     if not mask.any():
-        raise InputError(f"mask_var {_short(mask_var)} selects no gene.")
+        which = f" {mask_var!r}" if isinstance(mask_var, str) else ""
+        raise InputError(f"mask_var{which} selects no gene (of {adata.n_vars}).")
     return mask
 
 
@@ -186,11 +187,6 @@ def _listed(values) -> str:
     values = list(values)
     more = f" (and {len(values) - _SHOW} more)" if len(values) > _SHOW else ""
     return f"{values[:_SHOW]}{more}"
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) < 60 else text[:57] + "..."
 
 
 def get_size_factors(adata: AnnData, size_factors) -> np.ndarray:

@@ -355,7 +355,7 @@ def test_estimator_fits_arrays_like_fit_mixture_or_names_the_problem(case, as_fr
         if isinstance(X, np.ma.MaskedArray):
             problems = [Problem(("X", "masked array"))]
         if mode.startswith("series") and not as_frame:
-            problems.append(Problem(("size_factors", "no cells names")))
+            problems.append(Problem(("size_factors", "no cell names")))
         else:
             problems += sf_problems(adata, mode, kind, case.sf_pos, named=as_frame)
     X_before, sf_before = copy.deepcopy(X), copy.deepcopy(sf)

@@ -80,7 +80,7 @@ def test_estimator_aligns_series_on_the_dataframe_index(adata):
     by_array = NegativeBinomialMixture(**fast()).fit(X.to_numpy(), sf.to_numpy())
     by_series = NegativeBinomialMixture(**fast()).fit(X, _shuffled(sf, adata.obs_names))
     np.testing.assert_array_equal(by_series.means_, by_array.means_)
-    with pytest.raises(InputError, match="no cells names to align it with"):
+    with pytest.raises(InputError, match="no cell names to align it with"):
         NegativeBinomialMixture(**fast()).fit(X.to_numpy(), _shuffled(sf, adata.obs_names))
 
 

@@ -141,7 +141,7 @@ def aligned(values, labels: Sequence[str] | None, what: str, kind: str):
     if labels is None:
         if not index.equals(pd.RangeIndex(len(values))):
             raise InputError(
-                f"{what} is a pandas Series with labels, but there are no {kind} names to "
+                f"{what} is a pandas Series with labels, but there are no {kind[:-1]} names to "
                 f"align it with: pass {what}.to_numpy() to use it by position."
             )
         return values
