@@ -17,7 +17,6 @@ from .._core.chunks import chunk_size_for
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
 from .._core.fit import MixtureFit, fit_matrix
-from .._core.validation import check_key
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
@@ -176,7 +175,7 @@ def fit_mixture(
     """
     check_adata(adata)
     fam = get_family(family)
-    check_key(key_added)
+    validation.check_key(key_added)
     if not (
         isinstance(store_responsibilities, (bool, np.bool_))
         or (isinstance(store_responsibilities, str) and store_responsibilities == "auto")

@@ -14,7 +14,6 @@ from .._core import selection, validation
 from .._core.errors import InputError
 from .._core.families import get_family
 from .._core.fit import fit_matrix
-from .._core.validation import check_key
 from .._docs import DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
 from .._schema import SELECT_SCHEMA
@@ -62,7 +61,7 @@ def select_n_components(
     not fitted); ``.uns[key]["params"]`` records the settings.
     """
     check_adata(adata)
-    check_key(key_added)
+    validation.check_key(key_added)
     if isinstance(n_components, (str, bytes)) or not np.iterable(n_components):
         raise InputError(f"n_components must be a list of K, got {n_components!r}.")
     candidates = sorted({validation.check_n_components(k, adata.n_obs) for k in n_components})
