@@ -13,7 +13,7 @@ from .tl._goodness_of_fit import quantile_residuals
 __all__ = ["mixture_df", "quantile_residuals", "responsibilities"]
 
 
-def mixture_df(adata: AnnData, key: str = "scmix") -> pd.DataFrame:
+def mixture_df(adata: AnnData, *, key: str = "scmix") -> pd.DataFrame:
     """One row per fitted gene with every per-gene result of the fit under ``key``,
     sorted by the evidence for K components (largest delta BIC first).
 

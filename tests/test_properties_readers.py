@@ -63,7 +63,7 @@ def test_readers_of_a_fit_name_what_is_missing_and_change_nothing(case, data):
     no_fit = [Problem(("'fit'", "fit_mixture"), key=True)]
     readers = {
         "goodness_of_fit": lambda: scmix.tl.goodness_of_fit(adata, key="fit"),
-        "mixture_df": lambda: scmix.get.mixture_df(adata, "fit"),
+        "mixture_df": lambda: scmix.get.mixture_df(adata, key="fit"),
         "responsibilities": lambda: scmix.get.responsibilities(adata, gene, key="fit"),
         "pl.mixture": lambda: scmix.pl.mixture(adata, gene, key="fit", show=False),
     }
