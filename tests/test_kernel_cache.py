@@ -1,0 +1,50 @@
+"""The compiled kernels cannot go stale: their cache folder is named after a digest of
+every engine source, so an edit anywhere in ``scmix/_core`` (a helper in another file, a
+module constant) compiles afresh instead of meeting old machine code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+
+import scmix._core._threading as threading_module
+from scmix._core._threading import CACHE_DIR, source_hash
+
+ENGINE = Path(threading_module.__file__).parent
+
+
+def test_any_edit_of_an_engine_source_changes_the_cache_folder(tmp_path):
+    copy = tmp_path / "_core"
+    shutil.copytree(ENGINE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    original = source_hash(copy)
+    assert source_hash(copy) == original  # deterministic
+    assert original == source_hash()  # the copy is the engine
+    helper = copy / "special.py"  # a helper inlined into kernels of other files
+    helper.write_text(helper.read_text() + "\n# an edit\n")
+    assert source_hash(copy) != original
+    helper.rename(copy / "special_renamed.py")  # names count too
+    assert len({original, source_hash(copy)}) == 2
+
+
+def test_kernels_cache_in_the_hashed_folder_and_leave_numba_alone():
+    from scmix._core._kernels import row_sum
+    from scmix._core.families._nb_kernels import _nb_e_step
+
+    assert Path(CACHE_DIR).name == f"scmix-{source_hash()}"
+    for kernel in (row_sum, _nb_e_step.parallel, _nb_e_step.serial):
+        assert kernel._cache._cache_path.startswith(CACHE_DIR)
+    # other packages' kernels keep numba's own setting
+    assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
+
+
+def test_numba_cache_dir_is_the_base_when_set(tmp_path):
+    code = "from scmix._core._threading import CACHE_DIR; print(CACHE_DIR)"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert Path(shown.stdout.strip()) == tmp_path / f"scmix-{source_hash()}"
