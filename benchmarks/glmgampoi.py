@@ -74,8 +74,8 @@ def main(argv=None) -> int:
     X = np.asarray(sim.X, dtype=np.float64)
     sf = sim.obs["size_factors"].to_numpy()
     model = scmix.models.NegativeBinomialMixture(1)
-    model.fit(X[:, :10], sf)  # warm-up
-    seconds, _ = best_of(lambda: model.fit(X, sf), repeats=3)
+    model.fit(X[:, :10], size_factors=sf)  # warm-up
+    seconds, _ = best_of(lambda: model.fit(X, size_factors=sf), repeats=3)
     with tempfile.TemporaryDirectory() as tmp:
         # R reads column-major: a genes x cells matrix is X (cells x genes) in C order
         X.astype(np.float64).tofile(Path(tmp) / "counts.bin")

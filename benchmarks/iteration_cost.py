@@ -76,9 +76,9 @@ def measure(X, sf, family: str, k: int, pooled: bool) -> tuple[float, float, dic
     before = quadrature.MIN_CELLS_PER_NODE
     quadrature.MIN_CELLS_PER_NODE = before if pooled else 10**12
     try:
-        cls(k).fit(X[:, :10], sf)  # warm-up
+        cls(k).fit(X[:, :10], size_factors=sf)  # warm-up
         with IterationCounter() as counter:
-            seconds, model = best_of(lambda: cls(k).fit(X, sf), repeats=1)
+            seconds, model = best_of(lambda: cls(k).fit(X, size_factors=sf), repeats=1)
     finally:
         quadrature.MIN_CELLS_PER_NODE = before
     return seconds, float(model.lower_bound_.sum()), counter.iterations

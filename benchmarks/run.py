@@ -58,7 +58,7 @@ def k1_vs_statsmodels(quick: bool) -> None:
     )
     X, sf = np.asarray(sim.X), sim.obs["size_factors"].to_numpy()
     model = scmix.models.NegativeBinomialMixture(1)
-    seconds, _ = best_of(lambda: model.fit(X, sf), repeats=3)
+    seconds, _ = best_of(lambda: model.fit(X, size_factors=sf), repeats=3)
     subset = np.arange(20 if quick else 50)
     sm_seconds, sm_loglik = best_of(lambda: baseline_statsmodels.fit_nb2(X[:, subset], sf), 1)
     ours = model.lower_bound_[subset]  # the maximised log-likelihood per gene
@@ -108,7 +108,7 @@ def scaling(quick: bool) -> None:
         n_genes, n_cells = base_genes * factor_g, base_cells * factor_c
         X, sf = sparse_counts(n_cells, n_genes, seed=factor_g * 10 + factor_c)
         model = scmix.models.NegativeBinomialMixture(2)
-        seconds, _ = best_of(lambda X=X, sf=sf, model=model: model.fit(X, sf), 1)
+        seconds, _ = best_of(lambda X=X, sf=sf, model=model: model.fit(X, size_factors=sf), 1)
         ns = 1e9 * seconds / (n_genes * n_cells)
         rows.append(
             [n_genes, n_cells, f"{X.nnz / (n_genes * n_cells):.3f}", f"{seconds:.2f}", f"{ns:.0f}"]
@@ -161,7 +161,7 @@ def large() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(f"   non-zero fraction {X.nnz / (n_genes * n_cells):.3f}; peak memory {before:.2f} GiB")
     model = scmix.models.NegativeBinomialMixture(2)
-    seconds, _ = best_of(lambda: model.fit(X, sf), 1)
+    seconds, _ = best_of(lambda: model.fit(X, size_factors=sf), 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
         f"   time {seconds:.0f} s (target < 300 s), peak memory of the process {peak:.2f} GiB "

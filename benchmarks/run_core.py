@@ -166,14 +166,16 @@ def warm_up() -> float:
     tiny = scmix.datasets.simulate(n_cells=60, n_genes=4, n_components=2, random_state=1)
     sf = tiny.obs["size_factors"].to_numpy()
     for n_init in (1, 2):
-        scmix.models.NegativeBinomialMixture(n_components=2, n_init=n_init).fit(tiny.X, sf)
+        scmix.models.NegativeBinomialMixture(n_components=2, n_init=n_init).fit(
+            tiny.X, size_factors=sf
+        )
     scmix.tl.fit_mixture(tiny, n_components=2, size_factors="size_factors")
     return time.perf_counter() - start
 
 
 def fit_scmix(X, sf, n_init):
     model = scmix.models.NegativeBinomialMixture(n_components=2, n_init=n_init, random_state=0)
-    return model.fit(X, sf)
+    return model.fit(X, size_factors=sf)
 
 
 def compare(scmix_ll: np.ndarray, base_ll: np.ndarray) -> tuple[str, np.ndarray]:

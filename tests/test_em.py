@@ -394,18 +394,24 @@ def test_estimators_and_fit_mixture_agree():
     adata = scmix.datasets.simulate(n_cells=400, n_genes=6, random_state=2)
     s = adata.obs["size_factors"].to_numpy()
     for cls, family in ((NegativeBinomialMixture, "nb"), (PoissonMixture, "poisson")):
-        model = cls(n_components=2, random_state=0).fit(adata.X, s)
+        model = cls(n_components=2, random_state=0).fit(adata.X, size_factors=s)
         scmix.tl.fit_mixture(adata, family=family, key_added=family)
         np.testing.assert_allclose(model.means_[:, 1], adata.var[f"{family}_mean_1"], rtol=1e-12)
         np.testing.assert_allclose(model.lower_bound_, adata.var[f"{family}_loglik"], rtol=1e-12)
-        np.testing.assert_allclose(model.log_likelihood(adata.X, s), model.lower_bound_, rtol=1e-10)
-        proba = model.predict_proba(adata.X, s)
+        np.testing.assert_allclose(
+            model.log_likelihood(adata.X, size_factors=s), model.lower_bound_, rtol=1e-10
+        )
+        proba = model.predict_proba(adata.X, size_factors=s)
         assert proba.shape == (adata.n_obs, adata.n_vars, 2)
         np.testing.assert_allclose(proba, adata.obsm[f"{family}_responsibilities"], atol=1e-6)
-        np.testing.assert_allclose(model.bic(adata.X, s), adata.var[f"{family}_bic"], rtol=1e-10)
-        np.testing.assert_allclose(model.score(adata.X, s), model.lower_bound_ / adata.n_obs)
+        np.testing.assert_allclose(
+            model.bic(adata.X, size_factors=s), adata.var[f"{family}_bic"], rtol=1e-10
+        )
+        assert model.score(adata.X, size_factors=s) == pytest.approx(
+            model.lower_bound_.sum() / adata.n_obs
+        )
         assert model.converged_.all() and (model.n_iter_ > 0).all()
-        assert model.predict(adata.X, s).shape == (adata.n_obs, adata.n_vars)
+        assert model.predict(adata.X, size_factors=s).shape == (adata.n_obs, adata.n_vars)
 
 
 def test_estimator_needs_fit_first():
@@ -507,3 +513,42 @@ def test_nb_start_is_the_weighted_moment_estimate():
     np.testing.assert_allclose(params["mu"], mu, rtol=1e-12)
     np.testing.assert_allclose(params["theta"], np.minimum(1.0 / phi, THETA_START), rtol=1e-10)
     assert (params["theta"] < THETA_START).any()  # the moments, not only the cap
+
+
+def test_estimators_are_scikit_learn_estimators():
+    """clone, get_params / set_params work; score is a float; size factors go by keyword;
+    the one-component fit and the call come with the fit."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    adata = scmix.datasets.simulate(n_cells=300, n_genes=6, random_state=1)
+    s = adata.obs["size_factors"].to_numpy()
+    model = NegativeBinomialMixture(3, n_init=1, tol=1e-5)
+    twin = clone(model)
+    assert twin.get_params() == model.get_params() and twin is not model
+    assert twin.set_params(n_components=2).n_components == 2
+    twin.fit(adata.X, size_factors=s)
+    assert isinstance(twin.score(adata.X, size_factors=s), float)
+    assert twin.score(adata.X, size_factors=s) == pytest.approx(
+        twin.lower_bound_.sum() / adata.n_obs
+    )
+    scmix.tl.fit_mixture(adata, n_init=1, tol=1e-5)
+    np.testing.assert_allclose(twin.delta_bic_, adata.var["scmix_delta_bic"], rtol=1e-10)
+    np.testing.assert_array_equal(twin.bimodal_, adata.var["scmix_bimodal"])
+    np.testing.assert_allclose(twin.single_means_, adata.var["scmix_single_mean"], rtol=1e-12)
+    with pytest.raises(ValueError, match="by keyword"):
+        NegativeBinomialMixture().fit(adata.X, s)  # positional size factors would be y
+    with pytest.raises(NotFittedError):
+        NegativeBinomialMixture().score(adata.X)
+
+
+def test_predict_proba_of_sparse_input_by_chunks():
+    from scipy import sparse
+
+    adata = scmix.datasets.simulate(n_cells=200, n_genes=7, random_state=2)
+    s = adata.obs["size_factors"].to_numpy()
+    dense = PoissonMixture(n_init=1, chunk_size=3).fit(adata.X, size_factors=s)
+    whole = dense.predict_proba(np.asarray(adata.X), size_factors=s)
+    by_chunks = dense.predict_proba(sparse.csc_matrix(adata.X), size_factors=s)
+    np.testing.assert_allclose(by_chunks, whole, rtol=1e-12)
+    assert np.allclose(whole.sum(axis=2), 1.0)

@@ -371,13 +371,13 @@ def test_estimator_bad_size_factors_raise_value_error_naming_cell(estimator, val
     sf = np.ones(N_CELLS)
     sf[17] = value
     with pytest.raises(ValueError, match=rf"1 are {label}: cells at positions 17\."):
-        estimator(max_iter=5, n_init=1).fit(_counts("dense"), sf)
+        estimator(max_iter=5, n_init=1).fit(_counts("dense"), size_factors=sf)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_estimator_size_factors_of_wrong_length_raise_value_error(estimator):
     with pytest.raises(ValueError, match=rf"one value per cell \({N_CELLS}\)"):
-        estimator(max_iter=5, n_init=1).fit(_counts("dense"), np.ones(N_CELLS - 1))
+        estimator(max_iter=5, n_init=1).fit(_counts("dense"), size_factors=np.ones(N_CELLS - 1))
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -396,7 +396,7 @@ def test_estimator_fit_does_not_modify_inputs(estimator, kind):
     X = _counts(kind)
     sf = make_adata().obs["size_factors"].to_numpy().copy()
     X_before, sf_before = copy.deepcopy(X), sf.copy()
-    estimator(max_iter=5, n_init=1).fit(X, sf)
+    estimator(max_iter=5, n_init=1).fit(X, size_factors=sf)
     assert_matrix_equal(X_before, X, "X")
     np.testing.assert_array_equal(sf, sf_before)
 

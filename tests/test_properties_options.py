@@ -159,7 +159,7 @@ def test_options_are_used_or_refused_by_name(function, case, data):
             sf = {} if case.sf_mode in ("key", "none") else {"size_factors": case.sf}
             return scmix.tl.size_factor_modes(adata, **settings_, **sf)
         X = adata.X if case.layer is None else adata.layers[case.layer]
-        return NegativeBinomialMixture(**settings_).fit(X, case.sf_values)
+        return NegativeBinomialMixture(**settings_).fit(X, size_factors=case.sf_values)
 
     succeeded, before, _ = outcome(adata, call, problems)
     if not succeeded:

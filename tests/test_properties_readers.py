@@ -360,7 +360,7 @@ def test_estimator_fits_arrays_like_fit_mixture_or_names_the_problem(case, as_fr
             problems += sf_problems(adata, mode, kind, case.sf_pos, named=as_frame)
     X_before, sf_before = copy.deepcopy(X), copy.deepcopy(sf)
     model = NegativeBinomialMixture(2, **FAST)
-    succeeded, _, _ = outcome(adata, lambda: model.fit(X, sf), problems)
+    succeeded, _, _ = outcome(adata, lambda: model.fit(X, size_factors=sf), problems)
     if isinstance(X, pd.DataFrame):
         pdt.assert_frame_equal(X, X_before)
     else:

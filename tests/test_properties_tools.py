@@ -262,6 +262,6 @@ def test_one_bad_count_is_named_wherever_it_is_used(case):
     X = adata.X if case.layer is None else adata.layers[case.layer]
     outcome(
         adata,
-        lambda: NegativeBinomialMixture(2, **FAST).fit(X, case.sf_values),
+        lambda: NegativeBinomialMixture(2, **FAST).fit(X, size_factors=case.sf_values),
         entry_problems(dense(X), "X"),
     )

@@ -77,11 +77,15 @@ def test_every_tool_aligns_size_factor_series(adata):
 def test_estimator_aligns_series_on_the_dataframe_index(adata):
     X = pd.DataFrame(adata.X, index=adata.obs_names, columns=adata.var_names)
     sf = adata.obs["size_factors"]
-    by_array = NegativeBinomialMixture(**fast()).fit(X.to_numpy(), sf.to_numpy())
-    by_series = NegativeBinomialMixture(**fast()).fit(X, _shuffled(sf, adata.obs_names))
+    by_array = NegativeBinomialMixture(**fast()).fit(X.to_numpy(), size_factors=sf.to_numpy())
+    by_series = NegativeBinomialMixture(**fast()).fit(
+        X, size_factors=_shuffled(sf, adata.obs_names)
+    )
     np.testing.assert_array_equal(by_series.means_, by_array.means_)
     with pytest.raises(InputError, match="no cell names to align it with"):
-        NegativeBinomialMixture(**fast()).fit(X.to_numpy(), _shuffled(sf, adata.obs_names))
+        NegativeBinomialMixture(**fast()).fit(
+            X.to_numpy(), size_factors=_shuffled(sf, adata.obs_names)
+        )
 
 
 def test_boolean_mask_series_is_aligned_on_var_names(adata):

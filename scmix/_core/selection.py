@@ -22,7 +22,12 @@ derived from it here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # fit imports the engine, which this module serves
+    from .fit import MixtureFit
 
 DEFAULT_BIC_THRESHOLD = 10.0
 DEFAULT_MIN_WEIGHT = 0.05
@@ -104,3 +109,32 @@ def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
     scaled = pvalues[order] * m / np.arange(1, m + 1)
     adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
     return adjusted
+
+
+def model_selection_table(
+    fit: MixtureFit, n_cells: int, *, bic_threshold: float, min_weight: float
+) -> dict[str, np.ndarray]:
+    """Per-gene BIC, delta BIC, LRT and the bimodality call (NaN / False where not fitted)."""
+    single = fit.single
+    p = fit.family.n_free_params
+    bic_k = bic(fit.loglik, fit.n_components, p, n_cells)
+    bic_1 = bic(single.loglik, 1, p, n_cells)
+    delta = bic_1 - bic_k
+    return {
+        "loglik": fit.loglik,
+        "loglik_1": single.loglik,
+        "bic": bic_k,
+        "bic_1": bic_1,
+        "delta_bic": delta,
+        "lrt": 2.0 * (fit.loglik - single.loglik),
+        "bimodal": bimodal_call(
+            delta,
+            fit.weights,
+            fit.converged,
+            fit.params["mu"],
+            fit.dispersion,
+            bic_threshold=bic_threshold,
+            min_weight=min_weight,
+        )
+        & fit.fitted,
+    }

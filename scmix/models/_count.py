@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from .._core import selection, validation
-from .._core.chunks import GeneColumns
+from .._core.chunks import GeneColumns, chunk_size_for, iter_chunks
 from .._core.em import e_step_at
 from .._core.errors import InputError
 from .._core.families import Family, NegativeBinomial, Poisson
@@ -28,8 +30,14 @@ DEFAULT_MAX_ITER = 1000
 DEFAULT_TOL = 1e-6
 
 
-class _CountMixture:
-    """Shared driver of the count mixtures; subclasses name their family."""
+class _CountMixture(BaseEstimator):
+    """Shared driver of the count mixtures; subclasses name their family.
+
+    A scikit-learn estimator (``get_params``, ``set_params``, ``clone``): the constructor
+    stores its arguments untouched, ``fit`` validates them. Size factors are passed by
+    keyword (``fit(X, size_factors=s)``); the ``y`` of scikit-learn's signatures is
+    there for pipelines and must stay ``None``.
+    """
 
     def __init__(
         self,
@@ -40,6 +48,8 @@ class _CountMixture:
         tol: float = DEFAULT_TOL,
         random_state: int | None = 0,
         chunk_size: int | None = None,
+        bic_threshold: float = selection.DEFAULT_BIC_THRESHOLD,
+        min_weight: float = selection.DEFAULT_MIN_WEIGHT,
     ):
         self.n_components = n_components
         self.n_init = n_init
@@ -47,19 +57,24 @@ class _CountMixture:
         self.tol = tol
         self.random_state = random_state
         self.chunk_size = chunk_size
+        self.bic_threshold = bic_threshold
+        self.min_weight = min_weight
 
     def _make_family(self) -> Family:
         raise NotImplementedError
 
     # -- fitting ---------------------------------------------------------------------
-    def fit(self, X, size_factors=None):
+    def fit(self, X, y=None, *, size_factors=None):
         """Fit one mixture per column of ``X`` (n_cells, n_genes), dense or sparse.
 
         ``size_factors``: shape (n_cells,), positive; ``None`` means all ones. A
         pandas Series is aligned on the index of a DataFrame ``X`` (with an array
         ``X`` it must have the default index 0..n-1, or be passed as an array).
         Columns without any count are not fitted (NaN parameters, ``converged_`` False).
+        The one-component model is fitted too (``single_*``), for ``delta_bic_``,
+        ``lrt_`` and the call ``bimodal_`` (as :func:`scmix.tl.fit_mixture` makes it).
         """
+        _no_target(y)
         options = validation.check_fit_options(
             n_init=self.n_init,
             max_iter=self.max_iter,
@@ -68,6 +83,8 @@ class _CountMixture:
             chunk_size=self.chunk_size,
         )
         del options["n_jobs"]
+        bic_threshold = validation.check_real(self.bic_threshold, "bic_threshold")
+        min_weight = validation.check_real(self.min_weight, "min_weight", minimum=0.0, maximum=1.0)
         X, size_factors = self._check_data(X, size_factors)
         fit = fit_matrix(
             X,
@@ -78,6 +95,13 @@ class _CountMixture:
             **options,
         )
         self._set_fitted(fit)
+        table = selection.model_selection_table(
+            fit, X.n_cells, bic_threshold=bic_threshold, min_weight=min_weight
+        )
+        self.single_lower_bound_ = table["loglik_1"]
+        self.delta_bic_ = table["delta_bic"]
+        self.lrt_ = table["lrt"]
+        self.bimodal_ = table["bimodal"]
         return self
 
     def _set_fitted(self, fit: MixtureFit) -> None:
@@ -89,6 +113,8 @@ class _CountMixture:
         self.converged_ = fit.converged
         self.n_iter_ = fit.n_iter
         self.lower_bound_ = fit.loglik
+        self.single_means_ = fit.single.params["mu"][:, 0]
+        self.single_dispersions_ = fit.single.dispersion[:, 0]
         self.n_features_in_ = fit.weights.shape[0]
 
     def _check_data(self, X, size_factors):
@@ -112,56 +138,76 @@ class _CountMixture:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "means_"):
-            raise RuntimeError(f"This {type(self).__name__} is not fitted yet: call fit(X) first.")
+            raise _NotFitted(f"This {type(self).__name__} is not fitted yet: call fit(X) first.")
 
     # -- evaluation ------------------------------------------------------------------
     def _e_step(self, X, size_factors):
-        """Responsibilities (n_genes, K, n_cells) and per-gene log-likelihoods."""
+        """Responsibilities (n_genes, K, n_cells) and per-gene log-likelihoods, computed
+        a chunk of genes at a time (sparse input is never densified whole)."""
         self._check_fitted()
         X, size_factors = self._check_data(X, size_factors)
         if X.n_genes != self.n_features_in_:
             raise InputError(
                 f"X has {X.n_genes} genes; the model was fitted on {self.n_features_in_}."
             )
-        x = X.block(slice(0, X.n_genes))
-        fitted = np.flatnonzero(np.isfinite(self.means_).all(axis=1))
-        resp = np.full((x.shape[0], self.n_components, x.shape[1]), np.nan)
-        loglik = np.full(x.shape[0], np.nan)
-        if fitted.size:
-            data = ChunkData(np.ascontiguousarray(x[fitted]), size_factors)
-            params = {name: np.ascontiguousarray(v[fitted]) for name, v in self.params_.items()}
-            buf = np.empty((fitted.size, self.n_components, x.shape[1]))
-            loglik[fitted] = e_step_at(self.family_, data, params, self.weights_[fitted], buf)
-            resp[fitted] = buf
+        k = self.n_components
+        resp = np.full((X.n_genes, k, X.n_cells), np.nan)
+        loglik = np.full(X.n_genes, np.nan)
+        fitted = np.isfinite(self.means_).all(axis=1)
+        size = self.chunk_size or chunk_size_for(X.n_cells, k)
+        for chunk in iter_chunks(X.n_genes, size):
+            genes = np.arange(chunk.start, chunk.stop)[fitted[chunk]]
+            if genes.size == 0:
+                continue
+            x = X.block(chunk)[genes - chunk.start]
+            data = ChunkData(np.ascontiguousarray(x), size_factors)
+            params = {name: np.ascontiguousarray(v[genes]) for name, v in self.params_.items()}
+            buf = np.empty((genes.size, k, X.n_cells))
+            loglik[genes] = e_step_at(self.family_, data, params, self.weights_[genes], buf)
+            resp[genes] = buf
         return resp, loglik
 
-    def predict_proba(self, X, size_factors=None) -> np.ndarray:
+    def predict_proba(self, X, *, size_factors=None) -> np.ndarray:
         """Responsibilities r_ijk, shape (n_cells, n_genes, K); NaN for unfitted genes."""
         resp, _ = self._e_step(X, size_factors)
         return resp.transpose(2, 0, 1)
 
-    def predict(self, X, size_factors=None) -> np.ndarray:
+    def predict(self, X, *, size_factors=None) -> np.ndarray:
         """Most probable component per cell and gene, shape (n_cells, n_genes); -1 if unfitted."""
-        proba = self.predict_proba(X, size_factors)
+        proba = self.predict_proba(X, size_factors=size_factors)
         labels = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=2)
         labels[:, ~np.isfinite(self.means_).all(axis=1)] = -1
         return labels
 
-    def log_likelihood(self, X, size_factors=None) -> np.ndarray:
-        """Total log-likelihood per gene, shape (n_genes,)."""
+    def log_likelihood(self, X, *, size_factors=None) -> np.ndarray:
+        """Total log-likelihood per gene, shape (n_genes,); NaN for unfitted genes."""
         return self._e_step(X, size_factors)[1]
 
-    def score(self, X, size_factors=None) -> np.ndarray:
-        """Mean log-likelihood per cell, for each gene: shape (n_genes,)."""
-        return self.log_likelihood(X, size_factors) / X.shape[0]
+    def score(self, X, y=None, *, size_factors=None) -> float:
+        """Mean log-likelihood per cell, summed over the fitted genes (scikit-learn's
+        ``score``: higher is better)."""
+        _no_target(y)
+        loglik = self.log_likelihood(X, size_factors=size_factors)
+        return float(np.nansum(loglik) / X.shape[0])
 
-    def bic(self, X, size_factors=None) -> np.ndarray:
+    def bic(self, X, *, size_factors=None) -> np.ndarray:
         """BIC per gene, ``-2 loglik + (K p + K - 1) log n``, shape (n_genes,)."""
         return selection.bic(
-            self.log_likelihood(X, size_factors),
+            self.log_likelihood(X, size_factors=size_factors),
             self.n_components,
             self.family_.n_free_params,
             X.shape[0],
+        )
+
+
+class _NotFitted(NotFittedError, RuntimeError):
+    """scikit-learn's NotFittedError (also a RuntimeError, as scmix raised before)."""
+
+
+def _no_target(y) -> None:
+    if y is not None:
+        raise InputError(
+            "these mixtures have no target y: pass size factors by keyword, fit(X, size_factors=s)."
         )
 
 
@@ -177,6 +223,8 @@ class NegativeBinomialMixture(_CountMixture):
     n_components
         K, the number of components.
     {fit_options}
+    bic_threshold, min_weight
+        The bimodality call ``bimodal_``, as in :func:`scmix.tl.fit_mixture`.
 
     Attributes
     ----------
@@ -185,6 +233,11 @@ class NegativeBinomialMixture(_CountMixture):
     converged_, n_iter_ : ndarray of shape (n_genes,)
     lower_bound_ : ndarray of shape (n_genes,)
         The maximised marginal log-likelihood of each gene (a total over cells).
+    single_means_, single_dispersions_, single_lower_bound_ : ndarray of shape (n_genes,)
+        The one-component fit.
+    delta_bic_, lrt_, bimodal_ : ndarray of shape (n_genes,)
+        BIC_1 - BIC_K, 2 (loglik_K - loglik_1) and the bimodality call (``bic_threshold``,
+        ``min_weight``), as :func:`scmix.tl.fit_mixture` writes them.
     """
 
     def _make_family(self) -> Family:

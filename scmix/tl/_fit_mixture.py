@@ -16,7 +16,7 @@ from .._core._threading import numba_threads
 from .._core.chunks import chunk_size_for
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
-from .._core.fit import MixtureFit, fit_matrix
+from .._core.fit import fit_matrix
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
@@ -386,35 +386,6 @@ def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
     return False
 
 
-def model_selection_table(
-    fit: MixtureFit, n_cells: int, *, bic_threshold: float, min_weight: float
-) -> dict[str, np.ndarray]:
-    """Per-gene BIC, delta BIC, LRT and the bimodality call (NaN / False where not fitted)."""
-    single = fit.single
-    p = fit.family.n_free_params
-    bic_k = selection.bic(fit.loglik, fit.n_components, p, n_cells)
-    bic_1 = selection.bic(single.loglik, 1, p, n_cells)
-    delta = bic_1 - bic_k
-    return {
-        "loglik": fit.loglik,
-        "loglik_1": single.loglik,
-        "bic": bic_k,
-        "bic_1": bic_1,
-        "delta_bic": delta,
-        "lrt": 2.0 * (fit.loglik - single.loglik),
-        "bimodal": selection.bimodal_call(
-            delta,
-            fit.weights,
-            fit.converged,
-            fit.params["mu"],
-            fit.dispersion,
-            bic_threshold=bic_threshold,
-            min_weight=min_weight,
-        )
-        & fit.fitted,
-    }
-
-
 def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra):
     """Write every output at once: build the columns first, then assign."""
     n_vars = adata.n_vars
@@ -432,7 +403,7 @@ def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weig
         columns[f"{key}_weight_{k}"] = spread(fit.weights[:, k], np.nan)
     columns[f"{key}_single_mean"] = spread(fit.single.params["mu"][:, 0], np.nan)
     columns[f"{key}_single_dispersion"] = spread(fit.single.dispersion[:, 0], np.nan)
-    table = model_selection_table(
+    table = selection.model_selection_table(
         fit, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
     )
     table.update(extra)
