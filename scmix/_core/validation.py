@@ -211,10 +211,6 @@ def check_int(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_positive_int(value, name: str) -> int:
-    return check_int(value, name, minimum=1)
-
-
 def check_real(
     value, name: str, *, minimum: float | None = None, maximum: float | None = None
 ) -> float:
@@ -226,12 +222,9 @@ def check_real(
         ok = bool(np.isfinite(value))
         ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
     if not ok:
-        bounds = [f">= {minimum:g}" if minimum is not None else "", ""]
-        bounds[1] = f"<= {maximum:g}" if maximum is not None else ""
-        where = " and ".join(b for b in bounds if b)
-        raise InputError(
-            f"{name} must be a finite number{' ' + where if where else ''}, got {value!r}."
-        )
+        limits = ((">=", minimum), ("<=", maximum))
+        where = " and ".join(f"{sign} {bound:g}" for sign, bound in limits if bound is not None)
+        raise InputError(f"{name} must be a finite number {where}".rstrip() + f", got {value!r}.")
     return float(value)
 
 
