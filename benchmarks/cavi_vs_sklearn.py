@@ -36,8 +36,8 @@ import sklearn
 from run_core import best_of
 from sklearn.mixture import BayesianGaussianMixture
 
-from scmix._core import cavi
-from scmix._core.init import quantile_labels
+from scmix._core.em.starts import quantile_labels
+from scmix._core.vi import cavi
 from scmix.models import GaussianMixtureCAVI
 
 REPEATS = 3

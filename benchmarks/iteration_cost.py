@@ -9,7 +9,7 @@ the fit's wall time divided by the EM iterations of every start of every gene, p
 cell and component, in nanoseconds. The reference is ``np.log`` over an array of
 ``genes x cells`` entries (what the E-step of a plain implementation must at least
 compute once per component), timed in the same process. scmix sums cells that share
-a frequent count on quadrature nodes (``scmix._core.quadrature``), so it can cost
+a frequent count on quadrature nodes (``scmix._core.numerics.quadrature``), so it can cost
 less than one log per entry; the table also gives the same fit with that off.
 """
 
@@ -24,7 +24,8 @@ from run_core import best_of
 
 import scmix.datasets
 import scmix.models
-from scmix._core import em, quadrature
+from scmix._core.em import driver as em
+from scmix._core.numerics import quadrature
 
 
 def sparse_counts(n_cells: int, n_genes: int, seed: int, block: int = 2000):

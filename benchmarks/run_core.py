@@ -23,7 +23,7 @@ repeats:
   split;
 * the default ``n_init=3`` (two more starts), and for (a) ``scmix.tl.fit_mixture`` on the
   AnnData (the default fit, written to the AnnData);
-* like for like: scmix's EM (the private ``scmix._core.em.run_em``) from exactly the
+* like for like: scmix's EM (the private ``scmix._core.em.driver.run_em``) from exactly the
   baseline's start, computed with the fit (``same_start.py``): the same start,
   model and stopping rule, so the two differ only in how each EM step is computed.
 
@@ -229,7 +229,7 @@ def run_workload(name, X, sf, gene_names, base_genes, *, anndata_fit, repeats, l
     ts, same_start = best_of(lambda: fit_scmix_from_baseline_start(X, sf), repeats)
     if same_start is None:
         details.append(
-            f"[{name}] same-start row skipped: scmix._core.em.run_em "
+            f"[{name}] same-start row skipped: scmix._core.em.driver.run_em "
             "is not available with the expected signature"
         )
     else:
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
         " reached its log-likelihood,\n  uses it, split in two, as one more start: n_init=1 is the"
         " quantile start (+ that split start), n_init=3 adds the nested\n  and a k-means++ start."
         " Genes still iterating after 12 EM steps continue with Newton steps.\n"
-        "  'from the baseline's start' runs scmix's EM (private scmix._core.em.run_em) from"
+        "  'from the baseline's start' runs scmix's EM (private scmix._core.em.driver.run_em) from"
         " exactly the baseline's start,\n  computed with the fit: the same start, model and"
         " stopping rule, without the K=1 fit or other starts.\n  fit_mixture also writes the"
         " results (and responsibilities) to the AnnData."

@@ -2,7 +2,7 @@
 
 The start of ``baseline.py`` (equal groups by the rank of log1p(x / s), ties by
 position, then moments) is computed here for every gene at once, and scmix's EM
-(the private ``scmix._core.em.run_em``) runs from it, so that the two differ only in
+(the private ``scmix._core.em.driver.run_em``) runs from it, so that the two differ only in
 how each EM step is computed.
 """
 
@@ -82,13 +82,13 @@ def _baseline_start(x, sf, n_components, mu_min, theta_min, theta_max):
 
 
 def fit_scmix_from_baseline_start(X, sf):
-    """scmix's EM (the private engine ``scmix._core.em.run_em``) from the baseline's
+    """scmix's EM (the private engine ``scmix._core.em.driver.run_em``) from the baseline's
     start, computed here (:func:`baseline_start`, timed with the fit): the same start,
     model and stopping rule as the baseline, so the two differ only in how each EM step
     is computed. No one-component fit, no other start. Returns the full log-likelihood
     per gene, or None if that private API is not there any more."""
     try:
-        from scmix._core.em import run_em
+        from scmix._core.em.driver import run_em
         from scmix._core.families import NegativeBinomial
         from scmix._core.families.base import ChunkData
     except ImportError:

@@ -17,9 +17,9 @@ from anndata import AnnData
 from scipy import sparse
 
 from ._core import validation
-from ._core.chunks import GeneColumns
 from ._core.errors import InputError, InputKeyError
-from ._core.fit import is_dask
+from ._core.fit.chunks import GeneColumns
+from ._core.fit.matrix import is_dask
 
 _SHOW = 5
 #: Cells read at a time from a backed sparse matrix.

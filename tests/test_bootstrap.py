@@ -8,7 +8,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 import scmix
-from scmix._core import bootstrap, selection
+from scmix._core.stats import bootstrap, selection
 
 
 def test_benjamini_hochberg_matches_statsmodels():

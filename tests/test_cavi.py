@@ -10,7 +10,7 @@ import pytest
 from scipy import special, stats
 from sklearn.mixture import BayesianGaussianMixture
 
-from scmix._core import cavi
+from scmix._core.vi import cavi
 from scmix.models import GaussianMixtureCAVI
 
 TEXTBOOK = {"sigma2": 100.0}

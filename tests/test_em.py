@@ -9,10 +9,10 @@ import pytest
 from scipy import optimize, sparse, special
 
 import scmix
-from scmix._core._kernels import count_levels, log_factorial_sums, row_dot, row_sum
+from scmix._core.em.starts import quantile_labels
 from scmix._core.families import THETA_MAX, get_family
-from scmix._core.fit import fit_matrix
-from scmix._core.init import quantile_labels
+from scmix._core.fit.matrix import fit_matrix
+from scmix._core.numerics.kernels import count_levels, log_factorial_sums, row_dot, row_sum
 from scmix.models import NegativeBinomialMixture, PoissonMixture
 
 
@@ -320,7 +320,7 @@ def test_the_lrt_is_not_negative_beyond_rounding(svensson_20312):
 def test_a_start_that_is_not_a_number_stops_at_once_and_is_not_kept(sparse_data, monkeypatch):
     """A row whose log-likelihood is NaN stops at its first point (not converged)
     instead of iterating to max_iter."""
-    from scmix._core.em import run_em
+    from scmix._core.em.driver import run_em
     from scmix._core.families.base import ChunkData
 
     family = get_family("nb")
@@ -343,7 +343,7 @@ def test_a_start_that_is_not_a_number_stops_at_once_and_is_not_kept(sparse_data,
     assert np.isfinite(loglik[1]) and converged[1]
 
     # among several starts, a NaN one is never the one kept
-    from scmix._core import em
+    from scmix._core.em import driver as em
 
     original = em.starts
 
@@ -362,7 +362,7 @@ def test_a_start_that_is_not_a_number_stops_at_once_and_is_not_kept(sparse_data,
 def test_identical_starts_run_once_with_the_same_result(sparse_data, monkeypatch):
     """k-means++ and the nested split often give a sparse gene the same labels: such a
     start is run once, and the fit equals one where every start is run."""
-    from scmix._core import em
+    from scmix._core.em import driver as em
 
     X, s = sparse_data
     rows = []

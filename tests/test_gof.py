@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 import scmix
-from scmix._core import gof
 from scmix._core.families import get_family
+from scmix._core.stats import gof
 
 
 def test_residuals_match_a_hand_computation():

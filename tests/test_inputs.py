@@ -27,7 +27,7 @@ from adata_helpers import (
 )
 from scipy import sparse
 
-import scmix._core.fit as fit_module
+import scmix._core.fit.blocks as fit_module
 from scmix.models import NegativeBinomialMixture, PoissonMixture
 from scmix.tl import fit_mixture
 

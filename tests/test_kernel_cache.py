@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numba
 
-import scmix._core._threading as threading_module
-from scmix._core._threading import CACHE_DIR, source_hash
+import scmix._core.numerics.jit as threading_module
+from scmix._core.numerics.jit import CACHE_DIR, source_hash
 
 ENGINE = Path(threading_module.__file__).parent
 
@@ -32,8 +32,8 @@ def test_any_edit_of_an_engine_source_changes_the_cache_folder(tmp_path):
 
 
 def test_kernels_cache_in_the_hashed_folder_and_leave_numba_alone():
-    from scmix._core._kernels import row_sum
     from scmix._core.families._nb_kernels import _nb_e_step
+    from scmix._core.numerics.kernels import row_sum
 
     assert Path(CACHE_DIR).name == f"scmix-{source_hash()}"
     for kernel in (row_sum, _nb_e_step.parallel, _nb_e_step.serial):
@@ -43,7 +43,7 @@ def test_kernels_cache_in_the_hashed_folder_and_leave_numba_alone():
 
 
 def test_numba_cache_dir_is_the_base_when_set(tmp_path):
-    code = "from scmix._core._threading import CACHE_DIR; print(CACHE_DIR)"
+    code = "from scmix._core.numerics.jit import CACHE_DIR; print(CACHE_DIR)"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert shown.returncode == 0, shown.stderr

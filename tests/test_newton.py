@@ -1,4 +1,4 @@
-"""Newton steps on the marginal log-likelihood (scmix._core.newton) and the split start
+"""Newton steps on the marginal log-likelihood (scmix._core.em.newton) and the split start
 that runs only where needed: derivatives against finite differences, monotone traces,
 and the optimum against scipy."""
 
@@ -9,12 +9,12 @@ import pytest
 from scipy import optimize
 
 import scmix
-from scmix._core import em
-from scmix._core.em import e_step_at, fit_chunk, run_em
+from scmix._core.em import driver as em
+from scmix._core.em.driver import e_step_at, fit_chunk, run_em
+from scmix._core.em.newton import NewtonSteps
+from scmix._core.em.starts import starts
 from scmix._core.families import NegativeBinomial, Poisson
 from scmix._core.families.base import ChunkData
-from scmix._core.init import starts
-from scmix._core.newton import NewtonSteps
 
 FAMILIES = {"nb": (NegativeBinomial, ("mu", "theta")), "poisson": (Poisson, ("mu",))}
 
@@ -303,7 +303,7 @@ def test_newton_directions_match_the_eigendecomposition_formula():
     at most MAX_STEP per coordinate; coordinates at a bound with the gradient pushing
     outwards held; a small predicted gain at a maximum stops, at a saddle escapes
     along the eigenvector of the most positive curvature; non-finite rows take no step."""
-    from scmix._core.newton import EIGEN_FLOOR, MAX_STEP, _directions
+    from scmix._core.em.newton import EIGEN_FLOOR, MAX_STEP, _directions
 
     rng = np.random.default_rng(7)
     n_rows, size = 6, 5

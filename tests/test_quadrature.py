@@ -1,4 +1,4 @@
-"""Zero counts summed on quadrature nodes (scmix._core.quadrature) against exact sums."""
+"""Zero counts summed on quadrature nodes (scmix._core.numerics.quadrature) against exact sums."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from numpy.polynomial import Chebyshev
 from scipy import sparse
 
 import scmix
-from scmix._core.em import e_step_at
+from scmix._core.em.driver import e_step_at
 from scmix._core.families import NegativeBinomial, Poisson
 from scmix._core.families.base import ChunkData
-from scmix._core.fit import fit_matrix
-from scmix._core.quadrature import DEGREE, UNUSED, lagrange_basis, lobatto_nodes
+from scmix._core.fit.matrix import fit_matrix
+from scmix._core.numerics.quadrature import DEGREE, UNUSED, lagrange_basis, lobatto_nodes
 
 
 def _sparse_genes(n_cells=3000, n_genes=12, seed=0):
@@ -240,7 +240,7 @@ def test_steep_responsibilities_fall_back_to_every_cell():
 def test_fit_on_nodes_reaches_the_optimum_of_the_exact_fit(monkeypatch, family):
     """Same data, counts pooled on nodes or cell by cell: the same log-likelihoods (both
     are evaluated exactly at the end) to the precision of the convergence test."""
-    from scmix._core import quadrature
+    from scmix._core.numerics import quadrature
 
     x, s = _sparse_genes(n_cells=2000, n_genes=8, seed=7)
     X = sparse.csr_matrix(x.T)
@@ -287,7 +287,7 @@ def test_chunk_sizes_give_identical_results_on_nodes():
 def test_a_gene_is_pooled_only_where_few_cells_remain_one_by_one():
     """Pooling pays where the pooled counts hold most cells (POOLED_COST): a sparse
     gene is pooled; a gene whose zeros and ones leave half the cells single is not."""
-    from scmix._core.quadrature import POOLED_COST
+    from scmix._core.numerics.quadrature import POOLED_COST
 
     rng = np.random.default_rng(4)
     n = 2000

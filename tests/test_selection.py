@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scmix._core import selection
 from scmix._core.families.nb import THETA_MIN
+from scmix._core.stats import selection
 
 
 def test_degenerate_components():

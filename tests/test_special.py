@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from scmix._core import special as sp
+from scmix._core.numerics import special as sp
 
 ARGS = np.concatenate([np.geomspace(1e-4, 1e4, 60), [0.5, 1.0, 9.99, 10.0, 10.01, 123.4]])
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, iter_chunks
 from .errors import InputError
+from .fit.chunks import DEFAULT_MEMORY_BYTES, GeneColumns, iter_chunks
 
 _SHOW = 5
 
@@ -36,7 +36,7 @@ def check_counts(
 ) -> None:
     """Raise ``ValueError`` unless X holds finite, non-negative integer counts.
 
-    ``X`` is an array, a sparse matrix or a :class:`~scmix._core.chunks.GeneColumns`
+    ``X`` is an array, a sparse matrix or a :class:`~scmix._core.fit.chunks.GeneColumns`
     selection (``gene_names`` then name the selected genes). Dense input is checked
     in blocks of genes, so that no full-size temporary is made. The message names
     ``what`` (e.g. ``"layer 'counts'"``), the problem and the first offending genes

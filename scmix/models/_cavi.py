@@ -1,4 +1,4 @@
-r"""A scikit-learn-style estimator over :mod:`scmix._core.cavi`: variational Bayesian
+r"""A scikit-learn-style estimator over :mod:`scmix._core.vi.cavi`: variational Bayesian
 Gaussian mixtures of one-dimensional data, fitted by coordinate ascent (CAVI)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 from scipy.special import logsumexp
 
-from .._core import cavi
 from .._core.errors import InputError
+from .._core.vi import cavi
 
 _FULL_PRIORS = (
     "weight_concentration_prior",
@@ -29,7 +29,7 @@ class GaussianMixtureCAVI:
     parameters and defaults. ``model="textbook"`` is the mixture of unit-variance
     Gaussians with equal weights of Blei, Kucukelbir & McAuliffe (2017), section 3:
     :math:`\mu_k \sim N(0, \sigma^2)`; it suits data on a scale where the components
-    have variance about 1. The formulas are in :mod:`scmix._core.cavi`.
+    have variance about 1. The formulas are in :mod:`scmix._core.vi.cavi`.
 
     Parameters
     ----------
@@ -78,7 +78,7 @@ class GaussianMixtureCAVI:
     weight_concentration_, mean_precision_, precision_shape_, precision_rate_
         ``"full"``: the posterior :math:`\alpha_k, \beta_k, a_k, b_k`, each (K,).
     params_, prior_ : dict
-        All posterior and prior parameters, named as in :mod:`scmix._core.cavi`.
+        All posterior and prior parameters, named as in :mod:`scmix._core.vi.cavi`.
     lower_bound_ : float
         The final ELBO of the best start, a lower bound on :math:`\log p(X)` with every
         constant included (equal to it for K = 1).

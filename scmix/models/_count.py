@@ -16,13 +16,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from .._core import selection, validation
-from .._core.chunks import GeneColumns, chunk_size_for, iter_chunks
-from .._core.em import e_step_at
+from .._core import validation
+from .._core.em.driver import e_step_at
 from .._core.errors import InputError
 from .._core.families import Family, NegativeBinomial, Poisson
 from .._core.families.base import ChunkData
-from .._core.fit import MixtureFit, fit_matrix
+from .._core.fit.chunks import GeneColumns, chunk_size_for, iter_chunks
+from .._core.fit.matrix import MixtureFit, fit_matrix
+from .._core.stats import selection
 from .._docs import DOC_FIT_OPTIONS, doc_params
 
 DEFAULT_N_INIT = 3

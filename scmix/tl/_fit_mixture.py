@@ -11,12 +11,13 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
-from .._core import bootstrap, selection, validation
-from .._core._threading import numba_threads
-from .._core.chunks import chunk_size_for
+from .._core import validation
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
-from .._core.fit import fit_matrix
+from .._core.fit.chunks import chunk_size_for
+from .._core.fit.matrix import fit_matrix
+from .._core.numerics.jit import numba_threads
+from .._core.stats import bootstrap, selection
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
@@ -75,7 +76,7 @@ def fit_mixture(
     A gene is called **bimodal** when ``delta_bic > bic_threshold``, every
     component weight is at least ``min_weight``, the K-component fit converged and
     no component is degenerate (a point mass at zero, or two equal components; see
-    ``scmix._core.selection.degenerate_components``).
+    ``scmix._core.stats.selection.degenerate_components``).
     With ``size_factors`` as offsets, a gene whose counts are bimodal only
     because the size factors are is *not* called bimodal.
 

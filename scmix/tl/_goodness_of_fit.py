@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._core import gof
-from .._core.chunks import chunk_size_for, iter_chunks
 from .._core.errors import InputKeyError
+from .._core.fit.chunks import chunk_size_for, iter_chunks
+from .._core.stats import gof
 from .._core.validation import check_random_state
 from .._fitted import Model, fit_params, fit_size_factors, stored_model
 from .._inputs import gene_columns

@@ -10,10 +10,11 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
-from .._core import selection, validation
+from .._core import validation
 from .._core.errors import InputError
 from .._core.families import get_family
-from .._core.fit import fit_matrix
+from .._core.fit.matrix import fit_matrix
+from .._core.stats import selection
 from .._docs import DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
 from .._schema import SELECT_SCHEMA

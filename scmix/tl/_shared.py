@@ -7,11 +7,11 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
-from .._core.chunks import GeneColumns
+from .._core.em.shared import fit_shared
 from .._core.errors import InputError
 from .._core.families import Family
-from .._core.fit import fit_matrix
-from .._core.shared import fit_shared
+from .._core.fit.chunks import GeneColumns
+from .._core.fit.matrix import fit_matrix
 from ._write import replace_results
 
 

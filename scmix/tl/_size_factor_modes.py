@@ -10,8 +10,9 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
-from .._core import cavi, validation
+from .._core import validation
 from .._core.errors import InputError
+from .._core.vi import cavi
 from .._inputs import check_adata, describe_size_factors, get_size_factors
 from ._write import commit
 

@@ -8,7 +8,8 @@ import math
 import numba
 import numpy as np
 
-from .._kernels import (
+from ..numerics.jit import gene_kernel, inline_jit, jit
+from ..numerics.kernels import (
     add_cell_scores,
     add_weight_curvature,
     normalise,
@@ -17,9 +18,8 @@ from .._kernels import (
     row_dot,
     row_sum,
 )
-from .._threading import gene_kernel, inline_jit, jit
-from ..quadrature import UNUSED, compact_cells, estimated_error
-from ..special import level_ratios, lgamma_ratio, log1p, simd_log1p
+from ..numerics.quadrature import UNUSED, compact_cells, estimated_error
+from ..numerics.special import level_ratios, lgamma_ratio, log1p, simd_log1p
 from .base import MU_MIN
 
 THETA_MIN = 1e-6
@@ -114,7 +114,7 @@ def _nb_log_prob(
 def _log_pmf_cells(x, table, level, size_factors, log_size_factors, mu, th, log_ratio, out, l1):
     """``out[i] = log f(x_i | s_i mu, theta) + log x_i!`` and ``l1[i] = log(1 + s_i mu /
     theta)`` (which the derivatives use again) for every cell: :func:`_log_pmf`
-    without branches (:func:`~scmix._core.special.simd_log1p`), so that LLVM
+    without branches (:func:`~scmix._core.numerics.special.simd_log1p`), so that LLVM
     vectorises the loop. The table is read in a loop of its own: LLVM cannot rule out
     that ``out`` overlaps what an indexed read reads, and would keep a loop with both
     scalar (11.6 against 2.7 ns a cell)."""
@@ -222,7 +222,7 @@ def _nb_e_step(
     """The E-step fused with the log-pmf: one pass over the cells of a gene.
 
     Where a gene has pooled counts, the cells of each are summed on the quadrature
-    nodes (:mod:`scmix._core.quadrature`; their responsibilities go to
+    nodes (:mod:`scmix._core.numerics.quadrature`; their responsibilities go to
     ``node_resp[g, k, p, n]``) and only the other cells one by one, unless the error
     estimate of the node sums exceeds ``tolerance[g]``: then every cell is summed.
     On return ``on_nodes[g]`` tells the M-step which way the gene went.
@@ -352,7 +352,7 @@ def _objective(
     ``level_weight[u]`` is the summed weight of the cells whose count is
     ``values[u]``: the lgamma / digamma / trigamma terms are evaluated once per level.
     ``terms`` (6, n_cells) is work space: the cells' terms are written there by a loop
-    LLVM vectorises (:func:`~scmix._core.special.simd_log1p`), then summed.
+    LLVM vectorises (:func:`~scmix._core.numerics.special.simd_log1p`), then summed.
     """
     mu = math.exp(log_mu)
     th = math.exp(log_theta)
@@ -576,7 +576,7 @@ def _nb_marginal_derivatives(
     hess,
 ):
     """Gradient and Hessian of each active gene's marginal log-likelihood in the
-    coordinates of :func:`~scmix._core._kernels.add_cell_scores` (parameters
+    coordinates of :func:`~scmix._core.numerics.kernels.add_cell_scores` (parameters
     ``log mu`` then ``log theta``). Where the gene's last E-step summed on the
     quadrature nodes (``on_nodes``), so do these sums."""
     n_cells = x.shape[1]

@@ -1,6 +1,6 @@
 """The interface between the EM driver and a distribution family.
 
-A family knows its log-pmf and its M-step; the driver (:mod:`scmix._core.em`)
+A family knows its log-pmf and its M-step; the driver (:mod:`scmix._core.em.driver`)
 knows neither. Arrays of a gene chunk, all float64 and C-contiguous:
 
 They travel together in a :class:`ChunkData`:
@@ -22,8 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .._kernels import count_levels, e_step, log_factorial_sums, weighted_rate
-from ..quadrature import CountQuadrature, count_quadrature
+from ..numerics.kernels import count_levels, e_step, log_factorial_sums, weighted_rate
+from ..numerics.quadrature import CountQuadrature, count_quadrature
 
 #: Means are kept above this floor so that log(mu) stays finite.
 MU_MIN = 1e-10
@@ -42,13 +42,13 @@ class ChunkData:
 
     @cached_property
     def levels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(values, n_levels, level)`` of :func:`~scmix._core._kernels.count_levels`:
+        """``(values, n_levels, level)`` of :func:`~scmix._core.numerics.kernels.count_levels`:
         the distinct non-zero counts per gene and each cell's index into them."""
         return count_levels(self.x)
 
     @cached_property
     def quadrature(self) -> CountQuadrature:
-        """Cells sharing a count as weighted nodes (:mod:`scmix._core.quadrature`)."""
+        """Cells sharing a count as weighted nodes (:mod:`scmix._core.numerics.quadrature`)."""
         return count_quadrature(*self.levels, self.size_factors)
 
     @cached_property
@@ -137,7 +137,7 @@ class Family(ABC):
         and ``sum_i r_ijk`` into ``resp_sums[active]`` (as :func:`e_step`).
 
         With a ``state`` (from :meth:`new_state`) a family may sum the cells sharing a
-        frequent count on quadrature nodes (:mod:`scmix._core.quadrature`), leaving
+        frequent count on quadrature nodes (:mod:`scmix._core.numerics.quadrature`), leaving
         ``resp`` of those cells unset and what its M-step needs in ``state``; without
         one every cell is summed and every ``resp`` set.
         """
@@ -163,9 +163,9 @@ class Family(ABC):
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
         """Gradient ``grad[active]`` (rows, P) and Hessian ``hess[active]`` (rows, P, P)
         of the marginal log-likelihood in the weight logits and the log-parameters,
-        laid out as in :func:`~scmix._core._kernels.add_cell_scores`; ``state`` as the
+        laid out as in :func:`~scmix._core.numerics.kernels.add_cell_scores`; ``state`` as the
         last :meth:`e_step` left it (None: every cell). Used by the Newton finish of
-        :mod:`scmix._core.newton`; a family without it is fitted by EM alone."""
+        :mod:`scmix._core.em.newton`; a family without it is fitted by EM alone."""
         raise NotImplementedError
 
     @abstractmethod

@@ -18,7 +18,7 @@ Poisson-like (dispersion below 1e-8) and reported with dispersion 0.
 
 During EM, the cells of a gene that share a frequent count (the zeros, and the
 ones of a sparse gene) are summed on quadrature nodes in ``log s``
-(:mod:`scmix._core.quadrature`), so that an iteration costs O(other cells + nodes);
+(:mod:`scmix._core.numerics.quadrature`), so that an iteration costs O(other cells + nodes);
 the error of those sums is estimated at every E-step and the gene summed cell by
 cell when it exceeds the tolerance. The final E-step always sums every cell.
 """
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ..quadrature import CountQuadrature
+from ..numerics.quadrature import CountQuadrature
 from ._nb_kernels import (
     THETA_MAX,
     THETA_MIN,
@@ -114,7 +114,7 @@ class NegativeBinomial(Family):
 
     def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
         """The responsibilities on the quadrature nodes of each pooled count, and per
-        gene whether its last E-step used them (:mod:`scmix._core.quadrature`)."""
+        gene whether its last E-step used them (:mod:`scmix._core.numerics.quadrature`)."""
         quad = data.quadrature
         n_rows, n_pooled, n_nodes = quad.weights.shape
         return np.zeros((n_rows, n_components, n_pooled, n_nodes)), np.zeros(n_rows, dtype=bool)

@@ -8,7 +8,8 @@ import numba
 import numpy as np
 from scipy import stats
 
-from .._kernels import (
+from ..numerics.jit import gene_kernel, inline_jit, jit
+from ..numerics.kernels import (
     add_cell_scores,
     add_weight_curvature,
     normalise,
@@ -16,8 +17,7 @@ from .._kernels import (
     row_dot,
     weighted_rate,
 )
-from .._threading import gene_kernel, inline_jit, jit
-from ..quadrature import UNUSED, compact_cells, estimated_error
+from ..numerics.quadrature import UNUSED, compact_cells, estimated_error
 from .base import MU_MIN, ChunkData, Family
 
 
@@ -196,7 +196,7 @@ def _poisson_marginal_derivatives(
     hess,
 ):
     """Gradient and Hessian of each active gene's marginal log-likelihood in the
-    coordinates of :func:`~scmix._core._kernels.add_cell_scores` (parameter
+    coordinates of :func:`~scmix._core.numerics.kernels.add_cell_scores` (parameter
     ``log mu``; the derivatives of ``log f_k`` are ``x - m`` and ``-m``). Where the
     gene's last E-step summed on the quadrature nodes (``on_nodes``), so do these
     sums."""

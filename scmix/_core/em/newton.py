@@ -8,7 +8,7 @@ Newton's method on the marginal log-likelihood converges quadratically
 
 The coordinates are the weight logits :math:`\alpha_m = \log(\pi_m / \pi_K)` and the
 log-parameters of each component (laid out as in
-:func:`~scmix._core._kernels.add_cell_scores`); the family supplies the gradient
+:func:`~scmix._core.numerics.kernels.add_cell_scores`); the family supplies the gradient
 :math:`g` and Hessian :math:`H` (:meth:`Family.marginal_derivatives`). A step is
 
 .. math::
@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._threading import jit
-from .families import Family
-from .families.base import ChunkData
+from ..families import Family
+from ..families.base import ChunkData
+from ..numerics.jit import jit
 
 #: Largest change of one coordinate (a log-parameter or a logit) in one step.
 MAX_STEP = 3.0

@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 from scipy import stats
 
-from .families import Family
+from ..families import Family
 
 
 def gene_uniforms(random_state: int | None, names, n_cells: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._threading import inline_jit, jit
+from .jit import inline_jit, jit
 
 SMALL_COUNT = 8.0
 #: Above this argument the asymptotic series are accurate to ~1e-13.

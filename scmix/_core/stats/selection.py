@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # fit imports the engine, which this module serves
-    from .fit import MixtureFit
+    from ..fit.matrix import MixtureFit
 
 DEFAULT_BIC_THRESHOLD = 10.0
 DEFAULT_MIN_WEIGHT = 0.05
@@ -60,7 +60,7 @@ def degenerate_components(means: np.ndarray, dispersions: np.ndarray) -> np.ndar
     distribution (means and dispersions within ``SAME_COMPONENT_RTOL``): the fit is
     the one-component model written twice. ``means`` and ``dispersions``: (genes, K).
     """
-    from .families.nb import THETA_MIN
+    from ..families.nb import THETA_MIN
 
     point_mass = (means < POINT_MASS_MEAN) | (dispersions >= (1.0 - 1e-9) / THETA_MIN)
     degenerate = point_mass.any(axis=1)

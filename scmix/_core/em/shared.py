@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from .families import Family
-from .families.base import ChunkData
-from .init import one_hot
+from ..families import Family
+from ..families.base import ChunkData
+from .starts import one_hot
 
 _LLOYD_ITERATIONS = 20
 

@@ -7,7 +7,7 @@ import math
 import numba
 import numpy as np
 
-from ._threading import gene_kernel, inline_jit, jit, sum_jit
+from .jit import gene_kernel, inline_jit, jit, sum_jit
 from .special import log1p, simd_exp, simd_log1p
 
 
@@ -120,7 +120,7 @@ def normalise_two(first, second, log_weights, cell_loglik):
     """Two components, consecutive cells (or nodes): turn ``first`` / ``second``
     (``log f_k``) into responsibilities in place and write each cell's
     log-likelihood into ``cell_loglik``; written so that LLVM vectorises the loop
-    (:func:`~scmix._core.special.simd_exp`)."""
+    (:func:`~scmix._core.numerics.special.simd_exp`)."""
     for i in range(first.shape[0]):
         a = log_weights[0] + first[i]
         b = log_weights[1] + second[i]

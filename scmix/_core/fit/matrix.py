@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..em.driver import ChunkFit
+from ..families import Family
+from .blocks import fit_block
 from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, chunk_size_for, iter_chunks
-from .em import ChunkFit, fit_chunk
-from .families import Family
-from .families.base import ChunkData
+from .dask_runner import fit_blocks
 
 
 def is_dask(X) -> bool:
@@ -136,7 +137,7 @@ def fit_matrix(
     ``uniforms`` (n_genes, max(n_init, 1), K) replaces those draws when given.
     ``start_resp`` (K, n_cells): one more start of the K-component fit from these
     responsibilities, shared by all genes (``n_init`` may then be 0).
-    A dask array runs as one task per gene block (:mod:`scmix._core.dask`), where
+    A dask array runs as one task per gene block (:mod:`scmix._core.fit.dask_runner`), where
     ``check(block, genes)`` validates each block's counts before it is fitted; the
     results are identical to the in-memory path.
     """
@@ -156,8 +157,6 @@ def fit_matrix(
     traces = []
     options = dict(n_init=n_init, max_iter=max_iter, tol=tol, accelerate=accelerate)
     if is_dask(X):
-        from .dask import fit_blocks
-
         outputs = fit_blocks(
             X,
             size_factors,
@@ -193,68 +192,6 @@ def fit_matrix(
             progress(chunk.stop)
 
     return result.finish(traces, keep_trace)
-
-
-def fit_block(x, first_gene: int, size_factors, family, n_components, uniforms, **options):
-    """Fit the genes with a count among the rows of ``x`` (genes, cells; float64), whose
-    first row is gene ``first_gene`` and whose start uniforms are ``uniforms``.
-
-    Returns ``(genes, one, fitted)`` with the fitted genes as global indices, or None
-    when no row has a count.
-    """
-    has_counts = x.any(axis=1)
-    if not has_counts.any():
-        return None
-    one, fitted = fit_rows(
-        family,
-        np.ascontiguousarray(x[has_counts]),
-        size_factors,
-        n_components,
-        uniforms[has_counts],
-        **options,
-    )
-    return first_gene + np.flatnonzero(has_counts), one, fitted
-
-
-def fit_rows(
-    family: Family,
-    x: np.ndarray,
-    size_factors: np.ndarray,
-    n_components: int,
-    uniforms: np.ndarray,
-    *,
-    keep_trace: bool,
-    start_resp: np.ndarray | None,
-    **options,
-) -> tuple[ChunkFit, ChunkFit]:
-    """The one- and the K-component fit of the rows of ``x`` (genes, cells; float64,
-    every row with a count), sharing their count levels."""
-    data = ChunkData(x, size_factors)
-    one = fit_chunk(
-        family,
-        x,
-        size_factors,
-        1,
-        uniforms=uniforms[:, :, :1],
-        keep_trace=keep_trace and n_components == 1,
-        data=data,
-        **options,
-    )
-    if n_components == 1:
-        return one, one
-    fitted = fit_chunk(
-        family,
-        x,
-        size_factors,
-        n_components,
-        uniforms=uniforms,
-        keep_trace=keep_trace,
-        single=one,
-        data=data,
-        start_resp=start_resp,
-        **options,
-    )
-    return one, fitted
 
 
 def _merge_traces(traces, n_genes: int) -> np.ndarray:

@@ -14,14 +14,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy import sparse
 
-from ._threading import serial_kernels
-from .families import Family
+from ..families import Family
+from ..numerics.jit import serial_kernels
+from .blocks import fit_block
 
 
 def _fit_block(block, first_gene, size_factors, family, n_components, uniforms, check, options):
-    """One task: :func:`~scmix._core.fit.fit_block` on a checked, densified block."""
-    from .fit import fit_block
-
+    """One task: :func:`~scmix._core.fit.blocks.fit_block` on a checked, densified block."""
     if check is not None:
         check(block, first_gene)
     dense = block.toarray() if sparse.issparse(block) else np.asarray(block)

@@ -87,9 +87,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import digamma, gammaln, xlogy
 
-from . import validation
-from .errors import InputError
-from .init import kmeanspp_labels, quantile_labels
+from .. import validation
+from ..em.starts import kmeanspp_labels, quantile_labels
+from ..errors import InputError
 
 MODELS = ("textbook", "full")
 PRIOR_NAMES = {"textbook": ("sigma2",), "full": ("alpha0", "beta0", "m0", "a0", "b0")}

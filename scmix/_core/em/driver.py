@@ -16,7 +16,7 @@ steps and an extrapolation), or, without acceleration, in two successive EM
 steps; it then leaves the active set, so that the kernels skip it.
 
 A gene still iterating after ``NEWTON_AFTER`` EM steps (a one-component fit: at
-once) continues with Newton steps on :math:`\\ell_j` (:mod:`scmix._core.newton`):
+once) continues with Newton steps on :math:`\\ell_j` (:mod:`scmix._core.em.newton`):
 EM crawls where components overlap, Newton converges quadratically near a maximum.
 """
 
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .families import Family
-from .families.base import ChunkData
-from .init import starts
+from ..families import Family
+from ..families.base import ChunkData
 from .newton import NewtonSteps
 from .squarem import Squarem
+from .starts import starts
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ChunkFit:
 # the phase says at which point it was taken.
 _START, _EM1, _EXTRAPOLATED, _STABILISED, _REVERTED, _NEWTON = range(6)
 #: EM steps after which a gene that has not converged switches to Newton steps
-#: (:mod:`scmix._core.newton`), at the start of its next SQUAREM cycle.
+#: (:mod:`scmix._core.em.newton`), at the start of its next SQUAREM cycle.
 NEWTON_AFTER = 12
 #: Plain EM: a gain can dip below the threshold once while theta crosses a flat
 #: region; convergence needs this many small steps in a row.
@@ -87,7 +87,7 @@ def run_em(
     theta3 against the cycle start, the check needs no log-likelihood at theta2.
 
     A gene still iterating after ``newton_after`` EM steps continues with Newton
-    steps on the marginal log-likelihood (:mod:`scmix._core.newton`, monotone as
+    steps on the marginal log-likelihood (:mod:`scmix._core.em.newton`, monotone as
     well), if the family supplies its derivatives; ``None`` keeps EM throughout.
 
     ``resp`` is the work buffer (a family may keep the responsibilities of cells

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .families import Family
+from ..families import Family
 
 #: LRT differences below this count as ties (optimiser noise), which keeps p-values honest.
 TIE_TOLERANCE = 1e-6

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._threading import gene_kernel, jit
+from .jit import gene_kernel, jit
 
 #: Degree of the interpolant (N + 1 nodes); the error check uses degree N / 2. The
 #: check is pessimistic (it is about the error of the degree-N/2 rule): with N = 32,
@@ -218,7 +218,7 @@ def count_quadrature(
     degree: int = DEGREE,
 ) -> CountQuadrature:
     """The :class:`CountQuadrature` of genes with the count levels of
-    :func:`~scmix._core._kernels.count_levels`."""
+    :func:`~scmix._core.numerics.kernels.count_levels`."""
     u = np.log(size_factors)
     low, high = float(u.min()), float(u.max())
     if high - low <= 1e-12 * max(1.0, abs(low)):

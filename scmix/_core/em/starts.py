@@ -24,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._threading import gene_kernel, inline_jit
+from ..numerics.jit import gene_kernel, inline_jit
 
 _LLOYD_ITERATIONS = 10
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .families import Family
+from ..families import Family
 
 #: Factor by which the largest allowed step grows after a step at the cap.
 ALPHA_GROWTH = 4.0

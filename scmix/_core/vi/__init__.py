@@ -1,0 +1,1 @@
+"""Variational inference: CAVI for one-dimensional Gaussian mixtures."""
