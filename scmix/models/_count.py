@@ -22,13 +22,15 @@ from .._core.errors import InputError
 from .._core.families import Family, NegativeBinomial, Poisson
 from .._core.families.base import ChunkData
 from .._core.fit.chunks import GeneColumns, chunk_size_for, iter_chunks
-from .._core.fit.matrix import MixtureFit, fit_matrix
+from .._core.fit.matrix import (
+    DEFAULT_MAX_ITER,
+    DEFAULT_N_INIT,
+    DEFAULT_TOL,
+    MixtureFit,
+    fit_matrix,
+)
 from .._core.stats import selection
 from .._docs import DOC_FIT_OPTIONS, doc_params
-
-DEFAULT_N_INIT = 3
-DEFAULT_MAX_ITER = 1000
-DEFAULT_TOL = 1e-6
 
 
 class _CountMixture(BaseEstimator):

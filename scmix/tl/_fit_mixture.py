@@ -7,22 +7,19 @@ from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
 from .._core import validation
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
-from .._core.fit.chunks import chunk_size_for
-from .._core.fit.matrix import fit_matrix
+from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
 from .._core.numerics.jit import numba_threads
 from .._core.stats import bootstrap, selection
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
-from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
 from ._shared import fit_cell_level
-from ._write import replace_results
+from ._write import component_columns, replace_results, var_frame
 
 #: ``store_responsibilities="auto"`` stores them below this size (float32 bytes).
 RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20
@@ -271,16 +268,16 @@ def fit_mixture(
 
         extra = {}
         if n_bootstrap:
-            extra = _bootstrap_columns(
-                fit,
-                sf,
-                adata.var_names[selected],
-                n_bootstrap,
-                bootstrap_early_stop,
-                progress,
-                options,
-                n_components,
-            )
+            with _progress_bar(progress, int(fit.fitted.sum()), "bootstrap") as advance:
+                extra = bootstrap.lrt_pvalues(
+                    fit,
+                    sf,
+                    adata.var_names[selected],
+                    n_bootstrap=n_bootstrap,
+                    early_stop=bootstrap_early_stop,
+                    options=options,
+                    progress=advance,
+                )
 
         _write_results(
             target,
@@ -293,46 +290,6 @@ def fit_mixture(
             extra=extra,
         )
         return target if copy else None
-
-
-def _bootstrap_columns(fit, sf, names, n_bootstrap, early_stop, progress, options, n_components):
-    """Bootstrap p-values of the LRT and their BH adjustment, for the fitted genes."""
-    fitted = np.flatnonzero(fit.fitted)
-
-    def fit_rows(counts, uniforms):
-        result = fit_matrix(
-            counts.T,
-            sf,
-            family=fit.family,
-            n_components=n_components,
-            store_resp=False,
-            uniforms=uniforms,
-            **options,
-        )
-        return result.single.loglik, result.loglik
-
-    lrt = 2.0 * (fit.loglik - fit.single.loglik)
-    pvalue = np.full(fit.loglik.size, np.nan)
-    starts = 1 + options["n_init"]
-    rows = max(
-        n_bootstrap, 2 * chunk_size_for(sf.size, n_components, starts, options["memory_bytes"])
-    )
-    with _progress_bar(progress, fitted.size, "bootstrap") as advance:
-        pvalue[fitted], _ = bootstrap.bootstrap_pvalues(
-            fit_rows,
-            fit.family,
-            {name: values[fitted] for name, values in fit.single.params.items()},
-            sf,
-            np.asarray(names)[fitted],
-            lrt[fitted],
-            n_bootstrap=n_bootstrap,
-            random_state=options["random_state"],
-            rows_per_batch=rows,
-            start_shape=(max(options["n_init"], 1), n_components),
-            stop_after=early_stop,
-            progress=advance,
-        )
-    return {"lrt_pvalue": pvalue, "lrt_padj": selection.benjamini_hochberg(pvalue)}
 
 
 def _start_responsibilities(adata, init, n_components):
@@ -389,31 +346,22 @@ def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
 
 def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra):
     """Write every output at once: build the columns first, then assign."""
-    n_vars = adata.n_vars
-    columns: dict[str, np.ndarray] = {}
-
-    def spread(values, fill):
-        full = np.full(n_vars, fill, dtype=values.dtype)
-        full[selected] = values
-        return full
-
-    dispersion = fit.dispersion
-    for k in range(fit.n_components):
-        columns[f"{key}_mean_{k}"] = spread(fit.params["mu"][:, k], np.nan)
-        columns[f"{key}_dispersion_{k}"] = spread(dispersion[:, k], np.nan)
-        columns[f"{key}_weight_{k}"] = spread(fit.weights[:, k], np.nan)
-    columns[f"{key}_single_mean"] = spread(fit.single.params["mu"][:, 0], np.nan)
-    columns[f"{key}_single_dispersion"] = spread(fit.single.dispersion[:, 0], np.nan)
+    columns = component_columns(
+        key,
+        fit.params["mu"],
+        fit.dispersion,
+        fit.weights,
+        fit.single.params["mu"][:, 0],
+        fit.single.dispersion[:, 0],
+    )
     table = selection.model_selection_table(
         fit, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
     )
     table.update(extra)
-    for name, values in table.items():
-        columns[f"{key}_{name}"] = spread(values, False if values.dtype == bool else np.nan)
-    columns[f"{key}_converged"] = spread(fit.converged, False)
-    columns[f"{key}_n_iter"] = spread(fit.n_iter, 0)
-
-    new_var = pd.DataFrame(columns, index=adata.var_names)
+    columns.update({f"{key}_{name}": values for name, values in table.items()})
+    columns[f"{key}_converged"] = fit.converged
+    columns[f"{key}_n_iter"] = fit.n_iter
+    new_var = var_frame(adata.var_names, selected, columns)
     uns = {
         "params": params,
         "var_names": np.asarray(adata.var_names[selected], dtype=object),

@@ -6,20 +6,18 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
 from .._core import validation
 from .._core.errors import InputError
 from .._core.families import get_family
-from .._core.fit.matrix import fit_matrix
+from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
 from .._core.stats import selection
 from .._docs import DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
 from .._schema import SELECT_SCHEMA
-from ..models._count import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL
-from ._write import replace_results
+from ._write import replace_results, var_frame
 
 
 @doc_params(inputs=DOC_INPUTS)
@@ -91,16 +89,11 @@ def select_n_components(
         fitted, np.asarray(candidates)[np.argmin(np.where(fitted[:, None], table, 0), axis=1)], 0
     )
 
-    def spread(values, fill):
-        full = np.full(adata.n_vars, fill, dtype=np.asarray(values).dtype)
-        full[selected] = values
-        return full
-
     columns = {}
     for k in candidates:
-        columns[f"{key_added}_loglik_{k}"] = spread(loglik[k], np.nan)
-        columns[f"{key_added}_bic_{k}"] = spread(bic[k], np.nan)
-    columns[f"{key_added}_n_components"] = spread(chosen.astype(np.int64), 0)
+        columns[f"{key_added}_loglik_{k}"] = loglik[k]
+        columns[f"{key_added}_bic_{k}"] = bic[k]
+    columns[f"{key_added}_n_components"] = chosen.astype(np.int64)
     params = dict(
         n_components=candidates,
         family=family,
@@ -119,7 +112,7 @@ def select_n_components(
     replace_results(
         target,
         key_added,
-        pd.DataFrame(columns, index=adata.var_names),
+        var_frame(adata.var_names, selected, columns),
         uns,
         schema=SELECT_SCHEMA,
     )

@@ -12,7 +12,8 @@ from .._core.errors import InputError
 from .._core.families import Family
 from .._core.fit.chunks import GeneColumns
 from .._core.fit.matrix import fit_matrix
-from ._write import replace_results
+from .._core.stats.selection import shared_selection
+from ._write import component_columns, replace_results, var_frame
 
 
 def fit_cell_level(
@@ -48,27 +49,16 @@ def fit_cell_level(
         random_state=options["random_state"],
     )
     single = fit_matrix(x.T, sf, family=family, n_components=1, store_resp=False, **options)
-    n_cells, p = adata.n_obs, family.n_free_params
-    n_params_k = n_components * p * genes.size + n_components - 1
-    n_params_1 = p * genes.size
-    loglik_1 = float(single.loglik.sum())
-    bic_k = -2.0 * fit.loglik + n_params_k * np.log(n_cells)
-    bic_1 = -2.0 * loglik_1 + n_params_1 * np.log(n_cells)
-
-    def spread(values):
-        full = np.full(adata.n_vars, np.nan)
-        full[genes] = values
-        return full
-
-    columns = {}
-    dispersion = family.dispersion(fit.params)
-    for k in range(n_components):
-        columns[f"{key}_mean_{k}"] = spread(fit.params["mu"][:, k])
-        columns[f"{key}_dispersion_{k}"] = spread(dispersion[:, k])
-        columns[f"{key}_weight_{k}"] = spread(np.full(genes.size, fit.weights[k]))
-    columns[f"{key}_single_mean"] = spread(single.params["mu"][:, 0])
-    columns[f"{key}_single_dispersion"] = spread(single.dispersion[:, 0])
-    columns[f"{key}_loglik_1"] = spread(single.loglik)
+    totals = shared_selection(fit, single.loglik, family, adata.n_obs)
+    columns = component_columns(
+        key,
+        fit.params["mu"],
+        family.dispersion(fit.params),
+        np.tile(fit.weights, (genes.size, 1)),
+        single.params["mu"][:, 0],
+        single.dispersion[:, 0],
+    )
+    columns[f"{key}_loglik_1"] = single.loglik
     labels = fit.resp.argmax(axis=0)
     obs = pd.DataFrame(
         {
@@ -86,12 +76,7 @@ def fit_cell_level(
         "version": __version__,
         "shared": True,
         "weights": fit.weights,
-        "loglik": fit.loglik,
-        "loglik_1": loglik_1,
-        "bic": bic_k,
-        "bic_1": bic_1,
-        "delta_bic": bic_1 - bic_k,
-        "lrt": 2.0 * (fit.loglik - loglik_1),
+        **totals,
         "converged": fit.converged,
         "n_iter": fit.n_iter,
     }
@@ -100,7 +85,7 @@ def fit_cell_level(
     replace_results(
         adata,
         key,
-        pd.DataFrame(columns, index=adata.var_names),
+        var_frame(adata.var_names, genes, columns),
         uns,
         obsm=fit.resp.T.astype(np.float32),
         obs=obs,

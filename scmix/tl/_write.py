@@ -14,6 +14,31 @@ from anndata import AnnData
 from .._schema import FIT_OBS_SCHEMA, FIT_SCHEMA, Schema, owned_columns
 
 
+def var_frame(var_names: pd.Index, rows: np.ndarray, columns: dict) -> pd.DataFrame:
+    """``.var`` columns from per-fitted-gene values: row i of each array goes to gene
+    ``rows[i]``; the other genes get NaN (floats), False (booleans) or 0 (integers)."""
+    full = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        fill = False if values.dtype == bool else 0 if values.dtype.kind in "iu" else np.nan
+        full[name] = np.full(len(var_names), fill, dtype=values.dtype)
+        full[name][rows] = values
+    return pd.DataFrame(full, index=var_names)
+
+
+def component_columns(key: str, means, dispersions, weights, single_means, single_disp) -> dict:
+    """The per-component columns ``{key}_mean_{k}``, ``_dispersion_{k}``, ``_weight_{k}``
+    (each array genes x K) and the one-component fit's ``{key}_single_*``."""
+    columns = {}
+    for k in range(means.shape[1]):
+        columns[f"{key}_mean_{k}"] = means[:, k]
+        columns[f"{key}_dispersion_{k}"] = dispersions[:, k]
+        columns[f"{key}_weight_{k}"] = weights[:, k]
+    columns[f"{key}_single_mean"] = single_means
+    columns[f"{key}_single_dispersion"] = single_disp
+    return columns
+
+
 def replace_results(
     adata: AnnData,
     key: str,

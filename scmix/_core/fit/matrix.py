@@ -18,6 +18,11 @@ from .blocks import fit_block
 from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, chunk_size_for, iter_chunks
 from .dask_runner import fit_blocks
 
+#: Defaults of every fit (``fit_mixture``, ``select_n_components``, the estimators).
+DEFAULT_N_INIT = 3
+DEFAULT_MAX_ITER = 1000
+DEFAULT_TOL = 1e-6
+
 
 def is_dask(X) -> bool:
     """Is ``X`` a dask array (checked without importing dask)?"""

@@ -24,7 +24,7 @@ JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 def source_hash(root: Path | None = None) -> str:
     """A digest of every source file of the engine (``scmix/_core``, by default)."""
-    root = Path(__file__).parent if root is None else root
+    root = Path(__file__).parents[1] if root is None else root
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())

@@ -25,6 +25,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..families import Family
+from ..fit.chunks import chunk_size_for
+from ..fit.matrix import MixtureFit, fit_matrix
+from .selection import benjamini_hochberg
 
 #: LRT differences below this count as ties (optimiser noise), which keeps p-values honest.
 TIE_TOLERANCE = 1e-6
@@ -122,3 +125,56 @@ def bootstrap_pvalues(
             )
     pvalue = np.where(stopped, exceed / np.maximum(drawn, 1), (1.0 + exceed) / (n_bootstrap + 1.0))
     return pvalue, drawn
+
+
+def lrt_pvalues(
+    fit: MixtureFit,
+    size_factors: np.ndarray,
+    names,
+    *,
+    n_bootstrap: int,
+    early_stop: int,
+    options: dict,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Bootstrap p-values of the LRT of ``fit`` (``lrt_pvalue``) and their
+    Benjamini-Hochberg adjustment (``lrt_padj``), NaN for genes not fitted. Each
+    replicate is refitted by :func:`~scmix._core.fit.matrix.fit_matrix` with the fit's
+    ``options``; ``names`` (the genes') seed each gene's own random stream."""
+    fitted = np.flatnonzero(fit.fitted)
+    n_components = fit.n_components
+
+    def fit_rows(counts, uniforms):
+        result = fit_matrix(
+            counts.T,
+            size_factors,
+            family=fit.family,
+            n_components=n_components,
+            store_resp=False,
+            uniforms=uniforms,
+            **options,
+        )
+        return result.single.loglik, result.loglik
+
+    lrt = 2.0 * (fit.loglik - fit.single.loglik)
+    pvalue = np.full(fit.loglik.size, np.nan)
+    starts = 1 + options["n_init"]
+    rows = max(
+        n_bootstrap,
+        2 * chunk_size_for(size_factors.size, n_components, starts, options["memory_bytes"]),
+    )
+    pvalue[fitted], _ = bootstrap_pvalues(
+        fit_rows,
+        fit.family,
+        {name: values[fitted] for name, values in fit.single.params.items()},
+        size_factors,
+        np.asarray(names)[fitted],
+        lrt[fitted],
+        n_bootstrap=n_bootstrap,
+        random_state=options["random_state"],
+        rows_per_batch=rows,
+        start_shape=(max(options["n_init"], 1), n_components),
+        stop_after=early_stop,
+        progress=progress,
+    )
+    return {"lrt_pvalue": pvalue, "lrt_padj": benjamini_hochberg(pvalue)}

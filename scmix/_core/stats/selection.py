@@ -138,3 +138,22 @@ def model_selection_table(
         )
         & fit.fitted,
     }
+
+
+def shared_selection(fit, single_loglik: np.ndarray, family, n_cells: int) -> dict:
+    r"""Totals of a cell-level (shared) fit against the genes' one-component fits:
+    ``loglik``, ``loglik_1``, ``bic``, ``bic_1``, ``delta_bic``, ``lrt``. With G genes
+    and p parameters per component, :math:`\nu_K = KpG + K - 1` and :math:`\nu_1 = pG`."""
+    n_genes, p = single_loglik.size, family.n_free_params
+    k = fit.weights.size
+    loglik_1 = float(single_loglik.sum())
+    bic_k = -2.0 * fit.loglik + (k * p * n_genes + k - 1) * np.log(n_cells)
+    bic_1 = -2.0 * loglik_1 + p * n_genes * np.log(n_cells)
+    return {
+        "loglik": fit.loglik,
+        "loglik_1": loglik_1,
+        "bic": bic_k,
+        "bic_1": bic_1,
+        "delta_bic": bic_1 - bic_k,
+        "lrt": 2.0 * (fit.loglik - loglik_1),
+    }
