@@ -114,21 +114,29 @@ class StoredModel:
     weights: np.ndarray  # (genes, K)
 
 
+def stored_components(adata: AnnData, key: str, positions) -> tuple[np.ndarray, ...]:
+    """Means, dispersions and weights (genes, K) of the genes at ``positions`` under
+    ``key``: the one reader of the ``{key}_mean_{k}`` / ``_dispersion_{k}`` /
+    ``_weight_{k}`` columns (written by ``tl._write.component_columns``)."""
+    n_comp = fit_params(adata, key)["n_components"]
+    rows = adata.var.iloc[np.atleast_1d(positions)]
+    return tuple(
+        np.column_stack([rows[f"{key}_{what}_{k}"] for k in range(n_comp)]).astype(float)
+        for what in ("mean", "dispersion", "weight")
+    )
+
+
 def stored_model(adata: AnnData, key: str, model: Model = "mixture") -> StoredModel:
     """The K-component (``"mixture"``) or the one-component fit stored under ``key``."""
     params = fit_params(adata, key)
     if model not in ("mixture", "one_component"):
         raise InputError(f"model must be 'mixture' or 'one_component', got {model!r}.")
     family = get_family(params["family"])
-    var = adata.var
     positions = fitted_positions(adata, key)
-    rows = var.iloc[positions]
     if model == "mixture":
-        n_comp = params["n_components"]
-        mean = np.column_stack([rows[f"{key}_mean_{k}"] for k in range(n_comp)])
-        phi = np.column_stack([rows[f"{key}_dispersion_{k}"] for k in range(n_comp)])
-        weights = np.column_stack([rows[f"{key}_weight_{k}"] for k in range(n_comp)])
+        mean, phi, weights = stored_components(adata, key, positions)
     else:
+        rows = adata.var.iloc[positions]
         mean = rows[[f"{key}_single_mean"]].to_numpy()
         phi = rows[[f"{key}_single_dispersion"]].to_numpy()
         weights = np.ones_like(mean)

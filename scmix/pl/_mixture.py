@@ -9,7 +9,13 @@ from anndata import AnnData
 from scipy import stats
 
 from .._core.errors import InputError
-from .._fitted import fit_params, fit_size_factors, fitted_gene, gene_counts
+from .._fitted import (
+    fit_params,
+    fit_size_factors,
+    fitted_gene,
+    gene_counts,
+    stored_components,
+)
 from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
 
 _MAX_BINS = 60
@@ -115,9 +121,7 @@ def mixture(
     sf = fit_size_factors(adata, params, size_factors)
     row = adata.var.iloc[position]
     n_comp = params["n_components"]
-    means = [row[f"{key}_mean_{k}"] for k in range(n_comp)]
-    dispersions = [row[f"{key}_dispersion_{k}"] for k in range(n_comp)]
-    weights = [row[f"{key}_weight_{k}"] for k in range(n_comp)]
+    means, dispersions, weights = (c[0] for c in stored_components(adata, key, position))
 
     shown = counts if scale == "counts" else counts / sf
     top = max_count if max_count is not None else max(10.0, np.quantile(shown, 0.995))

@@ -10,6 +10,7 @@ from .._fitted import (
     fit_size_factors,
     fitted_gene,
     gene_counts,
+    stored_components,
     stored_responsibilities,
 )
 from .._inputs import gene_columns
@@ -61,8 +62,8 @@ def responsibilities(
     points = ax.scatter(x, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
     positive = x[x > 0]
     grid = np.geomspace(positive.min(), positive.max(), 50)
-    for k in range(n_comp):
-        mean = adata.var[f"{key}_mean_{k}"].iloc[position]
+    means = stored_components(adata, key, position)[0][0]
+    for k, mean in enumerate(means):
         ax.plot(
             grid,
             grid * mean if offsets else np.full_like(grid, mean),
