@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write PNG figures there: the bimodality overview and the top genes' mixtures",
     )
     fit.add_argument("--top", type=int, default=10, metavar="N", help="genes listed / plotted")
-    fit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fit.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no information lines"
+    )
     return parser
 
 
@@ -334,6 +336,18 @@ def run_fit(args) -> int:
     return 0
 
 
+def _show_info_lines() -> None:
+    """Print the ``scmix`` logger's INFO lines to stderr, as ``scmix: message``."""
+    import logging
+
+    logger = logging.getLogger("scmix")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("scmix: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"scmix: warning: {message}", file=sys.stderr)
 
@@ -342,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scmix`` console script and of ``python -m scmix``."""
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    if not args.quiet:  # e.g. that the first fit compiles the kernels
+        _show_info_lines()
     from .datasets import DatasetNotFoundError
 
     try:

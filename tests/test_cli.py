@@ -62,7 +62,9 @@ def test_demo_end_to_end(tmp_path):
     assert np.array_equal(var["scmix_bimodal"].to_numpy(), truly_two)
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert len(pngs) == 4 and "scmix_bimodality.png" in pngs
-    assert not result.stderr.strip()  # no progress bar when stderr is not a terminal
+    # no progress bar when stderr is not a terminal (only, on a fresh cache, the line
+    # that says the kernels compile)
+    assert not [line for line in result.stderr.splitlines() if "compiling numerical" not in line]
 
 
 def test_real_dataset_h5ad(tmp_path, data_dir):

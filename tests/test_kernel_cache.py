@@ -51,3 +51,28 @@ def test_numba_cache_dir_is_the_base_when_set(tmp_path):
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert shown.returncode == 0, shown.stderr
     assert Path(shown.stdout.strip()) == tmp_path / f"scmix-{source_hash()}"
+
+
+def test_first_fit_on_a_fresh_cache_says_once_that_kernels_compile(monkeypatch, caplog):
+    import logging
+    import threading
+
+    import scmix
+
+    monkeypatch.setattr(jit_module, "FIRST_RUN", True)
+    monkeypatch.setattr(jit_module, "_announced", threading.Event())
+    adata = scmix.datasets.simulate(n_cells=50, n_genes=2, random_state=0)
+    with caplog.at_level(logging.INFO, logger="scmix"):
+        scmix.tl.fit_mixture(adata, n_init=1, max_iter=3)
+        scmix.tl.fit_mixture(adata, n_init=1, max_iter=3)
+    lines = [
+        r.getMessage() for r in caplog.records if "compiling numerical kernels" in r.getMessage()
+    ]
+    assert lines == ["compiling numerical kernels, once per installation (about a minute)"]
+
+    monkeypatch.setattr(jit_module, "FIRST_RUN", False)  # a warm cache: nothing said
+    monkeypatch.setattr(jit_module, "_announced", threading.Event())
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="scmix"):
+        scmix.tl.fit_mixture(adata, n_init=1, max_iter=3)
+    assert not caplog.records

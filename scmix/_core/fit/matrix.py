@@ -14,6 +14,7 @@ import numpy as np
 
 from ..em.driver import ChunkFit
 from ..families import Family
+from ..numerics.jit import announce_compilation
 from .blocks import fit_block
 from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, chunk_size_for, iter_chunks
 from .dask_runner import fit_blocks
@@ -146,6 +147,7 @@ def fit_matrix(
     ``check(block, genes)`` validates each block's counts before it is fitted; the
     results are identical to the in-memory path.
     """
+    announce_compilation()
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
     if isinstance(X, GeneColumns):
         n_cells, n_genes = X.n_cells, X.n_genes

@@ -8,6 +8,7 @@ handful of still-active genes. Those go to the serial build.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import types
@@ -48,6 +49,20 @@ def _cache_dir() -> str:
 
 #: The cache folder of this version of the engine's sources.
 CACHE_DIR = _cache_dir()
+#: No kernel of these sources was cached yet (read before any kernel is decorated:
+#: numba makes the folder then): the first fit compiles them.
+FIRST_RUN = not os.path.isdir(CACHE_DIR)
+_announced = threading.Event()
+
+
+def announce_compilation() -> None:
+    """Say once, on the ``scmix`` logger (INFO), that the kernels are being compiled:
+    the first fit of a fresh installation spends about a minute on it."""
+    if FIRST_RUN and not _announced.is_set():
+        _announced.set()
+        logging.getLogger("scmix").info(
+            "compiling numerical kernels, once per installation (about a minute)"
+        )
 
 
 def _njit(**options):
