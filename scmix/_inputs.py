@@ -50,7 +50,6 @@ def get_counts(adata: AnnData, layer: str | None):
         counts = adata.X
         if counts is None:
             raise InputError("adata.X is empty: pass layer= to name the layer that holds counts.")
-        what = "adata.X"
     else:
         if not isinstance(layer, str):
             raise InputError(f"layer must be a layer name (a string) or None, got {layer!r}.")
@@ -59,12 +58,6 @@ def get_counts(adata: AnnData, layer: str | None):
                 f"layer {layer!r} is not in adata.layers (available: {sorted(adata.layers)})."
             )
         counts = adata.layers[layer]
-        what = f"adata.layers[{layer!r}]"
-    if isinstance(counts, np.ma.MaskedArray):
-        raise InputError(
-            f"{what} is a numpy masked array: scmix does not ignore masked entries. Remove "
-            "the masked cells or genes, or fill them (X.filled(...)) if they are counts."
-        )
     return counts
 
 
@@ -154,8 +147,7 @@ def gene_mask(adata: AnnData, mask_var) -> np.ndarray:
 
 
 def _mask_from_values(adata: AnnData, mask_var) -> np.ndarray:
-    if isinstance(mask_var, np.ma.MaskedArray):
-        raise InputError("mask_var is a numpy masked array: pass a plain boolean array.")
+    validation.refuse_masked(mask_var, "mask_var")
     if isinstance(mask_var, pd.Series) and pd.api.types.is_bool_dtype(mask_var.dtype):
         values = validation.aligned(mask_var, adata.var_names, "mask_var", "genes")
         if values.isna().any():

@@ -27,6 +27,15 @@ def describe_positions(kind: str, names, positions: np.ndarray) -> str:
     return f"{kind}{label} {_first(names, positions)}{more}"
 
 
+def refuse_masked(values, what: str) -> None:
+    """numpy masked arrays are refused: scmix would silently use the masked values."""
+    if isinstance(values, np.ma.MaskedArray):
+        raise InputError(
+            f"{what} is a numpy masked array: scmix does not ignore masked entries. Remove "
+            "the masked cells or genes, or fill them (values.filled(...)) if they are valid."
+        )
+
+
 def check_counts(
     X,
     *,
@@ -43,11 +52,7 @@ def check_counts(
     and cells.
     """
     columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
-    if isinstance(columns.matrix, np.ma.MaskedArray):
-        raise InputError(
-            f"{what} is a numpy masked array: scmix does not ignore masked entries. Remove "
-            "the masked cells or genes, or fill them (X.filled(...)) if they are counts."
-        )
+    refuse_masked(columns.matrix, what)
     if columns.is_sparse:
         coo = columns.matrix.tocoo()
         _check_values(coo.data, coo.row, coo.col, what, cell_names, gene_names)
@@ -168,11 +173,7 @@ def aligned(values, labels: Sequence[str] | None, what: str, kind: str):
 def numeric_vector(values, what: str, *, labels=None, kind: str = "cells") -> np.ndarray:
     """A 1-D float64 copy of numeric (not boolean, string or masked) values."""
     values = aligned(values, labels, what, kind)
-    if isinstance(values, np.ma.MaskedArray):
-        raise InputError(
-            f"{what} is a numpy masked array: scmix does not ignore masked entries; "
-            "pass a plain array (e.g. values.filled(...)) without the masked cells."
-        )
+    refuse_masked(values, what)
     if isinstance(values, (pd.Series, pd.Index)):
         dtype = values.dtype
         if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
