@@ -261,8 +261,22 @@ def test_exception_mid_fit_leaves_adata_exactly_as_it_was(monkeypatch, fail_on_c
     before = copy.deepcopy(adata)
     calls = _failing_chunks(monkeypatch, fail_on_call)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        fit_mixture(adata, n_components=2, chunk_size=3, **fast())
+        # one thread: chunk after chunk, so that the calls made before the failure are known
+        fit_mixture(adata, n_components=2, chunk_size=3, n_jobs=1, **fast())
     assert calls == [1, 2, 1, 2][:fail_on_call]
+    assert_adata_unchanged(before, adata)
+    assert_no_results(adata)
+
+
+@pytest.mark.parametrize("fail_on_call", [1, 4], ids=["first_chunk", "second_chunk"])
+def test_exception_in_a_thread_stops_the_fit_and_leaves_adata_as_it_was(monkeypatch, fail_on_call):
+    adata = make_adata()
+    before = copy.deepcopy(adata)
+    calls = _failing_chunks(monkeypatch, fail_on_call)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        fit_mixture(adata, n_components=2, chunk_size=1, n_jobs=2, **fast())
+    # the chunks that had not started when it failed were not fitted (2 calls a chunk)
+    assert len(calls) < 2 * adata.n_vars
     assert_adata_unchanged(before, adata)
     assert_no_results(adata)
 

@@ -14,7 +14,6 @@ from .._core import validation
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
 from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
-from .._core.numerics.jit import numba_threads
 from .._core.stats import bootstrap, selection
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
@@ -100,13 +99,14 @@ def fit_mixture(
         path, the non-decreasing sequence of EM and accepted SQUAREM points, in
         ``.uns[key]["trace"]``: shape (points, n_fitted_genes), NaN after a gene stopped.
     memory_budget
-        Bytes of working memory for one gene chunk (default 256 MiB), from which the
-        chunk size is chosen when ``chunk_size`` is not given. Peak memory is this plus
-        the inputs and outputs (and the responsibilities when stored): it does not grow
-        with the number of genes.
+        Bytes of working memory of the gene chunks being fitted (default 256 MiB,
+        shared by the threads), from which the chunk size is chosen when
+        ``chunk_size`` is not given. Peak memory is this plus the inputs and outputs
+        (and the responsibilities when stored): it does not grow with the number of
+        genes.
     n_jobs
-        Threads of the numba kernels (parallel over genes in a chunk); ``None`` keeps
-        numba's setting (all cores), ``-1`` all cores. Results do not depend on it.
+        Threads that fit gene chunks at once; ``None`` or ``-1``: one per core this
+        process may use. Results do not depend on it.
     n_bootstrap
         Replicates B of the parametric bootstrap of the LRT (0: none; K > 1 only).
         Each gene's counts are simulated B times from its fitted one-component model
@@ -192,7 +192,7 @@ def fit_mixture(
         n_jobs=n_jobs,
         allow_no_start=init is not None,
     )
-    n_jobs = options.pop("n_jobs")
+    n_jobs = options["n_jobs"]
     n_init = options["n_init"]
     n_components = validation.check_n_components(n_components, adata.n_obs)
     bic_threshold = validation.check_real(bic_threshold, "bic_threshold")
@@ -233,63 +233,62 @@ def fit_mixture(
         init=init,
         progress=progress,
     )
-    with numba_threads(n_jobs):
-        target = adata.copy() if copy else adata
-        if shared:
-            fit_cell_level(
-                target,
-                in_memory(X, check),
-                selected,
-                sf,
-                family=fam,
-                n_components=n_components,
-                options=options,
-                params=params,
-                key=key_added,
-                keep_trace=keep_trace,
-            )
-            return target if copy else None
-
-        store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
-
-        with _progress_bar(progress, selected.size) as advance:
-            fit = fit_matrix(
-                X,
-                sf,
-                family=fam,
-                n_components=n_components,
-                store_resp=store,
-                keep_trace=keep_trace,
-                progress=advance,
-                start_resp=start_resp,
-                check=check,
-                **options,
-            )
-
-        extra = {}
-        if n_bootstrap:
-            with _progress_bar(progress, int(fit.fitted.sum()), "bootstrap") as advance:
-                extra = bootstrap.lrt_pvalues(
-                    fit,
-                    sf,
-                    adata.var_names[selected],
-                    n_bootstrap=n_bootstrap,
-                    early_stop=bootstrap_early_stop,
-                    options=options,
-                    progress=advance,
-                )
-
-        _write_results(
+    target = adata.copy() if copy else adata
+    if shared:
+        fit_cell_level(
             target,
-            key_added,
+            in_memory(X, check),
             selected,
-            fit,
-            params,
-            bic_threshold=bic_threshold,
-            min_weight=min_weight,
-            extra=extra,
+            sf,
+            family=fam,
+            n_components=n_components,
+            options=options,
+            params=params,
+            key=key_added,
+            keep_trace=keep_trace,
         )
         return target if copy else None
+
+    store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
+
+    with _progress_bar(progress, selected.size) as advance:
+        fit = fit_matrix(
+            X,
+            sf,
+            family=fam,
+            n_components=n_components,
+            store_resp=store,
+            keep_trace=keep_trace,
+            progress=advance,
+            start_resp=start_resp,
+            check=check,
+            **options,
+        )
+
+    extra = {}
+    if n_bootstrap:
+        with _progress_bar(progress, int(fit.fitted.sum()), "bootstrap") as advance:
+            extra = bootstrap.lrt_pvalues(
+                fit,
+                sf,
+                adata.var_names[selected],
+                n_bootstrap=n_bootstrap,
+                early_stop=bootstrap_early_stop,
+                options=options,
+                progress=advance,
+            )
+
+    _write_results(
+        target,
+        key_added,
+        selected,
+        fit,
+        params,
+        bic_threshold=bic_threshold,
+        min_weight=min_weight,
+        extra=extra,
+    )
+    return target if copy else None
 
 
 def _start_responsibilities(adata, init, n_components):

@@ -39,7 +39,6 @@ import numpy as np
 
 from ..families import Family
 from ..families.base import ChunkData
-from ..numerics.jit import jit
 
 #: Largest change of one coordinate (a log-parameter or a logit) in one step.
 MAX_STEP = 3.0
@@ -182,50 +181,49 @@ class NewtonSteps:
         return accepted, finishing, given_up
 
 
-@jit
 def _directions(z, grad, hess, lower, upper, loglik, threshold):
     """The step of :meth:`NewtonSteps.start` for each row: ``(d, ok, done, escape,
     at_maximum)``. A coordinate at a bound that the gradient pushes outwards is held
     (its gradient and its row and column of -H zeroed, 1 on the diagonal); rows whose
-    derivatives are not finite are not ``ok`` (no step)."""
+    derivatives are not finite are not ``ok`` (no step). numpy's stacked ``eigh``
+    does every row at once (a numba loop compiled LAPACK wrappers for seconds)."""
     n_rows, size = z.shape
     d = np.zeros((n_rows, size))
-    ok = np.ones(n_rows, dtype=np.bool_)
-    done = np.zeros(n_rows, dtype=np.bool_)
-    escape = np.zeros(n_rows, dtype=np.bool_)
-    at_maximum = np.zeros(n_rows, dtype=np.bool_)
-    for r in range(n_rows):
-        g = grad[r].copy()
-        minus_h = -hess[r]
-        for p in range(size):
-            if (z[r, p] <= lower[p] and g[p] < 0.0) or (z[r, p] >= upper[p] and g[p] > 0.0):
-                g[p] = 0.0
-                minus_h[p, :] = 0.0
-                minus_h[:, p] = 0.0
-                minus_h[p, p] = 1.0
-        if not (np.isfinite(minus_h).all() and np.isfinite(g).all()):
-            ok[r] = False
-            continue
-        eigenvalues, vectors = np.linalg.eigh(minus_h)
-        magnitude = np.abs(eigenvalues)
-        floor = max(EIGEN_FLOOR * magnitude.max(), np.finfo(np.float64).tiny)
-        magnitude = np.maximum(magnitude, floor)
-        step = vectors @ ((vectors.T @ g) / magnitude)
-        predicted = 0.5 * np.sum(g * step)
-        step *= min(1.0, MAX_STEP / max(np.abs(step).max(), 1e-300))
-        if predicted <= threshold:
-            # converged only at a strict local maximum; at a saddle or on a ridge
-            # (some curvature >= 0) the step follows the direction of most positive
-            # curvature instead
-            if eigenvalues[0] > 0.0:
-                at_maximum[r] = True
-                # at a maximum one last step is nearly free and makes the error
-                # quadratically smaller, unless the gain is at the rounding
-                done[r] = not (predicted > ROUNDING * abs(loglik[r]))
-            else:
-                escape[r] = True
-                v = vectors[:, 0]
-                side = -1.0 if np.sum(v * g) < 0.0 else 1.0
-                step = MAX_STEP * side * v / np.abs(v).max()
-        d[r] = step
+    done = np.zeros(n_rows, dtype=bool)
+    escape = np.zeros(n_rows, dtype=bool)
+    at_maximum = np.zeros(n_rows, dtype=bool)
+    g = grad.copy()
+    minus_h = -hess
+    held = ((z <= lower) & (g < 0.0)) | ((z >= upper) & (g > 0.0))
+    g[held] = 0.0
+    minus_h[held[:, :, None] | held[:, None, :]] = 0.0
+    diagonal = np.einsum("rpp->rp", minus_h)  # a writable view
+    diagonal[held] = 1.0
+    ok = np.isfinite(minus_h).all(axis=(1, 2)) & np.isfinite(g).all(axis=1)
+    rows = np.flatnonzero(ok)
+    if not rows.size:
+        return d, ok, done, escape, at_maximum
+    g = g[rows]
+    eigenvalues, vectors = np.linalg.eigh(minus_h[rows])
+    magnitude = np.abs(eigenvalues)
+    floor = np.maximum(EIGEN_FLOOR * magnitude.max(axis=1), np.finfo(np.float64).tiny)
+    magnitude = np.maximum(magnitude, floor[:, None])
+    along = np.einsum("rpq,rp->rq", vectors, g) / magnitude
+    step = np.einsum("rpq,rq->rp", vectors, along)
+    predicted = 0.5 * np.sum(g * step, axis=1)
+    step *= np.minimum(1.0, MAX_STEP / np.maximum(np.abs(step).max(axis=1), 1e-300))[:, None]
+    small = predicted <= threshold
+    # converged only at a strict local maximum; at a saddle or on a ridge (some
+    # curvature >= 0) the step follows the direction of most positive curvature instead
+    maximum = small & (eigenvalues[:, 0] > 0.0)
+    at_maximum[rows[maximum]] = True
+    # at a maximum one last step is nearly free and makes the error quadratically
+    # smaller, unless the gain is at the rounding
+    done[rows[maximum]] = ~(predicted[maximum] > ROUNDING * np.abs(loglik[rows[maximum]]))
+    saddle = small & ~maximum
+    escape[rows[saddle]] = True
+    v = vectors[saddle, :, 0]
+    side = np.where(np.sum(v * g[saddle], axis=1) < 0.0, -1.0, 1.0)
+    step[saddle] = MAX_STEP * side[:, None] * v / np.abs(v).max(axis=1, keepdims=True)
+    d[rows] = step
     return d, ok, done, escape, at_maximum

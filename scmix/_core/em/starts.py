@@ -21,10 +21,9 @@ one more start.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ..numerics.jit import gene_kernel, inline_jit
+from ..numerics.jit import jit
 
 _LLOYD_ITERATIONS = 10
 
@@ -39,36 +38,30 @@ def quantile_labels(y: np.ndarray, n_components: int) -> np.ndarray:
     kept together: a cell's group is that of the first cell with its value, so that
     equal counts (typically the zeros) do not land in two groups. Where that would
     leave a group empty, the groups are of equal size (ties split by position)."""
-    y = np.ascontiguousarray(y, dtype=np.float64)
-    return _quantile_labels(y, n_components, work=y.size)
-
-
-@gene_kernel
-def _quantile_labels(y, n_components):
     # A cell's group is floor(K r / n) with r the number of cells below its value
     # (the rank of the first cell of its tie): it passes boundary k when r >=
     # ceil(k n / K), i.e. when its value exceeds the ceil(k n / K)-th smallest. Those
     # K - 1 order statistics come from np.partition, in linear time.
+    y = np.asarray(y, dtype=np.float64)
     n_genes, n_cells = y.shape
+    boundaries = [-((-k * n_cells) // n_components) - 1 for k in range(1, n_components)]
     labels = np.zeros((n_genes, n_cells), dtype=np.int64)
-    for g in numba.prange(n_genes):
-        row = y[g]
-        for k in range(1, n_components):
-            boundary = -((-k * n_cells) // n_components)  # ceil(k n / K)
-            threshold = np.partition(row, boundary - 1)[boundary - 1]
-            for i in range(n_cells):
-                labels[g, i] += row[i] > threshold
-        counts = np.zeros(n_components, dtype=np.int64)
-        for i in range(n_cells):
-            counts[labels[g, i]] += 1
-        if counts.min() == 0:  # a tie as large as a group: equal-size groups,
-            order = np.argsort(row, kind="mergesort")  # ties split by position
-            for rank in range(n_cells):
-                labels[g, order[rank]] = (rank * n_components) // n_cells
+    if boundaries:
+        thresholds = np.partition(y, boundaries, axis=1)[:, boundaries]
+        for k in range(n_components - 1):
+            labels += y > thresholds[:, k : k + 1]
+    # a tie as large as a group: equal-size groups, ties split by position
+    empty = np.zeros(n_genes, dtype=bool)
+    for k in range(n_components):
+        empty |= ~(labels == k).any(axis=1)
+    tied = np.flatnonzero(empty)
+    for g in tied:
+        order = np.argsort(y[g], kind="stable")
+        labels[g, order] = (np.arange(n_cells) * n_components) // n_cells
     return labels
 
 
-@inline_jit
+@jit
 def _nearest(value, centres):
     """Index of the centre nearest to ``value`` (the lowest index on ties)."""
     best = 0
@@ -78,32 +71,56 @@ def _nearest(value, centres):
     return best
 
 
+@jit
+def _sort_small(values):
+    """Sort a few values in place (insertion sort: numba's quicksort is seconds of
+    compilation for K numbers)."""
+    for i in range(1, values.shape[0]):
+        value = values[i]
+        j = i - 1
+        while j >= 0 and values[j] > value:
+            values[j + 1] = values[j]
+            j -= 1
+        values[j + 1] = value
+
+
 def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
     """k-means++ seeds (one uniform per centre, ``uniforms`` of shape (n_genes, K)),
     then Lloyd iterations; labels ordered by centre so that label 0 is the lowest."""
     y = np.ascontiguousarray(y, dtype=np.float64)
-    uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
-    return _kmeanspp_labels(y, n_components, uniforms, work=y.size * n_components)
+    uniforms = np.ascontiguousarray(uniforms[:, :n_components], dtype=np.float64)
+    labels = np.empty(y.shape, dtype=np.int64)
+    _kmeanspp_labels(y, uniforms, labels)
+    return labels
 
 
-@gene_kernel
-def _kmeanspp_labels(y, n_components, uniforms):
+@jit
+def _kmeanspp_labels(y, uniforms, labels):
     n_genes, n_cells = y.shape
-    labels = np.empty((n_genes, n_cells), dtype=np.int64)
-    for g in numba.prange(n_genes):
+    n_components = uniforms.shape[1]
+    centres = np.empty(n_components)
+    totals = np.empty(n_components)
+    counts = np.empty(n_components)
+    dist2 = np.empty(n_cells)
+    cumulative = np.empty(n_cells)
+    for g in range(n_genes):
         row = y[g]
-        centres = np.empty(n_components)
         centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
-        dist2 = (row - centres[0]) ** 2
+        for i in range(n_cells):
+            dist2[i] = (row[i] - centres[0]) ** 2
         for k in range(1, n_components):
             # the first cell where the cumulative squared distance reaches the target
-            cumulative = np.cumsum(dist2)
-            target = uniforms[g, k] * cumulative[-1]
-            pick = min(np.searchsorted(cumulative, target, side="left"), n_cells - 1)
+            running = 0.0
+            for i in range(n_cells):
+                running += dist2[i]
+                cumulative[i] = running
+            target = uniforms[g, k] * cumulative[n_cells - 1]
+            pick = 0
+            while pick < n_cells - 1 and cumulative[pick] < target:
+                pick += 1
             centres[k] = row[pick]
-            dist2 = np.minimum(dist2, (row - centres[k]) ** 2)
-        totals = np.empty(n_components)
-        counts = np.empty(n_components)
+            for i in range(n_cells):
+                dist2[i] = min(dist2[i], (row[i] - centres[k]) ** 2)
         for _ in range(_LLOYD_ITERATIONS):
             totals[:] = 0.0
             counts[:] = 0.0
@@ -114,10 +131,9 @@ def _kmeanspp_labels(y, n_components, uniforms):
             for k in range(n_components):
                 if counts[k] > 0:
                     centres[k] = totals[k] / counts[k]
-        centres.sort()
+        _sort_small(centres)
         for i in range(n_cells):
             labels[g, i] = _nearest(row[i], centres)
-    return labels
 
 
 def starting_labels(

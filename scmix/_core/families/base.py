@@ -19,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +28,29 @@ from ..numerics.quadrature import CountQuadrature, count_quadrature
 
 #: Means are kept above this floor so that log(mu) stays finite.
 MU_MIN = 1e-10
+
+
+class Counts(NamedTuple):
+    """A chunk's counts as the kernels take them (one argument): the counts, the size
+    factors and their logs, and the count levels of
+    :func:`~scmix._core.numerics.kernels.count_levels`."""
+
+    x: np.ndarray  # (n_genes, n_cells) float64
+    size_factors: np.ndarray  # (n_cells,)
+    log_size_factors: np.ndarray  # (n_cells,)
+    values: np.ndarray  # (n_genes, n_levels_max) the distinct non-zero counts
+    n_levels: np.ndarray  # (n_genes,) int64
+    level: np.ndarray  # (n_genes, n_cells) int32, -1 for a zero count
+
+
+class EStepOutput(NamedTuple):
+    """What a family's fused E-step kernel writes, per row (one argument)."""
+
+    resp: np.ndarray  # (n_rows, K, n_cells)
+    loglik: np.ndarray  # (n_rows,)
+    resp_sums: np.ndarray  # (n_rows, K)
+    nodes: np.ndarray  # the family's per-row sums on the quadrature nodes
+    on_nodes: np.ndarray  # (n_rows,) bool: did the row's sums use the nodes
 
 
 @dataclass
@@ -47,6 +71,11 @@ class ChunkData:
         return count_levels(self.x)
 
     @cached_property
+    def counts(self) -> Counts:
+        """The counts with their levels, as the kernels take them."""
+        return Counts(self.x, self.size_factors, self.log_size_factors, *self.levels)
+
+    @cached_property
     def quadrature(self) -> CountQuadrature:
         """Cells sharing a count as weighted nodes (:mod:`scmix._core.numerics.quadrature`)."""
         return count_quadrature(*self.levels, self.size_factors)
@@ -54,7 +83,7 @@ class ChunkData:
     @cached_property
     def log_factorial_sums(self) -> np.ndarray:
         """``sum_i log(x_ij!)`` per gene, shape (n_genes,)."""
-        return log_factorial_sums(*self.levels, work=self.x.size)
+        return log_factorial_sums(*self.levels)
 
     def take(self, rows: np.ndarray) -> ChunkData:
         """The chunk's rows ``rows`` (genes may repeat, one row per start); what was
@@ -142,7 +171,7 @@ class Family(ABC):
         one every cell is summed and every ``resp`` set.
         """
         self.log_prob(data, params, active, resp)
-        e_step(resp, log_weights, active, loglik, resp_sums, work=active.size * resp[0].size)
+        e_step(resp, log_weights, active, loglik, resp_sums)
 
     @abstractmethod
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:

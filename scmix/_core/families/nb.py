@@ -29,27 +29,20 @@ import numpy as np
 from scipy import stats
 
 from ..numerics.quadrature import CountQuadrature
-from ._nb_kernels import (
-    THETA_MAX,
-    THETA_MIN,
-    THETA_START,
-    _nb_e_step,
-    _nb_log_prob,
-    _nb_m_step,
-    _nb_marginal_derivatives,
-    _nb_moments,
-)
-from .base import ChunkData, Family
+from ._nb_kernels import THETA_MAX, THETA_MIN, THETA_START, _nb_e_step, _nb_log_prob, _nb_moments
+from ._nb_mstep import _nb_m_step, _nb_marginal_derivatives
+from .base import ChunkData, EStepOutput, Family
 
 __all__ = ["THETA_MAX", "THETA_MIN", "NegativeBinomial"]
 
 
-def _pooling(data: ChunkData, state) -> tuple[CountQuadrature, tuple]:
+def _pooling(data: ChunkData, state, n_comp: int) -> tuple[CountQuadrature, tuple]:
     """The quadrature the kernels use and the ``(node_resp, on_nodes)`` of the state;
     without a state nothing is pooled (every cell summed, every ``resp`` set)."""
     if state is None:
         quad, on_nodes = data.pooling(None)
-        return quad, (np.zeros((0, 1, 1, 1)), on_nodes)
+        n_rows, n_pooled, n_nodes = quad.weights.shape
+        return quad, (np.zeros((n_rows, n_comp, n_pooled, n_nodes)), on_nodes)
     return data.quadrature, state
 
 
@@ -83,7 +76,7 @@ class NegativeBinomial(Family):
         early; from a moderate start it climbs towards large theta when that fits.
         """
         params = super().initial_params(data, resp)
-        excess, scale = _nb_moments(data.x, data.size_factors, resp, params["mu"], work=resp.size)
+        excess, scale = _nb_moments(data.x, data.size_factors, resp, params["mu"])
         with np.errstate(divide="ignore", invalid="ignore"):
             phi = excess / scale
         phi = np.where(np.isfinite(phi) & (phi > 1.0 / THETA_MAX), phi, 1.0 / THETA_MAX)
@@ -100,17 +93,7 @@ class NegativeBinomial(Family):
         params["theta"][genes] = np.clip(params["theta"][genes], THETA_MIN, THETA_MAX)
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
-        _nb_log_prob(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            *data.levels,
-            params["mu"],
-            params["theta"],
-            active,
-            out,
-            work=active.size * out[0].size,
-        )
+        _nb_log_prob(data.counts, params["mu"], params["theta"], active, out)
 
     def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
         """The responsibilities on the quadrature nodes of each pooled count, and per
@@ -124,42 +107,22 @@ class NegativeBinomial(Family):
     ) -> None:
         """Fused with the log-pmf; with a state, cells sharing a count summed on
         quadrature nodes where that is accurate (see :func:`_nb_e_step`)."""
-        quad, (node_resp, on_nodes) = _pooling(data, state)
-        _nb_e_step(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            *data.levels,
-            *quad.arrays(),
-            params["mu"],
-            params["theta"],
-            log_weights,
-            active,
-            resp,
-            loglik,
-            resp_sums,
-            node_resp,
-            on_nodes,
-            work=active.size * resp[0].size,
-        )
+        quad, (node_resp, on_nodes) = _pooling(data, state, resp.shape[1])
+        out = EStepOutput(resp, loglik, resp_sums, node_resp, on_nodes)
+        _nb_e_step(data.counts, quad, params["mu"], params["theta"], log_weights, active, out)
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
-        quad, (node_resp, on_nodes) = _pooling(data, state)
+        quad, (node_resp, on_nodes) = _pooling(data, state, resp.shape[1])
         _nb_m_step(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            *data.levels,
-            *quad.arrays(),
+            data.counts,
+            quad,
             resp,
             node_resp,
             on_nodes,
             params["mu"],
             params["theta"],
             active,
-            self.max_newton,
-            self.newton_tol,
-            work=active.size * resp[0].size,
+            (self.max_newton, self.newton_tol),
         )
 
     def log_bounds(self) -> dict[str, tuple[float, float]]:
@@ -167,21 +130,9 @@ class NegativeBinomial(Family):
 
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
         quad, on_nodes = data.pooling(None if state is None else state[1])
-        _nb_marginal_derivatives(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            *data.levels,
-            *quad.arrays(),
-            on_nodes,
-            params["mu"],
-            params["theta"],
-            log_weights,
-            active,
-            grad,
-            hess,
-            work=active.size * data.n_cells * log_weights.shape[1],
-        )
+        mu, theta = params["mu"], params["theta"]
+        counts = data.counts
+        _nb_marginal_derivatives(counts, quad, on_nodes, mu, theta, log_weights, active, grad, hess)
 
     def cdf(self, x, mean, params) -> np.ndarray:
         """NB cdf; at the Poisson bound (theta = THETA_MAX) the Poisson cdf, which the

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from scipy import stats
 
-from ..numerics.jit import gene_kernel, inline_jit, jit
+from ..numerics.jit import jit
 from ..numerics.kernels import (
     add_cell_scores,
     add_weight_curvature,
@@ -18,10 +17,10 @@ from ..numerics.kernels import (
     weighted_rate,
 )
 from ..numerics.quadrature import UNUSED, compact_cells, estimated_error
-from .base import MU_MIN, ChunkData, Family
+from .base import MU_MIN, ChunkData, EStepOutput, Family
 
 
-@inline_jit
+@jit
 def _log_pmf(xi, s, log_s, mu, log_mu):
     """log f(x | s mu) + log x!"""
     m = s * mu
@@ -40,17 +39,25 @@ def _log_pmf_cells(x, size_factors, log_size_factors, mu, log_mu, out):
         out[i] = -m if x[i] == 0.0 else value
 
 
-@gene_kernel
-def _poisson_log_prob(x, size_factors, log_size_factors, mu, active, out):
+@jit
+def _poisson_log_prob(counts, mu, active, out):
+    """``out[g, k, i] = log f(x_gi | s_i mu_gk) + log x_gi!`` for the active genes."""
     n_comp = mu.shape[1]
-    for a in numba.prange(active.shape[0]):
+    for a in range(active.shape[0]):
         g = active[a]
         for k in range(n_comp):
             log_mu = math.log(mu[g, k])
-            _log_pmf_cells(x[g], size_factors, log_size_factors, mu[g, k], log_mu, out[g, k])
+            _log_pmf_cells(
+                counts.x[g],
+                counts.size_factors,
+                counts.log_size_factors,
+                mu[g, k],
+                log_mu,
+                out[g, k],
+            )
 
 
-@inline_jit
+@jit
 def _add_point(joint, x, s, log_s, mu, log_mu, log_weights, weight, sums, stats):
     """Responsibilities of one (pseudo-)cell into ``joint``; adds ``weight`` times them
     to ``sums`` and to the M-step's ``stats`` (sum r x, sum r s); returns the log-sum."""
@@ -67,39 +74,26 @@ def _add_point(joint, x, s, log_s, mu, log_mu, log_weights, weight, sums, stats)
     return value
 
 
-@gene_kernel
-def _poisson_e_step(
-    x,
-    size_factors,
-    log_size_factors,
-    node_size_factors,
-    node_log_size_factors,
-    pooled_level,
-    pooled_count,
-    node_weights,
-    node_low_weights,
-    single_cells,
-    n_single,
-    tolerance,
-    mu,
-    log_weights,
-    active,
-    resp,
-    loglik,
-    resp_sums,
-    stats,
-    on_nodes,
-):
-    """E-step fused with the log-pmf and the M-step's sums ``stats[g, k]`` =
+@jit
+def _poisson_e_step(counts, quad, mu, log_weights, active, out):
+    """E-step fused with the log-pmf and the M-step's sums ``out.nodes[g, k]`` =
     (sum_i r x, sum_i r s); pooled counts on quadrature nodes as in the NB family
-    (the error check also covers sum_i r s, which the M-step uses). ``on_nodes[g]``
+    (the error check also covers sum_i r s, which the M-step uses). ``out.on_nodes[g]``
     tells :func:`_poisson_marginal_derivatives` which way the gene went."""
+    x, size_factors, log_size_factors = counts.x, counts.size_factors, counts.log_size_factors
+    node_size_factors, node_log_size_factors = quad.size_factors, quad.log_size_factors
+    pooled_level, pooled_count = quad.pooled_level, quad.pooled_count
+    node_weights, node_low_weights = quad.weights, quad.low_weights
+    single_cells, n_single = quad.cells, quad.n_cells
+    resp, stats = out.resp, out.nodes
     n_cells = x.shape[1]
     n_comp = mu.shape[1]
     n_nodes = node_size_factors.shape[0]
-    for a in numba.prange(active.shape[0]):
+    for a in range(active.shape[0]):
         g = active[a]
-        log_mu = np.log(mu[g])
+        log_mu = np.empty(n_comp)
+        for k in range(n_comp):
+            log_mu[k] = math.log(mu[g, k])
         joint = np.empty(n_comp)
         sums = np.zeros(n_comp)
         sufficient = np.zeros((n_comp, 2))
@@ -135,12 +129,12 @@ def _poisson_e_step(
                         low_scaled[k] += r * s_n
             error = estimated_error(total, low_total, sums, low_sums)
             error += estimated_error(0.0, 0.0, sufficient[:, 1], low_scaled)
-            if error > tolerance[g]:
+            if error > quad.tolerance[g]:
                 quadrature = False
                 total = 0.0
                 sums[:] = 0.0
                 sufficient[:] = 0.0
-        on_nodes[g] = quadrature
+        out.on_nodes[g] = quadrature
         if not quadrature:
             # every cell: loops that vectorise (log-pmf, responsibilities, sums)
             for k in range(n_comp):
@@ -167,63 +161,30 @@ def _poisson_e_step(
             )
             for k in range(n_comp):
                 resp[g, k, i] = joint[k]
-        loglik[g] = total
+        out.loglik[g] = total
         for k in range(n_comp):
-            resp_sums[g, k] = max(sums[k], 0.0)  # negative node weights: see the NB E-step
+            out.resp_sums[g, k] = max(sums[k], 0.0)  # negative node weights: see the NB E-step
             stats[g, k, 0] = sufficient[k, 0]
             stats[g, k, 1] = sufficient[k, 1]
 
 
-@gene_kernel
-def _poisson_marginal_derivatives(
-    x,
-    size_factors,
-    log_size_factors,
-    node_size_factors,
-    node_log_size_factors,
-    pooled_level,
-    pooled_count,
-    node_weights,
-    node_low_weights,
-    single_cells,
-    n_single,
-    tolerance,
-    on_nodes,
-    mu,
-    log_weights,
-    active,
-    grad,
-    hess,
-):
+@jit
+def _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, active, grad, hess):
     """Gradient and Hessian of each active gene's marginal log-likelihood in the
     coordinates of :func:`~scmix._core.numerics.kernels.add_cell_scores` (parameter
     ``log mu``; the derivatives of ``log f_k`` are ``x - m`` and ``-m``). Where the
     gene's last E-step summed on the quadrature nodes (``on_nodes``), so do these
     sums."""
-    n_cells = x.shape[1]
+    n_cells = counts.x.shape[1]
     n_comp = mu.shape[1]
-    node_ones = np.ones(node_weights.shape[1:])
-    no_levels = np.full(n_cells, -1, dtype=np.int32)  # compact_cells carries levels along
-    for a in numba.prange(active.shape[0]):
+    node_ones = np.ones(quad.weights.shape[1:])
+    ones = np.ones(n_cells)
+    weights = np.empty(n_comp)
+    for a in range(active.shape[0]):
         g = active[a]
-        weights = np.exp(log_weights[g])
-        ones = np.ones(n_cells)
-        xg, sg, lsg, cell_weight, _ = compact_cells(
-            on_nodes[g],
-            x[g],
-            size_factors,
-            log_size_factors,
-            no_levels,
-            single_cells[g],
-            n_single[g],
-            ones,
-            node_size_factors,
-            node_log_size_factors,
-            pooled_level[g],
-            pooled_count[g],
-            node_weights[g],
-            node_ones,
-        )
+        for k in range(n_comp):
+            weights[k] = math.exp(log_weights[g, k])
+        xg, sg, lsg, cell_weight, _ = compact_cells(on_nodes[g], counts, quad, g, ones, node_ones)
         n = xg.shape[0]
         resp_cells = np.empty((n_comp, n))
         score = np.empty((n_comp, 1, n))
@@ -234,7 +195,7 @@ def _poisson_marginal_derivatives(
                 m = sg[i] * mu[g, k]
                 score[k, 0, i] = xg[i] - m
                 curv[k, 0, 0, i] = -m
-        normalise_cells(resp_cells, log_weights[g], single_cells[g], n, False, np.zeros(n_comp))
+        normalise_cells(resp_cells, log_weights[g], quad.cells[g], n, False, np.zeros(n_comp))
         grad[g] = 0.0
         hess[g] = 0.0
         add_cell_scores(cell_weight, resp_cells, score, curv, weights, grad[g], hess[g])
@@ -253,15 +214,7 @@ class Poisson(Family):
     param_names = ("mu",)
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
-        _poisson_log_prob(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            params["mu"],
-            active,
-            out,
-            work=active.size * out[0].size,
-        )
+        _poisson_log_prob(data.counts, params["mu"], active, out)
 
     def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
         """The M-step's sums (sum_i r x, sum_i r s) per gene and component, and per gene
@@ -277,20 +230,8 @@ class Poisson(Family):
         if state is None:
             super().e_step(data, params, log_weights, active, resp, loglik, resp_sums)
             return
-        _poisson_e_step(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            *data.quadrature.arrays(),
-            params["mu"],
-            log_weights,
-            active,
-            resp,
-            loglik,
-            resp_sums,
-            *state,
-            work=active.size * resp[0].size,
-        )
+        out = EStepOutput(resp, loglik, resp_sums, *state)
+        _poisson_e_step(data.counts, data.quadrature, params["mu"], log_weights, active, out)
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
         if state is None:
@@ -306,19 +247,8 @@ class Poisson(Family):
 
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
         quad, on_nodes = data.pooling(None if state is None else state[1])
-        _poisson_marginal_derivatives(
-            data.x,
-            data.size_factors,
-            data.log_size_factors,
-            *quad.arrays(),
-            on_nodes,
-            params["mu"],
-            log_weights,
-            active,
-            grad,
-            hess,
-            work=active.size * data.n_cells * log_weights.shape[1],
-        )
+        counts, mu = data.counts, params["mu"]
+        _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, active, grad, hess)
 
     def cdf(self, x, mean, params) -> np.ndarray:
         return stats.poisson.cdf(x, mean)

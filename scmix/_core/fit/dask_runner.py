@@ -2,8 +2,8 @@
 
 The cells of a gene must be in one block: the array is rechunked to all cells x
 ``chunk_size`` genes. Each task validates its block, fits it with the same engine
-and the same per-gene uniforms as the in-memory path (so results are identical), and
-runs the numba kernels serially: the parallelism comes from running tasks at once.
+and the same per-gene uniforms as the in-memory path (so results are identical); the
+parallelism comes from the scheduler running tasks at once.
 dask is imported only here, when a dask array is given.
 """
 
@@ -15,7 +15,6 @@ import numpy as np
 from scipy import sparse
 
 from ..families import Family
-from ..numerics.jit import serial_kernels
 from .blocks import fit_block
 
 
@@ -25,8 +24,7 @@ def _fit_block(block, first_gene, size_factors, family, n_components, uniforms, 
         check(block, first_gene)
     dense = block.toarray() if sparse.issparse(block) else np.asarray(block)
     x = np.ascontiguousarray(dense.T, dtype=np.float64)
-    with serial_kernels():
-        return fit_block(x, first_gene, size_factors, family, n_components, uniforms, **options)
+    return fit_block(x, first_gene, size_factors, family, n_components, uniforms, **options)
 
 
 def fit_blocks(

@@ -7,14 +7,18 @@ This is the one implementation behind both faces of scmix:
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
 from ..em.driver import ChunkFit
 from ..families import Family
-from ..numerics.jit import announce_compilation
+from ..numerics.jit import announce_compilation, worker_count
 from .blocks import fit_block
 from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, chunk_size_for, iter_chunks
 from .dask_runner import fit_blocks
@@ -23,6 +27,9 @@ from .dask_runner import fit_blocks
 DEFAULT_N_INIT = 3
 DEFAULT_MAX_ITER = 1000
 DEFAULT_TOL = 1e-6
+#: Fewest genes in a chunk that threads split off (a chunk's fixed cost, the count
+#: levels and the quadrature, should stay small beside its EM).
+MIN_THREAD_CHUNK = 16
 
 
 def is_dask(X) -> bool:
@@ -123,6 +130,7 @@ def fit_matrix(
     random_state: int | None,
     chunk_size: int | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    n_jobs: int | None = None,
     store_resp: bool = True,
     keep_trace: bool = False,
     accelerate: bool = True,
@@ -146,6 +154,11 @@ def fit_matrix(
     A dask array runs as one task per gene block (:mod:`scmix._core.fit.dask_runner`), where
     ``check(block, genes)`` validates each block's counts before it is fitted; the
     results are identical to the in-memory path.
+
+    In memory, ``n_jobs`` threads (None: one per core) fit chunks at once, at most
+    ``memory_bytes`` of work arrays between them; the kernels release the GIL. Each
+    gene's fit depends on its counts and uniforms only, so the results do not depend
+    on ``n_jobs`` or on ``chunk_size``.
     """
     announce_compilation()
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
@@ -153,9 +166,14 @@ def fit_matrix(
         n_cells, n_genes = X.n_cells, X.n_genes
     else:
         n_cells, n_genes = X.shape
+    n_workers = 1 if is_dask(X) else worker_count(n_jobs)
     if chunk_size is None:
         n_starts = 1 if n_components == 1 else n_init + 1 + (start_resp is not None)
-        chunk_size = chunk_size_for(n_cells, n_components, n_starts, memory_bytes)
+        chunk_size = chunk_size_for(n_cells, n_components, n_starts, memory_bytes // n_workers)
+        if n_workers > 1:
+            # a few chunks per thread, so that a chunk of slow genes does not leave the
+            # other threads idle at the end
+            chunk_size = min(chunk_size, max(MIN_THREAD_CHUNK, -(-n_genes // (4 * n_workers))))
     if uniforms is None:
         uniforms = np.random.default_rng(random_state).random(
             (n_genes, max(n_init, 1), n_components)
@@ -181,9 +199,9 @@ def fit_matrix(
         return result.finish(traces, keep_trace)
     columns = X if isinstance(X, GeneColumns) else GeneColumns(X)
 
-    for chunk in iter_chunks(n_genes, chunk_size):
-        fitted = fit_block(
-            columns.block(chunk),
+    def fit_chunk_of(chunk: slice, x: np.ndarray):
+        return fit_block(
+            x,
             chunk.start,
             size_factors,
             family,
@@ -193,12 +211,38 @@ def fit_matrix(
             start_resp=start_resp,
             **options,
         )
-        if fitted is not None:
-            result.collect(*fitted, traces)
-        if progress is not None:
-            progress(chunk.stop)
 
+    chunks = list(iter_chunks(n_genes, chunk_size))
+    # blocks are read here, in this thread (a backed file is read by one thread), and
+    # fitted by the pool, at most n_workers ahead of the chunk being collected
+    blocks = ((chunk, columns.block(chunk)) for chunk in chunks)
+    n_threads = min(n_workers, len(chunks))
+    with ThreadPoolExecutor(n_threads) if n_threads > 1 else nullcontext() as pool:
+        if pool is None:  # one thread: in this one
+            fits = (fit_chunk_of(*args) for args in blocks)
+        else:
+            fits = _in_order(pool, fit_chunk_of, blocks, n_threads)
+        for chunk, fitted in zip(chunks, fits, strict=True):
+            if fitted is not None:
+                result.collect(*fitted, traces)
+            if progress is not None:
+                progress(chunk.stop)
     return result.finish(traces, keep_trace)
+
+
+def _in_order(pool: ThreadPoolExecutor, function, arguments, ahead: int):
+    """``function(*args)`` for each of ``arguments`` (an iterator, advanced only as
+    needed), run on ``pool`` with at most ``ahead`` calls submitted beyond the one
+    whose result is being yielded, which keeps memory bounded; in order."""
+    pending = deque(pool.submit(function, *args) for args in islice(arguments, ahead))
+    try:
+        while pending:
+            for args in islice(arguments, 1):
+                pending.append(pool.submit(function, *args))
+            yield pending.popleft().result()
+    finally:  # after an error, what has not started does not start
+        for future in pending:
+            future.cancel()
 
 
 def _merge_traces(traces, n_genes: int) -> np.ndarray:

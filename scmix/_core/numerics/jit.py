@@ -1,8 +1,10 @@
-"""Kernels compiled twice: threaded over genes for large work, serial for small.
+"""How scmix compiles its numba kernels: options, cache folder, and how many threads fit.
 
-numba's thread pool costs a few microseconds per call on an idle machine but
-milliseconds when the cores are busy, and EM ends with long tails of calls on a
-handful of still-active genes. Those go to the serial build.
+Every kernel is compiled once, serial (no ``parallel=True`` build): parallelism comes
+from running gene chunks in threads (:func:`worker_count`; the kernels release the
+GIL), which costs no second build of each kernel and keeps a newcomer's first fit
+short. Kernels take a few named structures (namedtuples of arrays, one dtype per
+field), so that each compiles for one signature.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import hashlib
 import logging
 import os
 import threading
-import types
-from contextlib import contextmanager
 from pathlib import Path
 
 import numba
@@ -53,16 +53,16 @@ CACHE_DIR = _cache_dir()
 #: numba makes the folder then): the first fit compiles them.
 FIRST_RUN = not os.path.isdir(CACHE_DIR)
 _announced = threading.Event()
+#: What the first fit says (the CLI prints it unless ``-q``).
+COMPILING_MESSAGE = "compiling numerical kernels, once per installation (about 15 seconds)"
 
 
 def announce_compilation() -> None:
     """Say once, on the ``scmix`` logger (INFO), that the kernels are being compiled:
-    the first fit of a fresh installation spends about a minute on it."""
+    the first fit of a fresh installation spends some seconds on it."""
     if FIRST_RUN and not _announced.is_set():
         _announced.set()
-        logging.getLogger("scmix").info(
-            "compiling numerical kernels, once per installation (about a minute)"
-        )
+        logging.getLogger("scmix").info(COMPILING_MESSAGE)
 
 
 def _njit(**options):
@@ -82,8 +82,12 @@ def _njit(**options):
     return decorator
 
 
-#: The decorator of a kernel, and of a small helper numba inlines into its callers.
+#: The decorator of a kernel and of its helpers. Helpers are not inlined by numba
+#: (``inline="always"`` repeats their typing in every caller, seconds of compilation);
+#: LLVM inlines the small ones anyway.
 jit = _njit(**JIT_OPTIONS)
+#: The decorator of the branch-free scalar functions that loops must inline to
+#: vectorise (:mod:`.special`): inlined by numba, not left to LLVM's judgement.
 inline_jit = _njit(inline="always", **JIT_OPTIONS)
 #: The decorator of a sum over an array: ``reassoc`` lets LLVM add in vector registers
 #: (and so in another order), which it may not for floats otherwise. Only sums get it,
@@ -91,67 +95,14 @@ inline_jit = _njit(inline="always", **JIT_OPTIONS)
 #: LLVM keeps it (it is an attribute of each addition).
 sum_jit = _njit(fastmath={"reassoc"}, **JIT_OPTIONS)
 
-#: Entries (genes x cells x components) below which a call runs serially: about
-#: 25 microseconds of work, measured best on the Svensson ERCC fit (2 cores).
-PARALLEL_MIN_WORK = 5_000
 
-
-class GeneKernel:
-    """A numba kernel whose outer ``prange`` runs over genes (or gene x component pairs)."""
-
-    def __init__(self, function):
-        self.parallel = _njit(parallel=True, **JIT_OPTIONS)(function)
-        # a distinct function object (and qualname), so the two builds cache separately
-        serial = types.FunctionType(
-            function.__code__,
-            function.__globals__,
-            function.__name__ + "_serial",
-            function.__defaults__,
-            function.__closure__,
-        )
-        serial.__qualname__ = function.__qualname__ + "_serial"
-        serial.__doc__ = function.__doc__
-        self.serial = _njit(**JIT_OPTIONS)(serial)
-        self.__doc__ = function.__doc__
-        self.__name__ = function.__name__
-
-    def __call__(self, *args, work: int | None = None):
-        if getattr(_local, "serial", False) or (work is not None and work < PARALLEL_MIN_WORK):
-            return self.serial(*args)
-        return self.parallel(*args)
-
-
-_local = threading.local()
-
-
-@contextmanager
-def serial_kernels():
-    """Run every gene kernel serially in this thread (e.g. inside a dask task, where the
-    parallelism comes from running several tasks at once, not from numba's threads)."""
-    before = getattr(_local, "serial", False)
-    _local.serial = True
+def worker_count(n_jobs: int | None) -> int:
+    """Threads that fit gene chunks at once: ``n_jobs``, or every core this process may
+    use for None or -1."""
     try:
-        yield
-    finally:
-        _local.serial = before
-
-
-def gene_kernel(function) -> GeneKernel:
-    """Decorator: compile ``function`` as a :class:`GeneKernel`."""
-    return GeneKernel(function)
-
-
-@contextmanager
-def numba_threads(n_jobs: int | None):
-    """Use ``n_jobs`` threads for the parallel kernels inside the block (None: numba's
-    setting; -1: every thread numba was started with)."""
-    if n_jobs is None:
-        yield
-        return
-    available = numba.config.NUMBA_NUM_THREADS
-    before = numba.get_num_threads()
-    numba.set_num_threads(available if n_jobs == -1 else min(n_jobs, available))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    if n_jobs is None or n_jobs == -1:
+        return available
+    return max(1, min(int(n_jobs), available))

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-from .jit import gene_kernel, inline_jit, jit, sum_jit
+from .jit import jit, sum_jit
 from .special import log1p, simd_exp, simd_log1p
 
 
-@gene_kernel
+@jit
 def log_factorial_sums(values, n_levels, level):
     """``sum_i log(x_ij!)`` per gene, shape ``(n_genes,)``, from the count levels of
     :func:`count_levels`: one lgamma per distinct count, times its cells."""
     n_genes, n_cells = level.shape
     out = np.zeros(n_genes)
-    for g in numba.prange(n_genes):
+    for g in range(n_genes):
         cells_at = np.zeros(n_levels[g])
         for i in range(n_cells):
             if level[g, i] >= 0:
@@ -29,11 +28,11 @@ def log_factorial_sums(values, n_levels, level):
     return out
 
 
-@gene_kernel
+@jit
 def _weighted_rate(x, size_factors, resp, active):
     n_comp = resp.shape[1]
     out = np.empty((active.shape[0], n_comp))
-    for a in numba.prange(active.shape[0]):
+    for a in range(active.shape[0]):
         g = active[a]
         for k in range(n_comp):
             num = 0.0
@@ -49,12 +48,10 @@ def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
     """``sum_i r_ijk x_ij / sum_i r_ijk s_i``: the Poisson MLE of mu_jk (NaN without weight)."""
     if active is None:
         active = np.arange(x.shape[0])
-    return _weighted_rate(
-        x, size_factors, resp, active, work=resp.shape[1] * x.shape[1] * active.size
-    )
+    return _weighted_rate(x, size_factors, resp, active)
 
 
-@inline_jit
+@jit
 def normalise(joint, top):
     """Turn ``joint[k] = log pi_k + log f_k`` (largest ``top``) into responsibilities
     in place and return ``log sum_k exp(joint[k])``.
@@ -87,7 +84,7 @@ def normalise(joint, top):
     return top + math.log(acc)
 
 
-@inline_jit
+@jit
 def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
     """``resp`` (K, n_cells) holds ``log f_k`` of one gene: turn the cells ``t <
     n_summed`` (cell ``cells[t]`` if ``indirect``) into responsibilities with weights
@@ -164,7 +161,7 @@ def row_sum(values) -> float:
     return total
 
 
-@gene_kernel
+@jit
 def e_step(log_prob, log_weights, active, loglik, resp_sums):
     """Turn ``log_prob`` into responsibilities in place and sum the log-likelihood.
 
@@ -175,7 +172,7 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
     n_comp = log_prob.shape[1]
     n_cells = log_prob.shape[2]
     no_cells = np.zeros(1, dtype=np.int32)
-    for a in numba.prange(active.shape[0]):
+    for a in range(active.shape[0]):
         g = active[a]
         sums = np.zeros(n_comp)
         loglik[g] = normalise_cells(log_prob[g], log_weights[g], no_cells, n_cells, False, sums)
@@ -188,8 +185,7 @@ def e_step(log_prob, log_weights, active, loglik, resp_sums):
 LEVEL_TABLE_PER_CELL = 8
 
 
-@gene_kernel
-def count_levels(x):
+def count_levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct non-zero counts of each gene and each cell's index into them.
 
     Returns ``values`` (n_genes, n_levels_max), padded with 0, ``n_levels``
@@ -197,49 +193,60 @@ def count_levels(x):
     Terms with special functions (lgamma, digamma) depend on a cell only
     through its count, so they are evaluated once per level, not once per cell.
     Integer counts up to ``LEVEL_TABLE_PER_CELL`` times the number of cells are
-    indexed through a table of every count (linear time); other rows are sorted.
-    The values are then read back through the levels.
+    indexed through a table of every count (linear time, :func:`_levels_by_table`);
+    other rows (fractional or huge values) by numpy's sort. The values are then read
+    back through the levels.
     """
     n_genes, n_cells = x.shape
-    n_levels = np.zeros(n_genes, dtype=np.int64)
+    largest = x.max(axis=1, initial=0.0)
+    by_table = (largest <= LEVEL_TABLE_PER_CELL * n_cells) & (x == np.floor(x)).all(axis=1)
     level = np.full((n_genes, n_cells), -1, dtype=np.int32)
-    for g in numba.prange(n_genes):
-        largest = 0.0
-        integers = True
+    n_levels = np.zeros(n_genes, dtype=np.int64)
+    rows = np.flatnonzero(by_table)
+    if rows.size:
+        index = np.zeros(int(largest[rows].max()) + 1, dtype=np.int32)
+        _levels_by_table(x, rows, index, level, n_levels)
+    for g in np.flatnonzero(~by_table):
+        distinct, inverse = np.unique(x[g], return_inverse=True)
+        zero = distinct[0] == 0.0  # counts are >= 0: a zero is the smallest value
+        level[g] = inverse - zero
+        n_levels[g] = distinct.size - zero
+    values = np.zeros((n_genes, max(1, int(n_levels.max(initial=0)))))
+    _level_values(x, level, values)
+    return values, n_levels, level
+
+
+@jit
+def _levels_by_table(x, rows, index, level, n_levels):
+    """:func:`count_levels` of the integer ``rows`` through ``index`` (zeros, as long as
+    the largest count + 1; left zero again): mark the counts present, number them in
+    increasing order, read each cell's number."""
+    n_cells = x.shape[1]
+    for g in rows:
+        largest = 0
         for i in range(n_cells):
-            largest = max(largest, x[g, i])
-            integers &= x[g, i] == math.floor(x[g, i])
-        if integers and largest <= LEVEL_TABLE_PER_CELL * n_cells:
-            index = np.zeros(int(largest) + 1, dtype=np.int32)
-            for i in range(n_cells):
-                index[int(x[g, i])] = 1
-            current = -1
-            for v in range(1, index.shape[0]):
-                if index[v]:
-                    current += 1
-                    index[v] = current
-            for i in range(n_cells):
-                if x[g, i] > 0.0:
-                    level[g, i] = index[int(x[g, i])]
-            n_levels[g] = current + 1
-            continue
-        order = np.argsort(x[g])
+            v = int(x[g, i])
+            index[v] = 1
+            largest = max(largest, v)
         current = -1
-        previous = 0.0
-        for rank in range(n_cells):
-            i = order[rank]
-            if x[g, i] > 0.0:
-                if current < 0 or x[g, i] != previous:
-                    current += 1
-                    previous = x[g, i]
-                level[g, i] = current
-        n_levels[g] = current + 1
-    values = np.zeros((n_genes, max(1, n_levels.max())))
-    for g in numba.prange(n_genes):
+        for v in range(1, largest + 1):
+            if index[v]:
+                current += 1
+                index[v] = current
         for i in range(n_cells):
+            if x[g, i] > 0.0:
+                level[g, i] = index[int(x[g, i])]
+        n_levels[g] = current + 1
+        index[: largest + 1] = 0
+
+
+@jit
+def _level_values(x, level, values):
+    """``values[g, level[g, i]] = x[g, i]`` for every non-zero count."""
+    for g in range(x.shape[0]):
+        for i in range(x.shape[1]):
             if level[g, i] >= 0:
                 values[g, level[g, i]] = x[g, i]
-    return values, n_levels, level
 
 
 @jit
@@ -271,7 +278,8 @@ def add_cell_scores(cell_weight, resp, score, curvature, weights, grad, hess):
     # G, the cells' responsibility-weighted mean score: e_m's mean is r_m
     mean = np.empty((size, n_cells))
     for m in range(n_logit):
-        mean[m] = resp[m]
+        for i in range(n_cells):
+            mean[m, i] = resp[m, i]
         grad[m] += row_dot(cell_weight, resp[m]) - weights[m] * row_sum(cell_weight)
     for q in range(n_par):
         for j in range(n_comp):

@@ -27,12 +27,11 @@ of a gene wherever that estimate exceeds its tolerance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
-import numba
 import numpy as np
 
-from .jit import gene_kernel, jit
+from .jit import jit
 
 #: Degree of the interpolant (N + 1 nodes); the error check uses degree N / 2. The
 #: check is pessimistic (it is about the error of the degree-N/2 rule): with N = 32,
@@ -58,10 +57,10 @@ TOLERANCE_PER_CELL = 1e-8
 UNUSED = -2
 
 
-@dataclass
-class CountQuadrature:
+class CountQuadrature(NamedTuple):
     """Nodes shared by a chunk's genes; per gene the pooled counts, their weights on
-    the nodes, and the cells summed one by one."""
+    the nodes, and the cells summed one by one. A namedtuple: the kernels take it
+    whole."""
 
     size_factors: np.ndarray  # (n_nodes,) e^{u_n}
     log_size_factors: np.ndarray  # (n_nodes,)
@@ -70,27 +69,28 @@ class CountQuadrature:
     weights: np.ndarray  # (n_genes, MAX_POOLED, n_nodes)
     low_weights: np.ndarray  # (n_genes, MAX_POOLED, n_nodes), zero on the odd nodes
     cells: np.ndarray  # (n_genes, n_cells) int32: the cells summed one by one, first
-    n_cells: np.ndarray  # (n_genes,) how many
+    n_cells: np.ndarray  # (n_genes,) int64, how many
     tolerance: np.ndarray  # (n_genes,) largest error estimate accepted
 
     @classmethod
-    def none(cls, n_genes: int) -> CountQuadrature:
-        """No count pooled: every cell of every gene is summed one by one."""
+    def empty(cls, n_genes: int, n_cells: int, n_nodes: int, n_pooled: int) -> CountQuadrature:
+        """Nothing pooled yet (every slot ``UNUSED``), nodes to be set."""
         return cls(
-            np.ones(1),
-            np.zeros(1),
-            np.full((n_genes, 1), UNUSED, dtype=np.int32),
-            np.zeros((n_genes, 1)),
-            np.zeros((n_genes, 1, 1)),
-            np.zeros((n_genes, 1, 1)),
-            np.zeros((n_genes, 1), dtype=np.int32),
+            np.ones(n_nodes),
+            np.zeros(n_nodes),
+            np.full((n_genes, n_pooled), UNUSED, dtype=np.int32),
+            np.zeros((n_genes, n_pooled)),
+            np.zeros((n_genes, n_pooled, n_nodes)),
+            np.zeros((n_genes, n_pooled, n_nodes)),
+            np.zeros((n_genes, n_cells), dtype=np.int32),
             np.zeros(n_genes, dtype=np.int64),
             np.zeros(n_genes),
         )
 
-    def arrays(self) -> tuple:
-        """The fields in the order the kernels take them."""
-        return (self.size_factors, self.log_size_factors, *(getattr(self, n) for n in _PER_GENE))
+    @classmethod
+    def none(cls, n_genes: int) -> CountQuadrature:
+        """No count pooled: every cell of every gene is summed one by one."""
+        return cls.empty(n_genes, 1, 1, 1)
 
     def take(self, rows: np.ndarray) -> CountQuadrature:
         return CountQuadrature(
@@ -100,15 +100,7 @@ class CountQuadrature:
         )
 
 
-_PER_GENE = (
-    "pooled_level",
-    "pooled_count",
-    "weights",
-    "low_weights",
-    "cells",
-    "n_cells",
-    "tolerance",
-)
+_PER_GENE = CountQuadrature._fields[2:]
 
 
 @jit
@@ -150,64 +142,69 @@ def _add_row(target, row, sign):
         target[n] += sign * row[n]
 
 
-@gene_kernel
-def _pool(values, n_levels, level, basis, low_basis, min_cells, tolerance_per_cell):
-    # every cell's basis rows, summed in one expression: in the parallel build, a
-    # loop adding row by row started a parallel region for each cell (3x slower)
-    total = basis.sum(axis=0)
-    low_total = low_basis.sum(axis=0)
+@jit
+def _pool(values, n_levels, level, basis, low_basis, totals, min_cells, tolerance_per_cell, quad):
+    """Fill ``quad`` (:meth:`CountQuadrature.empty`) for every gene: the largest
+    (at most ``MAX_POOLED``) counts shared by ``min_cells`` cells or more, where
+    pooling them pays (``POOLED_COST``), their weights (sums of their cells' basis rows;
+    ``totals`` holds the sums over every cell), the other cells and the tolerance."""
     n_genes, n_cells = level.shape
-    n_nodes = basis.shape[1]
-    pooled_level = np.full((n_genes, MAX_POOLED), UNUSED, dtype=np.int32)
-    pooled_count = np.zeros((n_genes, MAX_POOLED))
-    weights = np.zeros((n_genes, MAX_POOLED, n_nodes))
-    low_weights = np.zeros((n_genes, MAX_POOLED, n_nodes))
-    cells = np.zeros((n_genes, n_cells), dtype=np.int32)
-    n_single = np.zeros(n_genes, dtype=np.int64)
-    tolerance = np.zeros(n_genes)
-    for g in numba.prange(n_genes):
-        # cells per count: slot 0 is the zero count, slot u + 1 level u
-        sizes = np.zeros(n_levels[g] + 1)
+    n_slots = n_levels.max() + 1
+    sizes = np.zeros(n_slots)  # cells per count: slot 0 is the zero count, slot u + 1 level u
+    slot = np.empty(n_slots, dtype=np.int64)
+    chosen = np.empty(MAX_POOLED, dtype=np.int64)
+    for g in range(n_genes):
+        n_here = n_levels[g] + 1
+        sizes[:n_here] = 0.0
+        slot[:n_here] = -1
         for i in range(n_cells):
             sizes[level[g, i] + 1] += 1.0
-        slot = np.full(n_levels[g] + 1, -1)
-        order = np.argsort(-sizes, kind="mergesort")
+        # the largest counts first, the smaller slot first on ties (a stable sort's order)
         n_pooled = 0
         pooled_cells = 0.0
-        while n_pooled < min(MAX_POOLED, order.shape[0]) and sizes[order[n_pooled]] >= min_cells:
-            pooled_cells += sizes[order[n_pooled]]
+        while n_pooled < min(MAX_POOLED, n_here):
+            best = -1
+            for c in range(n_here):
+                if slot[c] < 0 and (best < 0 or sizes[c] > sizes[best]):
+                    best = c
+            if sizes[best] < min_cells:
+                break
+            slot[best] = n_pooled
+            chosen[n_pooled] = best
+            pooled_cells += sizes[best]
             n_pooled += 1
         # pooled, the E-step takes the other cells one by one and pays for every
         # node: worth it only where those are few (see POOLED_COST)
-        if POOLED_COST * (n_cells - pooled_cells + n_nodes * n_pooled) >= n_cells:
+        if POOLED_COST * (n_cells - pooled_cells + basis.shape[1] * n_pooled) >= n_cells:
+            for p in range(n_pooled):
+                slot[chosen[p]] = -1
             n_pooled = 0
         for p in range(n_pooled):
-            c = order[p]
-            slot[c] = p
-            pooled_level[g, p] = c - 1
-            pooled_count[g, p] = 0.0 if c == 0 else values[g, c - 1]
-            tolerance[g] += tolerance_per_cell * sizes[c]
+            c = chosen[p]
+            quad.pooled_level[g, p] = c - 1
+            quad.pooled_count[g, p] = 0.0 if c == 0 else values[g, c - 1]
+            quad.tolerance[g] += tolerance_per_cell * sizes[c]
         # a count's weights are the sum of its cells' basis rows; where most cells
         # are zeros, the zeros' as all cells' minus the others'
         zero_slot = slot[0]
         by_difference = zero_slot >= 0 and sizes[0] > 0.5 * n_cells
         if by_difference:
-            weights[g, zero_slot] = total
-            low_weights[g, zero_slot] = low_total
+            for n in range(totals.shape[1]):
+                quad.weights[g, zero_slot, n] = totals[0, n]
+                quad.low_weights[g, zero_slot, n] = totals[1, n]
         t = 0
         for i in range(n_cells):
             p = slot[level[g, i] + 1]
             if p < 0:
-                cells[g, t] = i
+                quad.cells[g, t] = i
                 t += 1
             if by_difference and level[g, i] >= 0:
-                _add_row(weights[g, zero_slot], basis[i], -1.0)
-                _add_row(low_weights[g, zero_slot], low_basis[i], -1.0)
+                _add_row(quad.weights[g, zero_slot], basis[i], -1.0)
+                _add_row(quad.low_weights[g, zero_slot], low_basis[i], -1.0)
             if p >= 0 and not (by_difference and p == zero_slot):
-                _add_row(weights[g, p], basis[i], 1.0)
-                _add_row(low_weights[g, p], low_basis[i], 1.0)
-        n_single[g] = t
-    return pooled_level, pooled_count, weights, low_weights, cells, n_single, tolerance
+                _add_row(quad.weights[g, p], basis[i], 1.0)
+                _add_row(quad.low_weights[g, p], low_basis[i], 1.0)
+        quad.n_cells[g] = t
 
 
 def count_quadrature(
@@ -230,47 +227,43 @@ def count_quadrature(
         basis = lagrange_basis(u, nodes)
         low_basis = np.zeros_like(basis)
         low_basis[:, ::2] = lagrange_basis(u, nodes[::2])
-    pooled = _pool(
+    n_genes, n_cells = level.shape
+    quad = CountQuadrature.empty(n_genes, n_cells, nodes.size, MAX_POOLED)
+    quad.size_factors[:] = np.exp(nodes)
+    quad.log_size_factors[:] = nodes
+    totals = np.stack([basis.sum(axis=0), low_basis.sum(axis=0)])
+    _pool(
         values,
         n_levels,
         level,
         basis,
         low_basis,
+        totals,
         MIN_CELLS_PER_NODE * nodes.size,
         TOLERANCE_PER_CELL,
-        work=level.size,
+        quad,
     )
-    return CountQuadrature(np.exp(nodes), nodes, *pooled)
+    return quad
 
 
 @jit
-def compact_cells(
-    on_nodes,
-    x,
-    size_factors,
-    log_size_factors,
-    level,
-    cells,
-    n_cells,
-    resp,
-    node_s,
-    node_log_s,
-    pooled_level,
-    pooled_count,
-    node_weights,
-    node_resp,
-):
-    """One gene's cells ``cells[:n_cells]`` followed by the quadrature nodes of each
-    pooled count as pseudo-cells with weights ``node_weights * node_resp`` (``resp``
-    for the cells): ``(x, s, log s, weight, level)``, contiguous, for the loops of
-    the M-step and of the derivatives. Where the gene's last E-step did not use the
-    nodes (``on_nodes`` False), its cells as they are: every cell, weight ``resp``."""
+def compact_cells(on_nodes, counts, quad, g, resp, node_resp):
+    """Gene ``g``'s cells ``quad.cells[g, :n]`` followed by the quadrature nodes of
+    each pooled count as pseudo-cells with weights ``quad.weights[g] * node_resp``
+    (``resp`` for the cells): ``(x, s, log s, weight, level)``, contiguous, for the
+    loops of the M-step and of the derivatives. Where the gene's last E-step did not
+    use the nodes (``on_nodes`` False), its cells as they are: every cell, weight
+    ``resp``. ``counts``: a :class:`~scmix._core.families.base.Counts`."""
+    x = counts.x[g]
+    level = counts.level[g]
     if not on_nodes:
-        return x, size_factors, log_size_factors, resp, level
-    n_nodes = node_s.shape[0]
+        return x, counts.size_factors, counts.log_size_factors, resp, level
+    pooled_level = quad.pooled_level[g]
+    n_nodes = quad.size_factors.shape[0]
     n_pooled = 0
     while n_pooled < pooled_level.shape[0] and pooled_level[n_pooled] != UNUSED:
         n_pooled += 1
+    n_cells = quad.n_cells[g]
     size = n_cells + n_pooled * n_nodes
     xs = np.empty(size)
     ss = np.empty(size)
@@ -278,19 +271,19 @@ def compact_cells(
     rs = np.empty(size)
     lv = np.empty(size, dtype=level.dtype)
     for t in range(n_cells):
-        i = cells[t]
+        i = quad.cells[g, t]
         xs[t] = x[i]
-        ss[t] = size_factors[i]
-        ls[t] = log_size_factors[i]
+        ss[t] = counts.size_factors[i]
+        ls[t] = counts.log_size_factors[i]
         rs[t] = resp[i]
         lv[t] = level[i]
     t = n_cells
     for p in range(n_pooled):
         for n in range(n_nodes):
-            xs[t] = pooled_count[p]
-            ss[t] = node_s[n]
-            ls[t] = node_log_s[n]
-            rs[t] = node_weights[p, n] * node_resp[p, n]
+            xs[t] = quad.pooled_count[g, p]
+            ss[t] = quad.size_factors[n]
+            ls[t] = quad.log_size_factors[n]
+            rs[t] = quad.weights[g, p, n] * node_resp[p, n]
             lv[t] = pooled_level[p]
             t += 1
     return xs, ss, ls, rs, lv
