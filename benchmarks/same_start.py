@@ -8,6 +8,9 @@ how each EM step is computed.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import baseline  # benchmarks/baseline.py (the script's directory is on sys.path)
 import numba
 import numpy as np
@@ -95,22 +98,31 @@ def fit_scmix_from_baseline_start(X, sf):
         return None
     mu, theta, weights = baseline_start(X, sf)
     family = NegativeBinomial()
-    data = ChunkData(np.ascontiguousarray(np.asarray(X, dtype=np.float64).T), sf)
-    resp = np.empty((data.x.shape[0], 2, data.n_cells))
-    try:
+    x = np.ascontiguousarray(np.asarray(X, dtype=np.float64).T)
+
+    def run(rows):
+        data = ChunkData(np.ascontiguousarray(x[rows]), sf)
+        resp = np.empty((rows.size, 2, data.n_cells))
         loglik, *_ = run_em(
             family,
             data,
-            {"mu": mu, "theta": theta},
-            weights,
+            {"mu": mu[rows], "theta": theta[rows]},
+            weights[rows].copy(),
             resp,
             max_iter=1000,
             tol=1e-6,
             constant=family.log_prob_constant(data),
         )
+        return loglik
+
+    # the genes split over threads as fit_matrix splits them (its kernels are serial)
+    n_parts = max(1, min(os.cpu_count() or 1, x.size // 1_000_000))
+    parts = np.array_split(np.arange(x.shape[0]), n_parts)
+    try:
+        with ThreadPoolExecutor(n_parts) as pool:
+            return np.concatenate(list(pool.map(run, parts)))
     except TypeError:  # the signature changed
         return None
-    return loglik
 
 
 def check_baseline_start(X, sf, genes) -> None:

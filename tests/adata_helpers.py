@@ -132,3 +132,29 @@ def put_bad_counts(adata: ad.AnnData, where: str, value, cells, genes) -> str | 
         return "counts"
     adata.X = counts
     return None
+
+
+def split_settings(options: dict) -> dict:
+    """Keyword options of the engine's fit functions with those of a
+    :class:`~scmix._core.settings.FitSettings` gathered into ``settings``."""
+    from dataclasses import fields
+
+    from scmix._core.settings import FitSettings
+
+    names = {field.name for field in fields(FitSettings)}
+    settings = FitSettings(**{k: v for k, v in options.items() if k in names})
+    return {"settings": settings, **{k: v for k, v in options.items() if k not in names}}
+
+
+def fit_matrix(X, size_factors, **options):
+    """:func:`scmix._core.fit.matrix.fit_matrix` with its settings as keywords."""
+    from scmix._core.fit import matrix
+
+    return matrix.fit_matrix(X, size_factors, **split_settings(options))
+
+
+def fit_chunk(family, x, size_factors, n_components, **options):
+    """:func:`scmix._core.em.driver.fit_chunk` with its settings as keywords."""
+    from scmix._core.em import driver
+
+    return driver.fit_chunk(family, x, size_factors, n_components, **split_settings(options))

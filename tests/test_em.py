@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from adata_helpers import fit_chunk, fit_matrix
 from scipy import optimize, sparse, special
 
 import scmix
 from scmix._core.em.starts import quantile_labels
 from scmix._core.families import THETA_MAX, get_family
-from scmix._core.fit.matrix import fit_matrix
 from scmix._core.numerics.kernels import count_levels, log_factorial_sums, row_dot, row_sum
 from scmix.models import NegativeBinomialMixture, PoissonMixture
 
@@ -355,7 +355,7 @@ def test_a_start_that_is_not_a_number_stops_at_once_and_is_not_kept(sparse_data,
 
     monkeypatch.setattr(em, "starts", first_is_nan)
     uniforms = np.random.default_rng(0).random((2, 2, 2))
-    fit = em.fit_chunk(family, x, s, 2, n_init=2, max_iter=1000, tol=1e-6, uniforms=uniforms)
+    fit = fit_chunk(family, x, s, 2, n_init=2, max_iter=1000, tol=1e-6, uniforms=uniforms)
     assert np.isfinite(fit.loglik).all() and np.isfinite(fit.params["mu"]).all()
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from adata_helpers import fit_chunk
 from scipy import optimize
 
 import scmix
 from scmix._core.em import driver as em
-from scmix._core.em.driver import e_step_at, fit_chunk, run_em
+from scmix._core.em.driver import e_step_at, run_em
 from scmix._core.em.newton import NewtonSteps
 from scmix._core.em.starts import starts
 from scmix._core.families import NegativeBinomial, Poisson

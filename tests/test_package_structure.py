@@ -52,6 +52,46 @@ def test_engine_imports_no_anndata_and_nothing_above_it(path, package):
     assert not upward, f"{path.name} imports {upward}: imports point downwards only"
 
 
+#: Most parameters of any function of the engine: kernels take named structures
+#: (counts, quadrature, outputs), fits a FitSettings, not long lists.
+MAX_PARAMETERS = 12
+
+
+@pytest.mark.parametrize(("path", "package"), list(_engine_files()), ids=lambda v: str(v))
+def test_engine_functions_take_at_most_twelve_parameters(path, package):
+    too_many = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            count = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+            count += (args.vararg is not None) + (args.kwarg is not None)
+            if count > MAX_PARAMETERS:
+                too_many.append(f"{node.name} ({count})")
+    assert not too_many, f"{path.name}: {too_many} take more than {MAX_PARAMETERS} parameters"
+
+
+def test_engine_package_imports_have_no_cycle():
+    """Subpackages of the engine import one another in one direction only."""
+    edges = {}
+    for path, package in _engine_files():
+        source = package.split(".")[2] if package.count(".") >= 2 else path.stem
+        for name in _imports(path, package):
+            parts = name.split(".")
+            if name.startswith("scmix._core.") and len(parts) > 2:
+                target = parts[2]
+                if target != source:
+                    edges.setdefault(source, set()).add(target)
+
+    def reaches(start, goal, seen=()):
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt)))
+            for nxt in edges.get(start, ())
+        )
+
+    cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if reaches(b, a))
+    assert not cycles, f"import cycles between engine packages: {cycles}"
+
+
 def test_import_scmix_is_light():
     code = (
         "import sys, scmix; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from adata_helpers import fit_matrix
 from numpy.polynomial import Chebyshev
 from scipy import sparse
 
@@ -11,7 +12,6 @@ import scmix
 from scmix._core.em.driver import e_step_at
 from scmix._core.families import NegativeBinomial, Poisson
 from scmix._core.families.base import ChunkData
-from scmix._core.fit.matrix import fit_matrix
 from scmix._core.numerics.quadrature import DEGREE, UNUSED, lagrange_basis, lobatto_nodes
 
 

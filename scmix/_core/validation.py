@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .fit.chunks import DEFAULT_MEMORY_BYTES, GeneColumns, iter_chunks
+from .fit.chunks import GeneColumns, iter_chunks
+from .settings import DEFAULT_MEMORY_BYTES, FitSettings
 
 _SHOW = 5
 
@@ -268,23 +269,23 @@ def check_fit_options(
     memory_budget=None,
     n_jobs=None,
     allow_no_start: bool = False,
-) -> dict:
+) -> FitSettings:
     """Validate the numerical options of an EM fit, in one place, for every entry point.
 
-    Returns the options as ``fit_matrix`` takes them (``memory_bytes`` from
-    ``memory_budget``) plus ``n_jobs``. ``allow_no_start``: ``n_init=0`` is allowed
-    (a fit started from given responsibilities only).
+    Returns them as the :class:`~scmix._core.fit.settings.FitSettings` that the
+    engine takes (``memory_bytes`` from ``memory_budget``). ``allow_no_start``:
+    ``n_init=0`` is allowed (a fit started from given responsibilities only).
     """
-    return {
-        "n_init": check_int(n_init, "n_init", minimum=0 if allow_no_start else 1),
-        "max_iter": check_int(max_iter, "max_iter"),
-        "tol": check_tol(tol),
-        "random_state": check_random_state(random_state),
-        "chunk_size": None if chunk_size is None else check_int(chunk_size, "chunk_size"),
-        "memory_bytes": DEFAULT_MEMORY_BYTES
+    return FitSettings(
+        n_init=check_int(n_init, "n_init", minimum=0 if allow_no_start else 1),
+        max_iter=check_int(max_iter, "max_iter"),
+        tol=check_tol(tol),
+        random_state=check_random_state(random_state),
+        chunk_size=None if chunk_size is None else check_int(chunk_size, "chunk_size"),
+        memory_bytes=DEFAULT_MEMORY_BYTES
         if memory_budget is None
         else check_int(memory_budget, "memory_budget"),
-        "n_jobs": n_jobs
+        n_jobs=n_jobs
         if n_jobs is None or (_is_integer(n_jobs) and n_jobs == -1)
         else check_int(n_jobs, "n_jobs"),
-    }
+    )

@@ -78,14 +78,13 @@ class _CountMixture(BaseEstimator):
         ``lrt_`` and the call ``bimodal_`` (as :func:`scmix.tl.fit_mixture` makes it).
         """
         _no_target(y)
-        options = validation.check_fit_options(
+        settings = validation.check_fit_options(
             n_init=self.n_init,
             max_iter=self.max_iter,
             tol=self.tol,
             random_state=self.random_state,
             chunk_size=self.chunk_size,
         )
-        del options["n_jobs"]
         bic_threshold = validation.check_real(self.bic_threshold, "bic_threshold")
         min_weight = validation.check_real(self.min_weight, "min_weight", minimum=0.0, maximum=1.0)
         X, size_factors = self._check_data(X, size_factors)
@@ -94,8 +93,8 @@ class _CountMixture(BaseEstimator):
             size_factors,
             family=self._make_family(),
             n_components=validation.check_n_components(self.n_components, X.n_cells),
+            settings=settings,
             store_resp=False,
-            **options,
         )
         self._set_fitted(fit)
         table = selection.model_selection_table(

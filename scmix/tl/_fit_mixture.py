@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -182,7 +183,7 @@ def fit_mixture(
             f"store_responsibilities must be True, False or 'auto', got {store_responsibilities!r}."
         )
     # with init, n_init=0 leaves the given start (and the split) alone
-    options = validation.check_fit_options(
+    settings = validation.check_fit_options(
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
@@ -192,8 +193,8 @@ def fit_mixture(
         n_jobs=n_jobs,
         allow_no_start=init is not None,
     )
-    n_jobs = options["n_jobs"]
-    n_init = options["n_init"]
+    settings = replace(settings, keep_trace=keep_trace)
+    n_init = settings.n_init
     n_components = validation.check_n_components(n_components, adata.n_obs)
     bic_threshold = validation.check_real(bic_threshold, "bic_threshold")
     min_weight = validation.check_real(min_weight, "min_weight", minimum=0.0, maximum=1.0)
@@ -216,9 +217,9 @@ def fit_mixture(
         layer=layer,
         mask_var=describe_mask(mask_var),
         n_init=n_init,
-        max_iter=options["max_iter"],
-        tol=options["tol"],
-        random_state=options["random_state"],
+        max_iter=settings.max_iter,
+        tol=settings.tol,
+        random_state=settings.random_state,
         bic_threshold=bic_threshold,
         min_weight=min_weight,
         key_added=key_added,
@@ -242,10 +243,9 @@ def fit_mixture(
             sf,
             family=fam,
             n_components=n_components,
-            options=options,
+            settings=settings,
             params=params,
             key=key_added,
-            keep_trace=keep_trace,
         )
         return target if copy else None
 
@@ -257,12 +257,11 @@ def fit_mixture(
             sf,
             family=fam,
             n_components=n_components,
+            settings=settings,
             store_resp=store,
-            keep_trace=keep_trace,
             progress=advance,
             start_resp=start_resp,
             check=check,
-            **options,
         )
 
     extra = {}
@@ -274,7 +273,7 @@ def fit_mixture(
                 adata.var_names[selected],
                 n_bootstrap=n_bootstrap,
                 early_stop=bootstrap_early_stop,
-                options=options,
+                settings=replace(settings, keep_trace=False),
                 progress=advance,
             )
 

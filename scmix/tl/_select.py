@@ -67,16 +67,15 @@ def select_n_components(
     if not candidates:
         raise InputError("n_components must list at least one K.")
     fam = get_family(family)
-    options = validation.check_fit_options(
+    settings = validation.check_fit_options(
         n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
     )
-    del options["n_jobs"], options["chunk_size"], options["memory_bytes"]
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     loglik = {}
     fits = {}
     for k in [c for c in candidates if c > 1] or candidates:
         fits[k] = fit_matrix(
-            X, sf, family=fam, n_components=k, store_resp=False, check=check, **options
+            X, sf, family=fam, n_components=k, settings=settings, store_resp=False, check=check
         )
         loglik[k] = fits[k].loglik
     if 1 in candidates:
@@ -101,7 +100,10 @@ def select_n_components(
         layer=layer,
         mask_var=describe_mask(mask_var),
         key_added=key_added,
-        **options,
+        n_init=settings.n_init,
+        max_iter=settings.max_iter,
+        tol=settings.tol,
+        random_state=settings.random_state,
     )
     uns = {
         "params": params,

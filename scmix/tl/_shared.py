@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -12,6 +14,7 @@ from .._core.errors import InputError
 from .._core.families import Family
 from .._core.fit.chunks import GeneColumns
 from .._core.fit.matrix import fit_matrix
+from .._core.settings import FitSettings
 from .._core.stats.selection import shared_selection
 from ._write import component_columns, replace_results, var_frame
 
@@ -24,10 +27,9 @@ def fit_cell_level(
     *,
     family: Family,
     n_components: int,
-    options: dict,
+    settings: FitSettings,
     params: dict,
     key: str,
-    keep_trace: bool,
 ) -> None:
     """Fit the cell-level mixture to the selected genes and write it under ``key``.
 
@@ -43,12 +45,13 @@ def fit_cell_level(
         x,
         sf,
         n_components,
-        n_init=options["n_init"],
-        max_iter=options["max_iter"],
-        tol=options["tol"],
-        random_state=options["random_state"],
+        n_init=settings.n_init,
+        max_iter=settings.max_iter,
+        tol=settings.tol,
+        random_state=settings.random_state,
     )
-    single = fit_matrix(x.T, sf, family=family, n_components=1, store_resp=False, **options)
+    one = replace(settings, keep_trace=False)
+    single = fit_matrix(x.T, sf, family=family, n_components=1, settings=one, store_resp=False)
     totals = shared_selection(fit, single.loglik, family, adata.n_obs)
     columns = component_columns(
         key,
@@ -80,7 +83,7 @@ def fit_cell_level(
         "converged": fit.converged,
         "n_iter": fit.n_iter,
     }
-    if keep_trace:
+    if settings.keep_trace:
         uns["trace"] = fit.trace
     replace_results(
         adata,

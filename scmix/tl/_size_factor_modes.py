@@ -86,7 +86,7 @@ def size_factor_modes(
     options = validation.check_fit_options(
         n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
     )
-    n_init, max_iter, tol = options["n_init"], options["max_iter"], options["tol"]
+    n_init, max_iter, tol = options.n_init, options.max_iter, options.tol
     log_sf = np.log(get_size_factors(adata, size_factors))
     if np.ptp(log_sf) == 0:
         raise InputError(

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..families import Family
 from ..families.base import ChunkData
+from ..settings import FitSettings
 from .newton import NewtonSteps
 from .squarem import Squarem
 from .starts import starts
@@ -286,12 +287,8 @@ def fit_chunk(
     size_factors: np.ndarray,
     n_components: int,
     *,
-    n_init: int,
-    max_iter: int,
-    tol: float,
+    settings: FitSettings,
     uniforms: np.ndarray,
-    keep_trace: bool = False,
-    accelerate: bool = True,
     single: ChunkFit | None = None,
     data: ChunkData | None = None,
     start_resp: np.ndarray | None = None,
@@ -304,10 +301,11 @@ def fit_chunk(
         Counts, float64, shape ``(n_genes, n_cells)``, C-contiguous.
     size_factors
         Shape ``(n_cells,)``, positive.
+    settings
+        The starts (``n_init``), the stopping rule (``max_iter``, ``tol``), SQUAREM
+        (``accelerate``, see :func:`run_em`) and ``keep_trace``.
     uniforms
         Uniform draws for the random starts, shape ``(n_genes, n_init, K)``.
-    accelerate
-        SQUAREM acceleration (see :func:`run_em`); off gives plain EM.
     single
         The one-component fit of the same genes. When given (K > 1), one more
         start splits it into K almost equal components where needed, and where
@@ -331,6 +329,7 @@ def fit_chunk(
     responsibilities match the returned parameters.
     """
     n_genes, n_cells = x.shape
+    n_init, tol = settings.n_init, settings.tol
     if data is None:
         data = ChunkData(x, size_factors)
     work = np.empty((n_genes, n_components, n_cells))
@@ -342,10 +341,10 @@ def fit_chunk(
     # split often give the same labels) would repeat its EM exactly: it is left out
     keep = _distinct_starts(start_list, family.param_names)
     options = {
-        "max_iter": max_iter,
+        "max_iter": settings.max_iter,
         "tol": tol,
-        "keep_trace": keep_trace,
-        "accelerate": accelerate,
+        "keep_trace": settings.keep_trace,
+        "accelerate": settings.accelerate,
     }
     split = single is not None and n_components > 1
     runs = []

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..numerics.jit import jit
+from ..numerics.jit import inline_jit, jit
 from ..numerics.kernels import normalise, normalise_cells, normalise_two, row_dot
 from ..numerics.quadrature import UNUSED, estimated_error
 from ..numerics.special import lgamma_ratio, log1p, simd_log1p
@@ -62,7 +62,7 @@ def _nb_moments(x, size_factors, resp, mu):
     return excess, scale
 
 
-@jit
+@inline_jit
 def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
     """log f(x | s mu, theta) + log x!; ``lgamma_term`` is 0 for x = 0."""
     l1 = log1p(s * mu / th)
@@ -120,7 +120,7 @@ def _log_pmf_points(x, table, level, size_factors, log_size_factors, component, 
         out[i] = zero if x[i] == 0.0 else value
 
 
-@jit
+@inline_jit
 def _cell_joint(joint, xi, lev, s, log_s, gene, tables):
     """``joint[k] = log pi_k + log f_k(x) + log x!`` for one cell; returns the largest.
     ``gene = (mu, theta, log mu - log theta, log pi)``, each (K,)."""

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..numerics.jit import jit
+from ..numerics.jit import inline_jit, jit
 from ..numerics.kernels import (
     add_cell_scores,
     add_weight_curvature,
@@ -20,7 +20,7 @@ from ..numerics.quadrature import UNUSED, compact_cells, estimated_error
 from .base import MU_MIN, ChunkData, EStepOutput, Family
 
 
-@jit
+@inline_jit
 def _log_pmf(xi, s, log_s, mu, log_mu):
     """log f(x | s mu) + log x!"""
     m = s * mu
@@ -57,7 +57,7 @@ def _poisson_log_prob(counts, mu, active, out):
             )
 
 
-@jit
+@inline_jit
 def _add_point(joint, x, s, log_s, mu, log_mu, log_weights, weight, sums, stats):
     """Responsibilities of one (pseudo-)cell into ``joint``; adds ``weight`` times them
     to ``sums`` and to the M-step's ``stats`` (sum r x, sum r s); returns the log-sum."""

@@ -5,11 +5,14 @@ Shared by the in-memory chunk loop (:mod:`.matrix`) and the dask tasks
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..em.driver import ChunkFit, fit_chunk
 from ..families import Family
 from ..families.base import ChunkData
+from ..settings import FitSettings
 
 
 def fit_block(x, first_gene: int, size_factors, family, n_components, uniforms, **options):
@@ -40,9 +43,8 @@ def fit_rows(
     n_components: int,
     uniforms: np.ndarray,
     *,
-    keep_trace: bool,
+    settings: FitSettings,
     start_resp: np.ndarray | None,
-    **options,
 ) -> tuple[ChunkFit, ChunkFit]:
     """The one- and the K-component fit of the rows of ``x`` (genes, cells; float64,
     every row with a count), sharing their count levels."""
@@ -52,10 +54,9 @@ def fit_rows(
         x,
         size_factors,
         1,
+        settings=replace(settings, keep_trace=settings.keep_trace and n_components == 1),
         uniforms=uniforms[:, :, :1],
-        keep_trace=keep_trace and n_components == 1,
         data=data,
-        **options,
     )
     if n_components == 1:
         return one, one
@@ -64,11 +65,10 @@ def fit_rows(
         x,
         size_factors,
         n_components,
+        settings=settings,
         uniforms=uniforms,
-        keep_trace=keep_trace,
         single=one,
         data=data,
         start_resp=start_resp,
-        **options,
     )
     return one, fitted

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import sparse
 
-#: Default working-memory budget of one chunk.
-DEFAULT_MEMORY_BYTES = 256 * 2**20
+from ..settings import DEFAULT_MEMORY_BYTES
 
 
 def chunk_size_for(

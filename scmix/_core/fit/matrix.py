@@ -19,14 +19,16 @@ import numpy as np
 from ..em.driver import ChunkFit
 from ..families import Family
 from ..numerics.jit import announce_compilation, worker_count
+from ..settings import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SETTINGS, DEFAULT_TOL, FitSettings
 from .blocks import fit_block
-from .chunks import DEFAULT_MEMORY_BYTES, GeneColumns, chunk_size_for, iter_chunks
+from .chunks import GeneColumns, chunk_size_for, iter_chunks
 from .dask_runner import fit_blocks
 
-#: Defaults of every fit (``fit_mixture``, ``select_n_components``, the estimators).
-DEFAULT_N_INIT = 3
-DEFAULT_MAX_ITER = 1000
-DEFAULT_TOL = 1e-6
+__all__ = ["DEFAULT_MAX_ITER", "DEFAULT_N_INIT", "DEFAULT_TOL", "FitSettings", "fit_matrix"]
+
+#: Counts (genes x cells) per thread below which fewer threads fit the matrix: 88
+#: ERCC x 2,000 cells (Svensson) ran 1.5 times longer on two threads than on one.
+MIN_ENTRIES_PER_THREAD = 1_000_000
 #: Fewest genes in a chunk that threads split off (a chunk's fixed cost, the count
 #: levels and the quadrature, should stay small beside its EM).
 MIN_THREAD_CHUNK = 16
@@ -124,16 +126,8 @@ def fit_matrix(
     *,
     family: Family,
     n_components: int,
-    n_init: int,
-    max_iter: int,
-    tol: float,
-    random_state: int | None,
-    chunk_size: int | None = None,
-    memory_bytes: int = DEFAULT_MEMORY_BYTES,
-    n_jobs: int | None = None,
+    settings: FitSettings = DEFAULT_SETTINGS,
     store_resp: bool = True,
-    keep_trace: bool = False,
-    accelerate: bool = True,
     progress: Callable[[int], None] | None = None,
     uniforms: np.ndarray | None = None,
     start_resp: np.ndarray | None = None,
@@ -145,8 +139,10 @@ def fit_matrix(
     The one-component model is always fitted as well (``result.single``): it is
     needed for model selection and serves as one more start of the K-component
     fit. ``X`` must hold valid counts and ``size_factors`` positive finite values
-    (the callers validate). Random starts use uniforms drawn once per gene from
-    ``random_state``, so results do not depend on ``chunk_size``.
+    (the callers validate); ``settings`` are the starts, the stopping rule and the
+    chunks (:class:`~scmix._core.fit.settings.FitSettings`). Random starts use uniforms
+    drawn once per gene from ``settings.random_state``, so results do not depend on
+    ``chunk_size``.
     ``progress`` is called with the number of genes finished after each chunk.
     ``uniforms`` (n_genes, max(n_init, 1), K) replaces those draws when given.
     ``start_resp`` (K, n_cells): one more start of the K-component fit from these
@@ -155,8 +151,9 @@ def fit_matrix(
     ``check(block, genes)`` validates each block's counts before it is fitted; the
     results are identical to the in-memory path.
 
-    In memory, ``n_jobs`` threads (None: one per core) fit chunks at once, at most
-    ``memory_bytes`` of work arrays between them; the kernels release the GIL. Each
+    In memory, ``settings.n_jobs`` threads (None: one per core) fit chunks at once,
+    with ``settings.memory_bytes`` of work arrays between them; the kernels release
+    the GIL. Each
     gene's fit depends on its counts and uniforms only, so the results do not depend
     on ``n_jobs`` or on ``chunk_size``.
     """
@@ -166,21 +163,26 @@ def fit_matrix(
         n_cells, n_genes = X.n_cells, X.n_genes
     else:
         n_cells, n_genes = X.shape
-    n_workers = 1 if is_dask(X) else worker_count(n_jobs)
+    n_init, keep_trace = settings.n_init, settings.keep_trace
+    n_workers = 1 if is_dask(X) else worker_count(settings.n_jobs)
+    # threads pay where each gets enough work: below that, the Python side of the EM
+    # loops of two chunks (which holds the GIL) costs more than the second core gains
+    n_workers = max(1, min(n_workers, n_genes * n_cells // MIN_ENTRIES_PER_THREAD))
+    chunk_size = settings.chunk_size
     if chunk_size is None:
         n_starts = 1 if n_components == 1 else n_init + 1 + (start_resp is not None)
-        chunk_size = chunk_size_for(n_cells, n_components, n_starts, memory_bytes // n_workers)
+        memory = settings.memory_bytes // n_workers
+        chunk_size = chunk_size_for(n_cells, n_components, n_starts, memory)
         if n_workers > 1:
             # a few chunks per thread, so that a chunk of slow genes does not leave the
             # other threads idle at the end
             chunk_size = min(chunk_size, max(MIN_THREAD_CHUNK, -(-n_genes // (4 * n_workers))))
     if uniforms is None:
-        uniforms = np.random.default_rng(random_state).random(
+        uniforms = np.random.default_rng(settings.random_state).random(
             (n_genes, max(n_init, 1), n_components)
         )
     result = MixtureFit.start(family, n_components, n_cells, n_genes, store_resp)
     traces = []
-    options = dict(n_init=n_init, max_iter=max_iter, tol=tol, accelerate=accelerate)
     if is_dask(X):
         outputs = fit_blocks(
             X,
@@ -189,10 +191,9 @@ def fit_matrix(
             n_components,
             uniforms,
             chunk_size,
-            keep_trace=keep_trace,
+            settings=settings,
             start_resp=start_resp,
             check=check,
-            **options,
         )
         for genes, one, fitted in outputs:
             result.collect(genes, one, fitted, traces)
@@ -207,9 +208,8 @@ def fit_matrix(
             family,
             n_components,
             uniforms[chunk],
-            keep_trace=keep_trace,
+            settings=settings,
             start_resp=start_resp,
-            **options,
         )
 
     chunks = list(iter_chunks(n_genes, chunk_size))

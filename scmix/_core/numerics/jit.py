@@ -86,8 +86,10 @@ def _njit(**options):
 #: (``inline="always"`` repeats their typing in every caller, seconds of compilation);
 #: LLVM inlines the small ones anyway.
 jit = _njit(**JIT_OPTIONS)
-#: The decorator of the branch-free scalar functions that loops must inline to
-#: vectorise (:mod:`.special`): inlined by numba, not left to LLVM's judgement.
+#: The decorator of the small helpers of the hot loops (the scalar log-pmfs, the
+#: normalisation of responsibilities, the branch-free special functions, which loops
+#: must inline to vectorise): inlined by numba, not left to LLVM's judgement (left to
+#: it, the Poisson E-step ran twice as long).
 inline_jit = _njit(inline="always", **JIT_OPTIONS)
 #: The decorator of a sum over an array: ``reassoc`` lets LLVM add in vector registers
 #: (and so in another order), which it may not for floats otherwise. Only sums get it,

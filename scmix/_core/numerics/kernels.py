@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .jit import jit, sum_jit
+from .jit import inline_jit, jit, sum_jit
 from .special import log1p, simd_exp, simd_log1p
 
 
@@ -51,7 +51,7 @@ def weighted_rate(x, size_factors, resp, active=None) -> np.ndarray:
     return _weighted_rate(x, size_factors, resp, active)
 
 
-@jit
+@inline_jit
 def normalise(joint, top):
     """Turn ``joint[k] = log pi_k + log f_k`` (largest ``top``) into responsibilities
     in place and return ``log sum_k exp(joint[k])``.

@@ -27,6 +27,7 @@ import numpy as np
 from ..families import Family
 from ..fit.chunks import chunk_size_for
 from ..fit.matrix import MixtureFit, fit_matrix
+from ..settings import FitSettings
 from .selection import benjamini_hochberg
 
 #: LRT differences below this count as ties (optimiser noise), which keeps p-values honest.
@@ -134,13 +135,13 @@ def lrt_pvalues(
     *,
     n_bootstrap: int,
     early_stop: int,
-    options: dict,
+    settings: FitSettings,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Bootstrap p-values of the LRT of ``fit`` (``lrt_pvalue``) and their
     Benjamini-Hochberg adjustment (``lrt_padj``), NaN for genes not fitted. Each
     replicate is refitted by :func:`~scmix._core.fit.matrix.fit_matrix` with the fit's
-    ``options``; ``names`` (the genes') seed each gene's own random stream."""
+    ``settings``; ``names`` (the genes') seed each gene's own random stream."""
     fitted = np.flatnonzero(fit.fitted)
     n_components = fit.n_components
 
@@ -152,16 +153,16 @@ def lrt_pvalues(
             n_components=n_components,
             store_resp=False,
             uniforms=uniforms,
-            **options,
+            settings=settings,
         )
         return result.single.loglik, result.loglik
 
     lrt = 2.0 * (fit.loglik - fit.single.loglik)
     pvalue = np.full(fit.loglik.size, np.nan)
-    starts = 1 + options["n_init"]
+    starts = 1 + settings.n_init
     rows = max(
         n_bootstrap,
-        2 * chunk_size_for(size_factors.size, n_components, starts, options["memory_bytes"]),
+        2 * chunk_size_for(size_factors.size, n_components, starts, settings.memory_bytes),
     )
     pvalue[fitted], _ = bootstrap_pvalues(
         fit_rows,
@@ -171,9 +172,9 @@ def lrt_pvalues(
         np.asarray(names)[fitted],
         lrt[fitted],
         n_bootstrap=n_bootstrap,
-        random_state=options["random_state"],
+        random_state=settings.random_state,
         rows_per_batch=rows,
-        start_shape=(max(options["n_init"], 1), n_components),
+        start_shape=(max(settings.n_init, 1), n_components),
         stop_after=early_stop,
         progress=progress,
     )

@@ -474,7 +474,7 @@ def fit_cavi(
         tol=tol,
         random_state=None if generator else random_state,
     )
-    n_init, max_iter, tol = options["n_init"], options["max_iter"], options["tol"]
+    n_init, max_iter, tol = options.n_init, options.max_iter, options.tol
     if init_resp is not None:
         init_resp = np.asarray(init_resp, dtype=np.float64)
         if init_resp.shape != (n, n_components):
