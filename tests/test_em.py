@@ -552,3 +552,48 @@ def test_predict_proba_of_sparse_input_by_chunks():
     by_chunks = dense.predict_proba(sparse.csc_matrix(adata.X), size_factors=s)
     np.testing.assert_allclose(by_chunks, whole, rtol=1e-12)
     assert np.allclose(whole.sum(axis=2), 1.0)
+
+
+def test_best_start_is_the_highest_and_the_earliest_on_ties_never_nan():
+    from scmix._core.em.best import best_start, component_order
+
+    objectives = np.array(
+        [[1.0, np.nan, 2.0, np.nan], [3.0, 5.0, 2.0, np.nan], [3.0, 4.0, 1.0, np.nan]]
+    )
+    np.testing.assert_array_equal(best_start(objectives), [1, 1, 0, 0])
+    assert best_start([np.nan, -1.0, -1.0]) == 1
+    np.testing.assert_array_equal(component_order(np.array([[2.0, 1.0, 2.0]])), [[1, 0, 2]])
+
+
+def test_shared_fit_and_cavi_keep_their_best_start(monkeypatch):
+    """Both keep the start that best_start picks (the rule fit_chunk uses per gene): made
+    to pick the last start, they return its objective."""
+    from scmix._core.em import shared
+    from scmix._core.vi import cavi
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, 300)
+    x[:150] += 6.0
+    chosen = {}
+
+    def pick(values):
+        chosen["values"] = list(values)
+        return len(chosen["values"]) - 1
+
+    monkeypatch.setattr(cavi, "best_start", pick)
+    fit = cavi.fit_cavi(x, 2, n_init=3, random_state=0)
+    assert len(chosen["values"]) == 3
+    assert fit.elbo == chosen["values"][-1]
+    counts = rng.poisson(np.where(np.arange(200) < 100, 2.0, 12.0), (5, 200)).astype(float)
+    monkeypatch.setattr(shared, "best_start", pick)
+    result = shared.fit_shared(
+        get_family("poisson"),
+        counts,
+        np.ones(200),
+        2,
+        n_init=3,
+        max_iter=200,
+        tol=1e-8,
+        random_state=0,
+    )
+    assert len(chosen["values"]) == 3 and result.loglik == chosen["values"][-1]

@@ -29,6 +29,7 @@ import numpy as np
 from ..families import Family
 from ..families.base import ChunkData
 from ..settings import FitSettings
+from .best import best_start, component_order
 from .newton import NewtonSteps
 from .squarem import Squarem
 from .starts import starts
@@ -380,8 +381,8 @@ def fit_chunk(
     row_of = np.zeros((n_starts, n_genes), dtype=np.int64)
     row_of[row_start, row_gene] = np.arange(row_gene.size)
     # the best start of each gene (the earliest on ties), as a row of the stacked arrays
-    rows = row_of[np.argmax(by_start, axis=0), genes]
-    order = np.argsort(params["mu"][rows], axis=1, kind="stable")
+    rows = row_of[best_start(by_start), genes]
+    order = component_order(params["mu"][rows])
     params = {name: np.take_along_axis(v[rows], order, axis=1) for name, v in params.items()}
     weights = np.take_along_axis(weights[rows], order, axis=1)
     converged, n_iter = converged[rows], n_iter[rows]

@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 
 from ..families import Family
 from ..families.base import ChunkData
+from .best import best_start, component_order
 from .starts import one_hot
 
 _LLOYD_ITERATIONS = 20
@@ -120,7 +121,7 @@ def fit_shared(
     data = ChunkData(np.ascontiguousarray(x, dtype=np.float64), size_factors)
     constant = float(family.log_prob_constant(data).sum())
     rng = np.random.default_rng(random_state)
-    best = None
+    runs = []
     n_genes, n_cells = data.x.shape
     resp0 = np.empty((n_genes, n_components, n_cells))
     for labels in starting_labels(data.x, size_factors, n_components, n_init, rng):
@@ -131,10 +132,11 @@ def fit_shared(
         result = run_shared_em(
             family, data, params, weights, max_iter=max_iter, tol=tol, constant=constant
         )
-        if best is None or result[2] > best[1][2]:
-            best = (params, result)
-    params, (weights, resp, loglik, converged, n_iter, trace) = best
-    order = np.argsort(np.log(params["mu"]).mean(axis=0), kind="stable")
+        runs.append((params, result))
+    params, (weights, resp, loglik, converged, n_iter, trace) = runs[
+        best_start([result[2] for _, result in runs])
+    ]
+    order = component_order(np.log(params["mu"]).mean(axis=0))
     return SharedFit(
         {name: values[:, order] for name, values in params.items()},
         weights[order],

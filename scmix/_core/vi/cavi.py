@@ -88,6 +88,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, xlogy
 
 from .. import validation
+from ..em.best import best_start, component_order
 from ..em.starts import kmeanspp_labels, quantile_labels
 from ..errors import InputError
 
@@ -489,13 +490,9 @@ def fit_cavi(
     else:
         starts = starting_resp(x, n_components, n_init, np.random.default_rng(random_state))
 
-    best = None
-    for resp in starts:
-        result = run_cavi(model, x, resp, prior, max_iter=max_iter, tol=tol)
-        if best is None or result[1] > best[1][1]:
-            best = (resp, result)
-    resp, (params, value, trace, converged, n_iter) = best
-    order = np.argsort(params["m"], kind="stable")
+    runs = [(resp, run_cavi(model, x, resp, prior, max_iter=max_iter, tol=tol)) for resp in starts]
+    resp, (params, value, trace, converged, n_iter) = runs[best_start([r[1][1] for r in runs])]
+    order = component_order(params["m"])
     return CAVIFit(
         model=model,
         params={name: params[name][order] for name in PARAM_NAMES[model]},
