@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..numerics.jit import over_rows
 from ..numerics.kernels import count_levels, e_step, log_factorial_sums, weighted_rate
 from ..numerics.quadrature import CountQuadrature, count_quadrature
 
@@ -171,7 +172,11 @@ class Family(ABC):
         one every cell is summed and every ``resp`` set.
         """
         self.log_prob(data, params, active, resp)
-        e_step(resp, log_weights, active, loglik, resp_sums)
+        over_rows(
+            lambda rows: e_step(resp, log_weights, rows, loglik, resp_sums),
+            active,
+            work=active.size * resp[0].size,
+        )
 
     @abstractmethod
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:

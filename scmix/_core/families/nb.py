@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ..numerics.jit import over_rows
 from ..numerics.quadrature import CountQuadrature
 from ._nb_kernels import THETA_MAX, THETA_MIN, THETA_START, _nb_e_step, _nb_log_prob, _nb_moments
 from ._nb_mstep import _nb_m_step, _nb_marginal_derivatives
@@ -93,7 +94,12 @@ class NegativeBinomial(Family):
         params["theta"][genes] = np.clip(params["theta"][genes], THETA_MIN, THETA_MAX)
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
-        _nb_log_prob(data.counts, params["mu"], params["theta"], active, out)
+        counts, mu, theta = data.counts, params["mu"], params["theta"]
+
+        def kernel(rows):
+            _nb_log_prob(counts, mu, theta, rows, out)
+
+        over_rows(kernel, active, work=active.size * out[0].size)
 
     def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
         """The responsibilities on the quadrature nodes of each pooled count, and per
@@ -109,30 +115,36 @@ class NegativeBinomial(Family):
         quadrature nodes where that is accurate (see :func:`_nb_e_step`)."""
         quad, (node_resp, on_nodes) = _pooling(data, state, resp.shape[1])
         out = EStepOutput(resp, loglik, resp_sums, node_resp, on_nodes)
-        _nb_e_step(data.counts, quad, params["mu"], params["theta"], log_weights, active, out)
+        counts, mu, theta = data.counts, params["mu"], params["theta"]
+
+        def kernel(rows):
+            _nb_e_step(counts, quad, mu, theta, log_weights, rows, out)
+
+        over_rows(kernel, active, work=active.size * resp[0].size)
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
         quad, (node_resp, on_nodes) = _pooling(data, state, resp.shape[1])
-        _nb_m_step(
-            data.counts,
-            quad,
-            resp,
-            node_resp,
-            on_nodes,
-            params["mu"],
-            params["theta"],
-            active,
-            (self.max_newton, self.newton_tol),
-        )
+        counts, mu, theta = data.counts, params["mu"], params["theta"]
+        newton = (self.max_newton, self.newton_tol)
+
+        def kernel(rows):
+            _nb_m_step(counts, quad, resp, node_resp, on_nodes, mu, theta, rows, newton)
+
+        over_rows(kernel, active, work=active.size * resp[0].size)
 
     def log_bounds(self) -> dict[str, tuple[float, float]]:
         return {**super().log_bounds(), "theta": (np.log(THETA_MIN), np.log(THETA_MAX))}
 
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
         quad, on_nodes = data.pooling(None if state is None else state[1])
-        mu, theta = params["mu"], params["theta"]
-        counts = data.counts
-        _nb_marginal_derivatives(counts, quad, on_nodes, mu, theta, log_weights, active, grad, hess)
+        counts, mu, theta = data.counts, params["mu"], params["theta"]
+
+        def kernel(rows):
+            _nb_marginal_derivatives(
+                counts, quad, on_nodes, mu, theta, log_weights, rows, grad, hess
+            )
+
+        over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
 
     def cdf(self, x, mean, params) -> np.ndarray:
         """NB cdf; at the Poisson bound (theta = THETA_MAX) the Poisson cdf, which the

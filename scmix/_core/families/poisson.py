@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..numerics.jit import inline_jit, jit
+from ..numerics.jit import inline_jit, jit, over_rows
 from ..numerics.kernels import (
     add_cell_scores,
     add_weight_curvature,
@@ -214,7 +214,12 @@ class Poisson(Family):
     param_names = ("mu",)
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
-        _poisson_log_prob(data.counts, params["mu"], active, out)
+        counts, mu = data.counts, params["mu"]
+
+        def kernel(rows):
+            _poisson_log_prob(counts, mu, rows, out)
+
+        over_rows(kernel, active, work=active.size * out[0].size)
 
     def new_state(self, data: ChunkData, n_components: int) -> tuple[np.ndarray, np.ndarray]:
         """The M-step's sums (sum_i r x, sum_i r s) per gene and component, and per gene
@@ -231,7 +236,12 @@ class Poisson(Family):
             super().e_step(data, params, log_weights, active, resp, loglik, resp_sums)
             return
         out = EStepOutput(resp, loglik, resp_sums, *state)
-        _poisson_e_step(data.counts, data.quadrature, params["mu"], log_weights, active, out)
+        counts, quad, mu = data.counts, data.quadrature, params["mu"]
+
+        def kernel(rows):
+            _poisson_e_step(counts, quad, mu, log_weights, rows, out)
+
+        over_rows(kernel, active, work=active.size * resp[0].size)
 
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
         if state is None:
@@ -248,7 +258,11 @@ class Poisson(Family):
     def marginal_derivatives(self, data: ChunkData, params, log_weights, active, state, grad, hess):
         quad, on_nodes = data.pooling(None if state is None else state[1])
         counts, mu = data.counts, params["mu"]
-        _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, active, grad, hess)
+
+        def kernel(rows):
+            _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, rows, grad, hess)
+
+        over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
 
     def cdf(self, x, mean, params) -> np.ndarray:
         return stats.poisson.cdf(x, mean)

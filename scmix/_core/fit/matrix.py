@@ -18,7 +18,7 @@ import numpy as np
 
 from ..em.driver import ChunkFit
 from ..families import Family
-from ..numerics.jit import announce_compilation, worker_count
+from ..numerics.jit import announce_compilation, row_threads, worker_count
 from ..settings import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SETTINGS, DEFAULT_TOL, FitSettings
 from .blocks import fit_block
 from .chunks import GeneColumns, chunk_size_for, iter_chunks
@@ -164,10 +164,11 @@ def fit_matrix(
     else:
         n_cells, n_genes = X.shape
     n_init, keep_trace = settings.n_init, settings.keep_trace
-    n_workers = 1 if is_dask(X) else worker_count(settings.n_jobs)
-    # threads pay where each gets enough work: below that, the Python side of the EM
-    # loops of two chunks (which holds the GIL) costs more than the second core gains
-    n_workers = max(1, min(n_workers, n_genes * n_cells // MIN_ENTRIES_PER_THREAD))
+    n_threads = 1 if is_dask(X) else worker_count(settings.n_jobs)
+    # a chunk per thread pays where each gets enough work: below that, the Python side
+    # of the EM loops of two chunks (which holds the GIL) costs more than the second
+    # core gains, and one chunk's kernel calls split their rows over the threads instead
+    n_workers = max(1, min(n_threads, n_genes * n_cells // MIN_ENTRIES_PER_THREAD))
     chunk_size = settings.chunk_size
     if chunk_size is None:
         n_starts = 1 if n_components == 1 else n_init + 1 + (start_resp is not None)
@@ -216,18 +217,23 @@ def fit_matrix(
     # blocks are read here, in this thread (a backed file is read by one thread), and
     # fitted by the pool, at most n_workers ahead of the chunk being collected
     blocks = ((chunk, columns.block(chunk)) for chunk in chunks)
-    n_threads = min(n_workers, len(chunks))
-    with ThreadPoolExecutor(n_threads) if n_threads > 1 else nullcontext() as pool:
-        if pool is None:  # one thread: in this one
-            fits = (fit_chunk_of(*args) for args in blocks)
+    n_chunk_threads = min(n_workers, len(chunks))
+    with ThreadPoolExecutor(n_chunk_threads) if n_chunk_threads > 1 else nullcontext() as pool:
+        if pool is None:  # chunk after chunk in this thread, rows split over the threads
+            fits = (_with_row_threads(n_threads, fit_chunk_of, *args) for args in blocks)
         else:
-            fits = _in_order(pool, fit_chunk_of, blocks, n_threads)
+            fits = _in_order(pool, fit_chunk_of, blocks, n_chunk_threads)
         for chunk, fitted in zip(chunks, fits, strict=True):
             if fitted is not None:
                 result.collect(*fitted, traces)
             if progress is not None:
                 progress(chunk.stop)
     return result.finish(traces, keep_trace)
+
+
+def _with_row_threads(n_threads: int, function, *args):
+    with row_threads(n_threads):
+        return function(*args)
 
 
 def _in_order(pool: ThreadPoolExecutor, function, arguments, ahead: int):

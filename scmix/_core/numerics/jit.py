@@ -13,9 +13,12 @@ import hashlib
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numba
+import numpy as np
 
 #: Options of every scmix kernel: compiled once and cached, the GIL released, and
 #: division as in numpy (x / 0 gives inf or nan instead of raising). The zero check of
@@ -96,6 +99,46 @@ inline_jit = _njit(inline="always", **JIT_OPTIONS)
 #: so that no other expression is regrouped; numba would lose the flag when inlining,
 #: LLVM keeps it (it is an attribute of each addition).
 sum_jit = _njit(fastmath={"reassoc"}, **JIT_OPTIONS)
+
+
+#: Entries (rows x cells x components) of a kernel call below which it runs in the
+#: calling thread alone: handing rows to another thread costs tens of microseconds.
+ROW_SPLIT_MIN_WORK = 50_000
+_local = threading.local()
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+@contextmanager
+def row_threads(n_threads: int):
+    """Let the kernel calls of this thread split their rows over ``n_threads`` threads
+    (:func:`over_rows`): how a fit too small for a chunk per thread still uses the
+    cores. Elsewhere (threads fitting chunks, dask tasks) kernels run where called."""
+    before = getattr(_local, "n_threads", 1)
+    _local.n_threads = n_threads
+    try:
+        yield
+    finally:
+        _local.n_threads = before
+
+
+def over_rows(call, active: np.ndarray, work: int) -> None:
+    """``call(rows)`` for the rows ``active`` (a kernel writing each row's results in
+    place), split into contiguous parts run at once where :func:`row_threads` allows
+    and the ``work`` is large enough; the kernels release the GIL."""
+    n_threads = min(getattr(_local, "n_threads", 1), active.size)
+    if n_threads <= 1 or work < ROW_SPLIT_MIN_WORK:
+        call(active)
+        return
+    parts = np.array_split(active, n_threads)
+    with _pools_lock:
+        pool = _pools.get(n_threads)
+        if pool is None:
+            pool = _pools[n_threads] = ThreadPoolExecutor(n_threads - 1)
+    others = [pool.submit(call, part) for part in parts[1:]]
+    call(parts[0])
+    for future in others:
+        future.result()
 
 
 def worker_count(n_jobs: int | None) -> int:
