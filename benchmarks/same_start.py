@@ -94,6 +94,7 @@ def fit_scmix_from_baseline_start(X, sf):
         from scmix._core.em.driver import run_em
         from scmix._core.families import NegativeBinomial
         from scmix._core.families.base import ChunkData
+        from scmix._core.numerics.jit import row_threads
     except ImportError:
         return None
     mu, theta, weights = baseline_start(X, sf)
@@ -115,10 +116,16 @@ def fit_scmix_from_baseline_start(X, sf):
         )
         return loglik
 
-    # the genes split over threads as fit_matrix splits them (its kernels are serial)
-    n_parts = max(1, min(os.cpu_count() or 1, x.size // 1_000_000))
+    # the cores used as fit_matrix uses them (its kernels are serial): a part of the
+    # genes per thread where each gets a million counts, else each kernel call's genes
+    # split over the threads
+    n_threads = os.cpu_count() or 1
+    n_parts = max(1, min(n_threads, x.size // 1_000_000))
     parts = np.array_split(np.arange(x.shape[0]), n_parts)
     try:
+        if n_parts == 1:
+            with row_threads(n_threads):
+                return run(parts[0])
         with ThreadPoolExecutor(n_parts) as pool:
             return np.concatenate(list(pool.map(run, parts)))
     except TypeError:  # the signature changed

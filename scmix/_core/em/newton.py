@@ -35,10 +35,13 @@ log theta yet may rise far away, which EM's M-step reaches in one step), when
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..families import Family
 from ..families.base import ChunkData
+from ..numerics.jit import jit
 
 #: Largest change of one coordinate (a log-parameter or a logit) in one step.
 MAX_STEP = 3.0
@@ -51,6 +54,7 @@ ROUNDING = 1e-12
 #: A gene with a component weight below this does not take Newton steps (its logit
 #: is far out on a flat tail); EM handles emptied components.
 MIN_WEIGHT = 1e-8
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 class NewtonSteps:
@@ -185,45 +189,104 @@ def _directions(z, grad, hess, lower, upper, loglik, threshold):
     """The step of :meth:`NewtonSteps.start` for each row: ``(d, ok, done, escape,
     at_maximum)``. A coordinate at a bound that the gradient pushes outwards is held
     (its gradient and its row and column of -H zeroed, 1 on the diagonal); rows whose
-    derivatives are not finite are not ``ok`` (no step). numpy's stacked ``eigh``
-    does every row at once (a numba loop compiled LAPACK wrappers for seconds)."""
+    derivatives are not finite are not ``ok`` (no step). The eigen-decompositions are
+    numpy's, every row at once (numba's ``eigh`` compiled LAPACK wrappers for seconds);
+    the loops around them are kernels (numpy's dozen small calls cost more than the
+    step on a few rows)."""
     n_rows, size = z.shape
-    d = np.zeros((n_rows, size))
-    done = np.zeros(n_rows, dtype=bool)
-    escape = np.zeros(n_rows, dtype=bool)
-    at_maximum = np.zeros(n_rows, dtype=bool)
-    g = grad.copy()
-    minus_h = -hess
-    held = ((z <= lower) & (g < 0.0)) | ((z >= upper) & (g > 0.0))
-    g[held] = 0.0
-    minus_h[held[:, :, None] | held[:, None, :]] = 0.0
-    diagonal = np.einsum("rpp->rp", minus_h)  # a writable view
-    diagonal[held] = 1.0
-    ok = np.isfinite(minus_h).all(axis=(1, 2)) & np.isfinite(g).all(axis=1)
+    g = np.empty((n_rows, size))
+    minus_h = np.empty((n_rows, size, size))
+    ok = np.empty(n_rows, dtype=bool)
+    _held(z, grad, hess, (lower, upper), g, minus_h, ok)
+    out = (
+        np.zeros((n_rows, size)),
+        np.zeros(n_rows, dtype=bool),
+        np.zeros(n_rows, dtype=bool),
+        np.zeros(n_rows, dtype=bool),
+    )
     rows = np.flatnonzero(ok)
-    if not rows.size:
-        return d, ok, done, escape, at_maximum
-    g = g[rows]
-    eigenvalues, vectors = np.linalg.eigh(minus_h[rows])
-    magnitude = np.abs(eigenvalues)
-    floor = np.maximum(EIGEN_FLOOR * magnitude.max(axis=1), np.finfo(np.float64).tiny)
-    magnitude = np.maximum(magnitude, floor[:, None])
-    along = np.einsum("rpq,rp->rq", vectors, g) / magnitude
-    step = np.einsum("rpq,rq->rp", vectors, along)
-    predicted = 0.5 * np.sum(g * step, axis=1)
-    step *= np.minimum(1.0, MAX_STEP / np.maximum(np.abs(step).max(axis=1), 1e-300))[:, None]
-    small = predicted <= threshold
-    # converged only at a strict local maximum; at a saddle or on a ridge (some
-    # curvature >= 0) the step follows the direction of most positive curvature instead
-    maximum = small & (eigenvalues[:, 0] > 0.0)
-    at_maximum[rows[maximum]] = True
-    # at a maximum one last step is nearly free and makes the error quadratically
-    # smaller, unless the gain is at the rounding
-    done[rows[maximum]] = ~(predicted[maximum] > ROUNDING * np.abs(loglik[rows[maximum]]))
-    saddle = small & ~maximum
-    escape[rows[saddle]] = True
-    v = vectors[saddle, :, 0]
-    side = np.where(np.sum(v * g[saddle], axis=1) < 0.0, -1.0, 1.0)
-    step[saddle] = MAX_STEP * side[:, None] * v / np.abs(v).max(axis=1, keepdims=True)
-    d[rows] = step
+    if rows.size:
+        eigenvalues, vectors = np.linalg.eigh(minus_h[rows])
+        _steps(rows, g, eigenvalues, vectors, loglik, threshold, out)
+    d, done, escape, at_maximum = out
     return d, ok, done, escape, at_maximum
+
+
+@jit
+def _held(z, grad, hess, bounds, g, minus_h, ok):
+    """``g = grad`` and ``minus_h = -hess`` with the coordinates at a bound that the
+    gradient pushes outwards held; ``ok``: every derivative finite."""
+    lower, upper = bounds
+    n_rows, size = z.shape
+    for r in range(n_rows):
+        finite = True
+        for p in range(size):
+            g[r, p] = grad[r, p]
+            for q in range(size):
+                minus_h[r, p, q] = -hess[r, p, q]
+        for p in range(size):
+            if (z[r, p] <= lower[p] and g[r, p] < 0.0) or (z[r, p] >= upper[p] and g[r, p] > 0.0):
+                g[r, p] = 0.0
+                for q in range(size):
+                    minus_h[r, p, q] = 0.0
+                    minus_h[r, q, p] = 0.0
+                minus_h[r, p, p] = 1.0
+        for p in range(size):
+            finite &= math.isfinite(g[r, p])
+            for q in range(size):
+                finite &= math.isfinite(minus_h[r, p, q])
+        ok[r] = finite
+
+
+@jit
+def _steps(rows, g, eigenvalues, vectors, loglik, threshold, out):
+    """The steps of the ``rows`` from their eigen-decompositions (``eigenvalues[i]``
+    ascending, ``vectors[i]`` in columns, of row ``rows[i]``), into ``out = (d, done,
+    escape, at_maximum)``."""
+    d, done, escape, at_maximum = out
+    size = g.shape[1]
+    along = np.empty(size)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        lam = eigenvalues[i]
+        vec = vectors[i]
+        largest = 0.0
+        for p in range(size):
+            largest = max(largest, abs(lam[p]))
+        floor = max(EIGEN_FLOOR * largest, _TINY)
+        for q in range(size):
+            total = 0.0
+            for p in range(size):
+                total += vec[p, q] * g[r, p]
+            along[q] = total / max(abs(lam[q]), floor)
+        predicted = 0.0
+        biggest = 0.0
+        for p in range(size):
+            step = 0.0
+            for q in range(size):
+                step += vec[p, q] * along[q]
+            d[r, p] = step
+            predicted += g[r, p] * step
+            biggest = max(biggest, abs(step))
+        predicted *= 0.5
+        scale = min(1.0, MAX_STEP / max(biggest, 1e-300))
+        for p in range(size):
+            d[r, p] *= scale
+        if predicted <= threshold:
+            # converged only at a strict local maximum; at a saddle or on a ridge (some
+            # curvature >= 0) the step follows the direction of most positive curvature
+            if lam[0] > 0.0:
+                at_maximum[r] = True
+                # at a maximum one last step is nearly free and makes the error
+                # quadratically smaller, unless the gain is at the rounding
+                done[r] = not (predicted > ROUNDING * abs(loglik[r]))
+            else:
+                escape[r] = True
+                toward = 0.0
+                largest_v = 0.0
+                for p in range(size):
+                    toward += vec[p, 0] * g[r, p]
+                    largest_v = max(largest_v, abs(vec[p, 0]))
+                side = -1.0 if toward < 0.0 else 1.0
+                for p in range(size):
+                    d[r, p] = MAX_STEP * side * vec[p, 0] / largest_v
