@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..numerics.jit import inline_jit, jit
-from ..numerics.kernels import normalise, normalise_cells, normalise_two, row_dot
+from ..numerics.kernels import most_levels, normalise, normalise_cells, normalise_two, row_dot
 from ..numerics.quadrature import UNUSED, estimated_error
 from ..numerics.special import lgamma_ratio, log1p, simd_log1p
 
@@ -75,7 +75,7 @@ def _log_pmf(xi, lgamma_term, s, log_s, mu, th, log_mu_minus_log_th):
 def _nb_log_prob(counts, mu, theta, active, out):
     """``out[g, k, i] = log f(x_gi | s_i mu_gk, theta_gk) + log x_gi!`` for the active genes."""
     n_comp = mu.shape[1]
-    table = np.zeros(max(counts.n_levels.max(), 1))
+    table = np.zeros(most_levels(counts.n_levels))
     l1 = np.empty(counts.x.shape[1])  # work space
     for a in range(active.shape[0]):
         g = active[a]
@@ -181,7 +181,7 @@ def _nb_e_step(counts, quad, mu, theta, log_weights, active, out):
     n_cells = counts.x.shape[1]
     n_comp = mu.shape[1]
     n_nodes = quad.size_factors.shape[0]
-    tables = np.zeros((n_comp, max(counts.n_levels.max(), 1)))
+    tables = np.zeros((n_comp, most_levels(counts.n_levels)))
     log_ratio = np.empty(n_comp)
     joint = np.empty(n_comp)
     sums = np.zeros((2, n_comp))  # by the degree-N and the degree-N/2 rule

@@ -204,8 +204,13 @@ def _nb_marginal_derivatives(counts, quad, on_nodes, mu, theta, log_weights, act
     quadrature nodes (``on_nodes``), so do these sums."""
     n_cells = counts.x.shape[1]
     n_comp = mu.shape[1]
-    node_ones = np.ones(quad.weights.shape[1:])
-    ones = np.ones(n_cells)
+    node_ones = np.empty(quad.weights.shape[1:])
+    for p in range(node_ones.shape[0]):
+        for n in range(node_ones.shape[1]):
+            node_ones[p, n] = 1.0
+    ones = np.empty(n_cells)
+    for i in range(n_cells):
+        ones[i] = 1.0
     weights = np.empty(n_comp)
     log_ratio = np.empty(n_comp)
     for a in range(active.shape[0]):

@@ -29,6 +29,16 @@ def log_factorial_sums(values, n_levels, level):
 
 
 @jit
+def most_levels(n_levels) -> int:
+    """The largest count of levels of a chunk's genes, at least 1 (a loop: numba's
+    ``max`` of an array compiles a reduction machinery of its own)."""
+    largest = 1
+    for n in n_levels:
+        largest = max(largest, n)
+    return largest
+
+
+@jit
 def _weighted_rate(x, size_factors, resp, active):
     n_comp = resp.shape[1]
     out = np.empty((active.shape[0], n_comp))
@@ -93,8 +103,10 @@ def normalise_cells(resp, log_weights, cells, n_summed, indirect, sums):
     if n_comp == 2 and not indirect:
         return _normalise_two(resp[0, :n_summed], resp[1, :n_summed], log_weights, sums)
     if n_comp == 1 and not indirect:
-        total = row_sum(resp[0, :n_summed]) + n_summed * log_weights[0]
-        resp[0, :n_summed] = 1.0
+        total = n_summed * log_weights[0]
+        for i in range(n_summed):
+            total += resp[0, i]
+            resp[0, i] = 1.0
         sums[0] += n_summed
         return total
     joint = np.empty(n_comp)

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .jit import jit
+from .kernels import most_levels
 
 #: Degree of the interpolant (N + 1 nodes); the error check uses degree N / 2. The
 #: check is pessimistic (it is about the error of the degree-N/2 rule): with N = 32,
@@ -149,7 +150,7 @@ def _pool(values, n_levels, level, basis, low_basis, totals, min_cells, toleranc
     pooling them pays (``POOLED_COST``), their weights (sums of their cells' basis rows;
     ``totals`` holds the sums over every cell), the other cells and the tolerance."""
     n_genes, n_cells = level.shape
-    n_slots = n_levels.max() + 1
+    n_slots = most_levels(n_levels) + 1
     sizes = np.zeros(n_slots)  # cells per count: slot 0 is the zero count, slot u + 1 level u
     slot = np.empty(n_slots, dtype=np.int64)
     chosen = np.empty(MAX_POOLED, dtype=np.int64)
