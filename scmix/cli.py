@@ -245,27 +245,25 @@ def _genes(adata, choice: str):
 
 
 def _summary(adata, key: str, source: str, offsets: str, seconds: float, top: int, output) -> str:
-    var = adata.var
-    fitted = var[f"{key}_converged"].notna() & var[f"{key}_loglik"].notna()
-    bimodal = var[f"{key}_bimodal"].fillna(False).astype(bool)
+    from .get import mixture_df  # the one reader of the per-gene results
+
+    table = mixture_df(adata, key=key)  # fitted genes, largest delta BIC first
     params = adata.uns[key]["params"]
+    n_comp = params["n_components"]
     lines = [
         f"scmix fit: {source}, {adata.n_obs} cells x {adata.n_vars} genes",
-        f"  model: K={params['n_components']} {params['family']}, size factors: {offsets}",
-        f"  genes fitted: {int(fitted.sum())}, converged: {int(var[f'{key}_converged'].sum())}, "
-        f"called bimodal: {int(bimodal.sum())} (delta BIC > {params['bic_threshold']:g}, "
-        f"weights >= {params['min_weight']:g})",
-        f"  top {min(top, int(fitted.sum()))} genes by delta BIC:",
+        f"  model: K={n_comp} {params['family']}, size factors: {offsets}",
+        f"  genes fitted: {len(table)}, converged: {int(table['converged'].sum())}, "
+        f"called bimodal: {int(table['bimodal'].sum())} (delta BIC > "
+        f"{params['bic_threshold']:g}, weights >= {params['min_weight']:g})",
+        f"  top {min(top, len(table))} genes by delta BIC:",
     ]
-    ranked = var.loc[fitted].sort_values(f"{key}_delta_bic", ascending=False).head(top)
-    for name, row in ranked.iterrows():
-        means = " / ".join(f"{row[f'{key}_mean_{k}']:.3g}" for k in range(params["n_components"]))
-        weights = " / ".join(
-            f"{row[f'{key}_weight_{k}']:.2f}" for k in range(params["n_components"])
-        )
-        flag = "bimodal" if row[f"{key}_bimodal"] else ""
+    for name, row in table.head(top).iterrows():
+        means = " / ".join(f"{row[f'mean_{k}']:.3g}" for k in range(n_comp))
+        weights = " / ".join(f"{row[f'weight_{k}']:.2f}" for k in range(n_comp))
+        flag = "bimodal" if row["bimodal"] else ""
         lines.append(
-            f"    {name:<16} delta BIC {row[f'{key}_delta_bic']:10.1f}  means {means}  "
+            f"    {name:<16} delta BIC {row['delta_bic']:10.1f}  means {means}  "
             f"weights {weights}  {flag}"
         )
     lines.append(f"  time: {seconds:.1f} s; written to {output}")
