@@ -58,6 +58,8 @@ def get_counts(adata: AnnData, layer: str | None):
                 f"layer {layer!r} is not in adata.layers (available: {sorted(adata.layers)})."
             )
         counts = adata.layers[layer]
+    # named as the user reaches it: where the array lives, not what it holds
+    validation.refuse_masked(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
     return counts
 
 

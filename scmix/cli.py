@@ -309,6 +309,10 @@ def run_fit(args) -> int:
     _check_output(output)
     if args.plots:
         _check_plots_folder(Path(args.plots))
+    # on a fresh installation, kernels start compiling on a second core while the data load
+    from ._core.fit.warmup import compile_in_background
+
+    compile_in_background(args.family)
     adata, source = _load(args.input)
     mask = _genes(adata, args.genes)
     size_factors, offsets = _size_factors(adata, args)

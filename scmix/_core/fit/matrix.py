@@ -23,6 +23,7 @@ from ..settings import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SETTINGS, DEFAU
 from .blocks import fit_block
 from .chunks import GeneColumns, chunk_size_for, iter_chunks
 from .dask_runner import fit_blocks
+from .warmup import compile_in_background
 
 __all__ = ["DEFAULT_MAX_ITER", "DEFAULT_N_INIT", "DEFAULT_TOL", "FitSettings", "fit_matrix"]
 
@@ -158,6 +159,7 @@ def fit_matrix(
     on ``n_jobs`` or on ``chunk_size``.
     """
     announce_compilation()
+    compile_in_background(family.name)
     size_factors = np.ascontiguousarray(size_factors, dtype=np.float64)
     if isinstance(X, GeneColumns):
         n_cells, n_genes = X.n_cells, X.n_genes

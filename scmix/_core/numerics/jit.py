@@ -57,7 +57,7 @@ CACHE_DIR = _cache_dir()
 FIRST_RUN = not os.path.isdir(CACHE_DIR)
 _announced = threading.Event()
 #: What the first fit says (the CLI prints it unless ``-q``).
-COMPILING_MESSAGE = "compiling numerical kernels, once per installation (about 15 seconds)"
+COMPILING_MESSAGE = "compiling numerical kernels, once per installation (about 10 seconds)"
 
 
 def announce_compilation() -> None:
