@@ -50,21 +50,16 @@ def _standardised(x: np.ndarray, size_factors: np.ndarray) -> np.ndarray:
 
 
 def _kmeans_labels(z: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeds then Lloyd iterations on the rows of ``z`` (cells x genes)."""
-    n_cells = z.shape[0]
-    centres = [z[rng.integers(n_cells)]]
-    dist2 = ((z - centres[0]) ** 2).sum(axis=1)
-    for _ in range(1, n_components):
-        pick = rng.choice(n_cells, p=dist2 / dist2.sum()) if dist2.sum() > 0 else 0
-        centres.append(z[pick])
-        dist2 = np.minimum(dist2, ((z - centres[-1]) ** 2).sum(axis=1))
-    centres = np.array(centres)
-    for _ in range(_LLOYD_ITERATIONS):
-        labels = ((z[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
-        for k in range(n_components):
-            if (labels == k).any():
-                centres[k] = z[labels == k].mean(axis=0)
-    return ((z[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+    """k-means of the rows of ``z`` (cells x genes): scikit-learn's, k-means++ seeds and
+    Lloyd iterations. (The per-gene starts of :mod:`.starts` keep a numba k-means++:
+    there every gene is its own one-dimensional problem, thousands per chunk.)"""
+    from sklearn.cluster import KMeans  # imported here: scikit-learn is slow to import
+
+    seed = int(rng.integers(2**31 - 1))
+    kmeans = KMeans(
+        n_components, init="k-means++", n_init=1, max_iter=_LLOYD_ITERATIONS, random_state=seed
+    )
+    return kmeans.fit_predict(z)
 
 
 def starting_labels(x, size_factors, n_components, n_init, rng) -> list[np.ndarray]:

@@ -122,7 +122,9 @@ def _sort_small(values):
 
 def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
     """k-means++ seeds (one uniform per centre, ``uniforms`` of shape (n_genes, K)),
-    then Lloyd iterations; labels ordered by centre so that label 0 is the lowest."""
+    then Lloyd iterations; labels ordered by centre so that label 0 is the lowest. A
+    numba kernel rather than scikit-learn's ``KMeans``: every gene is a one-dimensional
+    problem of its own, thousands per chunk, one Python call each there."""
     y = np.ascontiguousarray(y, dtype=np.float64)
     uniforms = np.ascontiguousarray(uniforms[:, :n_components], dtype=np.float64)
     labels = np.empty(y.shape, dtype=np.int64)
