@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics.jit import inline_jit, jit
+from ..numerics.jit import inline_jit, jit, over_rows
 
 _LLOYD_ITERATIONS = 10
 
@@ -128,20 +128,24 @@ def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> n
     y = np.ascontiguousarray(y, dtype=np.float64)
     uniforms = np.ascontiguousarray(uniforms[:, :n_components], dtype=np.float64)
     labels = np.empty(y.shape, dtype=np.int64)
-    _kmeanspp_labels(y, uniforms, labels)
+    over_rows(
+        lambda rows: _kmeanspp_labels(y, uniforms, rows, labels),
+        np.arange(y.shape[0]),
+        work=y.size * n_components * _LLOYD_ITERATIONS,
+    )
     return labels
 
 
 @jit
-def _kmeanspp_labels(y, uniforms, labels):
-    n_genes, n_cells = y.shape
+def _kmeanspp_labels(y, uniforms, rows, labels):
+    n_cells = y.shape[1]
     n_components = uniforms.shape[1]
     centres = np.empty(n_components)
     totals = np.empty(n_components)
     counts = np.empty(n_components)
     dist2 = np.empty(n_cells)
     cumulative = np.empty(n_cells)
-    for g in range(n_genes):
+    for g in rows:
         row = y[g]
         centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
         for i in range(n_cells):

@@ -130,7 +130,8 @@ def over_rows(call, active: np.ndarray, work: int) -> None:
     if n_threads <= 1 or work < ROW_SPLIT_MIN_WORK:
         call(active)
         return
-    parts = np.array_split(active, n_threads)
+    # interleaved (costs vary along the rows), and contiguous: one signature per kernel
+    parts = [np.ascontiguousarray(active[t::n_threads]) for t in range(n_threads)]
     with _pools_lock:
         pool = _pools.get(n_threads)
         if pool is None:
