@@ -46,7 +46,7 @@ def compile_in_background(family_name: str) -> None:
 def compile_later_kernels(family_name: str = "nb") -> None:
     """Compile, in the order a first fit needs them after its first E-steps, the Newton
     steps (the marginal derivatives and the directions; the one-component fit takes
-    them first), the kernels of the starts of the K-component fit and the M-step, by
+    them first), the M-step and the kernels of the starts of the K-component fit, by
     running each once on a tiny problem."""
     from ..em import starts
     from ..em.newton import NewtonSteps
@@ -70,10 +70,10 @@ def compile_later_kernels(family_name: str = "nb") -> None:
     rows = np.arange(n_rows)
     newton = NewtonSteps(family, params, weights)
     newton.start(data, None, np.log(weights), np.zeros(n_rows), rows, 1e-6)
+    family.m_step(data, resp, params, rows, None)
     y = starts.normalised_expression(x, size_factors)
     starts.quantile_labels(y, n_comp)
     starts.kmeanspp_labels(y, n_comp, rng.random((n_rows, n_comp)))
-    family.m_step(data, resp, params, rows, None)
 
 
 if __name__ == "__main__":
