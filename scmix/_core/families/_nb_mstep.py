@@ -10,7 +10,7 @@ import numpy as np
 
 from ..numerics.jit import jit
 from ..numerics.kernels import add_cell_scores, add_weight_curvature, normalise_cells, row_sum
-from ..numerics.quadrature import compact_cells
+from ..numerics.quadrature import compact_cells, unit_weights
 from ..numerics.special import level_ratios, simd_log1p
 from ._nb_kernels import THETA_MAX, THETA_MIN, _log_pmf_points
 from .base import MU_MIN
@@ -204,13 +204,7 @@ def _nb_marginal_derivatives(counts, quad, on_nodes, mu, theta, log_weights, act
     quadrature nodes (``on_nodes``), so do these sums."""
     n_cells = counts.x.shape[1]
     n_comp = mu.shape[1]
-    node_ones = np.empty(quad.weights.shape[1:])
-    for p in range(node_ones.shape[0]):
-        for n in range(node_ones.shape[1]):
-            node_ones[p, n] = 1.0
-    ones = np.empty(n_cells)
-    for i in range(n_cells):
-        ones[i] = 1.0
+    ones, node_ones = unit_weights(quad, n_cells)
     weights = np.empty(n_comp)
     log_ratio = np.empty(n_comp)
     for a in range(active.shape[0]):

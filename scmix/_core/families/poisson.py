@@ -16,7 +16,7 @@ from ..numerics.kernels import (
     row_dot,
     weighted_rate,
 )
-from ..numerics.quadrature import UNUSED, compact_cells, estimated_error
+from ..numerics.quadrature import UNUSED, compact_cells, estimated_error, unit_weights
 from .base import MU_MIN, ChunkData, EStepOutput, Family
 
 
@@ -177,13 +177,7 @@ def _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, activ
     sums."""
     n_cells = counts.x.shape[1]
     n_comp = mu.shape[1]
-    node_ones = np.empty(quad.weights.shape[1:])
-    for p in range(node_ones.shape[0]):
-        for n in range(node_ones.shape[1]):
-            node_ones[p, n] = 1.0
-    ones = np.empty(n_cells)
-    for i in range(n_cells):
-        ones[i] = 1.0
+    ones, node_ones = unit_weights(quad, n_cells)
     weights = np.empty(n_comp)
     for a in range(active.shape[0]):
         g = active[a]

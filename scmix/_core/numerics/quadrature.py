@@ -248,6 +248,23 @@ def count_quadrature(
 
 
 @jit
+def unit_weights(quad, n_cells):
+    """Weight 1 for each of ``n_cells`` cells and for each node of every pooled slot
+    (``(n_cells,)`` and ``(MAX_POOLED, n_nodes)``): each counted once, as the sums of the
+    derivatives take them (:func:`compact_cells`). Filled by loops: ``np.ones`` compiles
+    machinery of its own."""
+    ones = np.empty(n_cells)
+    for i in range(n_cells):
+        ones[i] = 1.0
+    n_pooled, n_nodes = quad.weights.shape[1:]
+    node_ones = np.empty((n_pooled, n_nodes))
+    for p in range(n_pooled):
+        for n in range(n_nodes):
+            node_ones[p, n] = 1.0
+    return ones, node_ones
+
+
+@jit
 def compact_cells(on_nodes, counts, quad, g, resp, node_resp):
     """Gene ``g``'s cells ``quad.cells[g, :n]`` followed by the quadrature nodes of
     each pooled count as pseudo-cells with weights ``quad.weights[g] * node_resp``
