@@ -49,6 +49,7 @@ def fit_cell_level(
         max_iter=settings.max_iter,
         tol=settings.tol,
         random_state=settings.random_state,
+        n_jobs=settings.n_jobs,
     )
     one = replace(settings, keep_trace=False)
     single = fit_matrix(x.T, sf, family=family, n_components=1, settings=one, store_resp=False)

@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 
 from ..families import Family
 from ..families.base import ChunkData
+from ..numerics.jit import row_threads, worker_count
 from .best import best_start, component_order
 from .starts import one_hot
 
@@ -111,33 +112,36 @@ def fit_shared(
     max_iter: int,
     tol: float,
     random_state: int | None,
+    n_jobs: int | None = None,
 ) -> SharedFit:
-    """Fit the cell-level mixture to ``x`` (genes, cells; every gene with a count)."""
-    data = ChunkData(np.ascontiguousarray(x, dtype=np.float64), size_factors)
-    constant = float(family.log_prob_constant(data).sum())
-    rng = np.random.default_rng(random_state)
-    runs = []
-    n_genes, n_cells = data.x.shape
-    resp0 = np.empty((n_genes, n_components, n_cells))
-    for labels in starting_labels(data.x, size_factors, n_components, n_init, rng):
-        one_hot(np.broadcast_to(labels, (n_genes, n_cells)), n_components, resp0)
-        params = family.initial_params(data, resp0)
-        weights = np.maximum(resp0[0].mean(axis=1), 1.0 / n_cells)
-        weights /= weights.sum()
-        result = run_shared_em(
-            family, data, params, weights, max_iter=max_iter, tol=tol, constant=constant
+    """Fit the cell-level mixture to ``x`` (genes, cells; every gene with a count); the
+    family's kernel calls split their genes over ``n_jobs`` threads (None: every core)."""
+    with row_threads(worker_count(n_jobs)):
+        data = ChunkData(np.ascontiguousarray(x, dtype=np.float64), size_factors)
+        constant = float(family.log_prob_constant(data).sum())
+        rng = np.random.default_rng(random_state)
+        runs = []
+        n_genes, n_cells = data.x.shape
+        resp0 = np.empty((n_genes, n_components, n_cells))
+        for labels in starting_labels(data.x, size_factors, n_components, n_init, rng):
+            one_hot(np.broadcast_to(labels, (n_genes, n_cells)), n_components, resp0)
+            params = family.initial_params(data, resp0)
+            weights = np.maximum(resp0[0].mean(axis=1), 1.0 / n_cells)
+            weights /= weights.sum()
+            result = run_shared_em(
+                family, data, params, weights, max_iter=max_iter, tol=tol, constant=constant
+            )
+            runs.append((params, result))
+        params, (weights, resp, loglik, converged, n_iter, trace) = runs[
+            best_start([result[2] for _, result in runs])
+        ]
+        order = component_order(np.log(params["mu"]).mean(axis=0))
+        return SharedFit(
+            {name: values[:, order] for name, values in params.items()},
+            weights[order],
+            resp[order],
+            loglik,
+            converged,
+            n_iter,
+            trace,
         )
-        runs.append((params, result))
-    params, (weights, resp, loglik, converged, n_iter, trace) = runs[
-        best_start([result[2] for _, result in runs])
-    ]
-    order = component_order(np.log(params["mu"]).mean(axis=0))
-    return SharedFit(
-        {name: values[:, order] for name, values in params.items()},
-        weights[order],
-        resp[order],
-        loglik,
-        converged,
-        n_iter,
-        trace,
-    )

@@ -91,8 +91,8 @@ def _njit(**options):
 jit = _njit(**JIT_OPTIONS)
 #: The decorator of the small helpers of the hot loops (the scalar log-pmfs, the
 #: normalisation of responsibilities, the branch-free special functions, which loops
-#: must inline to vectorise): inlined by numba, not left to LLVM's judgement (left to
-#: it, the Poisson E-step ran twice as long).
+#: must inline to vectorise): inlined by numba, not left to LLVM's judgement (the
+#: per-node and per-cell calls are the E-steps' inner loops).
 inline_jit = _njit(inline="always", **JIT_OPTIONS)
 #: The decorator of a sum over an array: ``reassoc`` lets LLVM add in vector registers
 #: (and so in another order), which it may not for floats otherwise. Only sums get it,

@@ -210,14 +210,11 @@ def count_levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     back through the levels.
     """
     n_genes, n_cells = x.shape
-    largest = x.max(axis=1, initial=0.0)
-    by_table = (largest <= LEVEL_TABLE_PER_CELL * n_cells) & (x == np.floor(x)).all(axis=1)
     level = np.full((n_genes, n_cells), -1, dtype=np.int32)
     n_levels = np.zeros(n_genes, dtype=np.int64)
-    rows = np.flatnonzero(by_table)
-    if rows.size:
-        index = np.zeros(int(largest[rows].max()) + 1, dtype=np.int32)
-        _levels_by_table(x, rows, index, level, n_levels)
+    index = np.zeros(LEVEL_TABLE_PER_CELL * n_cells + 1, dtype=np.int32)
+    by_table = np.zeros(n_genes, dtype=np.bool_)
+    _levels_by_table(x, index, level, n_levels, by_table)
     for g in np.flatnonzero(~by_table):
         distinct, inverse = np.unique(x[g], return_inverse=True)
         zero = distinct[0] == 0.0  # counts are >= 0: a zero is the smallest value
@@ -229,19 +226,25 @@ def count_levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @jit
-def _levels_by_table(x, rows, index, level, n_levels):
-    """:func:`count_levels` of the integer ``rows`` through ``index`` (zeros, as long as
-    the largest count + 1; left zero again): mark the counts present, number them in
-    increasing order, read each cell's number."""
+def _levels_by_table(x, index, level, n_levels, by_table):
+    """:func:`count_levels` of each row of integer counts below ``index``'s length
+    through ``index`` (zeros; left zero again): mark the counts present, number them in
+    increasing order, read each cell's number. ``by_table[g]`` says which rows it did
+    (the others hold a fractional or a larger count)."""
     n_cells = x.shape[1]
-    for g in rows:
-        largest = 0
+    for g in range(x.shape[0]):
+        largest = 0.0
+        integers = True
         for i in range(n_cells):
-            v = int(x[g, i])
-            index[v] = 1
-            largest = max(largest, v)
+            largest = max(largest, x[g, i])
+            integers &= x[g, i] == math.floor(x[g, i])
+        if not integers or largest >= index.shape[0]:
+            continue
+        top = int(largest)
+        for i in range(n_cells):
+            index[int(x[g, i])] = 1
         current = -1
-        for v in range(1, largest + 1):
+        for v in range(1, top + 1):
             if index[v]:
                 current += 1
                 index[v] = current
@@ -249,7 +252,9 @@ def _levels_by_table(x, rows, index, level, n_levels):
             if x[g, i] > 0.0:
                 level[g, i] = index[int(x[g, i])]
         n_levels[g] = current + 1
-        index[: largest + 1] = 0
+        for v in range(top + 1):
+            index[v] = 0
+        by_table[g] = True
 
 
 @jit
