@@ -13,12 +13,16 @@ from ._core.errors import InputError, InputKeyError
 from ._core.families import Family, get_family
 from ._core.validation import check_key
 from ._inputs import check_adata, gene_columns, get_size_factors
+from ._schema import responsibility_layer, size_factors_column
+from ._warnings import warn
 
 Model = Literal["mixture", "one_component"]
 
 
-def fit_params(adata: AnnData, key: str) -> dict:
-    """``adata.uns[key]["params"]`` of a fit_mixture run, or a KeyError saying what to run."""
+def fit_params(adata: AnnData, key: str, *, warn_cells: bool = True) -> dict:
+    """``adata.uns[key]["params"]`` of a fit_mixture run, or a KeyError saying what to run;
+    ``warn_cells``: warn when ``adata`` holds other cells than the fit (readers call
+    this once with it, their helpers without)."""
     check_adata(adata)
     check_key(key, "key")
     if key not in adata.uns or "params" not in adata.uns[key]:
@@ -26,19 +30,43 @@ def fit_params(adata: AnnData, key: str) -> dict:
             f"no scmix fit under key {key!r} (adata.uns[{key!r}] is missing): run "
             f"scmix.tl.fit_mixture(adata, key_added={key!r}) first."
         )
+    _check_still_matches(adata, key, warn_cells)
     return adata.uns[key]["params"]
+
+
+def _check_still_matches(adata: AnnData, key: str, warn_cells: bool) -> None:
+    """A clear error when the ``.var`` columns of the fit are gone (``.uns`` survived,
+    e.g. ``anndata.concat(..., uns_merge="first")``), and a warning when the AnnData
+    holds other cells than the fit (a cell subset): the per-cell results (layers,
+    size factors) follow the cells kept, the per-gene ones are those of the full fit."""
+    stored = adata.uns[key]
+    missing = [c for c in stored.get("var_columns", []) if c not in adata.var.columns]
+    if missing:
+        raise InputKeyError(
+            f"the fit under key {key!r} lost its .var columns ({missing[:3]} ... missing) "
+            f"although adata.uns[{key!r}] remains: refit with "
+            f"scmix.tl.fit_mixture(adata, key_added={key!r})."
+        )
+    n_fitted = stored.get("n_obs")
+    if warn_cells and n_fitted is not None and int(n_fitted) != adata.n_obs:
+        warn(
+            f"adata has {adata.n_obs} cells but the fit under key {key!r} was made on "
+            f"{int(n_fitted)}: its parameters, log-likelihoods and BIC are those of the "
+            "cells it was fitted to; responsibilities and size factors follow the cells "
+            "kept. Refit to describe these cells alone."
+        )
 
 
 def fitted_positions(adata: AnnData, key: str) -> np.ndarray:
     """Positions in ``adata.var`` of the genes with parameters under ``key`` (per-gene or
     cell-level fit): those with a finite one-component mean."""
-    fit_params(adata, key)
+    fit_params(adata, key, warn_cells=False)
     return np.flatnonzero(np.isfinite(adata.var[f"{key}_single_mean"].to_numpy(dtype=float)))
 
 
 def is_shared(adata: AnnData, key: str) -> bool:
     """Is the fit under ``key`` a cell-level mixture (``fit_mixture(shared=True)``)?"""
-    return bool(fit_params(adata, key).get("shared", False))
+    return bool(fit_params(adata, key, warn_cells=False).get("shared", False))
 
 
 def require_per_gene(adata: AnnData, key: str, what: str) -> None:
@@ -52,7 +80,7 @@ def require_per_gene(adata: AnnData, key: str, what: str) -> None:
 
 def fitted_gene(adata: AnnData, gene: str, key: str) -> int:
     """Position of a gene that the fit under ``key`` covers."""
-    fit_params(adata, key)
+    fit_params(adata, key, warn_cells=False)
     if gene not in adata.var_names:
         raise InputKeyError(f"gene {gene!r} is not in adata.var_names.")
     position = adata.var_names.get_loc(gene)
@@ -64,23 +92,40 @@ def fitted_gene(adata: AnnData, gene: str, key: str) -> int:
 
 
 def stored_responsibilities(adata: AnnData, key: str, gene: str | None = None) -> np.ndarray:
-    """The responsibilities (cells, K) stored by the fit under ``key``: of ``gene`` for
-    per-gene fits, of the cell-level classes for a shared fit (``gene`` is then not
-    needed). KeyError / ValueError naming what is missing."""
+    """The responsibilities (cells, K) float64 stored by the fit under ``key``: of
+    ``gene`` for per-gene fits (from the layers ``{key}_responsibility_{k}``, k >= 1;
+    component 0 is one minus their sum), of the cell-level classes for a shared fit
+    (``.obsm``; ``gene`` is then not needed). KeyError / ValueError naming what is
+    missing."""
     params = fit_params(adata, key)
-    resp_key = f"{key}_responsibilities"
-    if resp_key not in adata.obsm:
-        raise InputKeyError(
-            f"adata.obsm[{resp_key!r}] is missing: run fit_mixture(..., key_added={key!r}, "
-            "store_responsibilities=True)."
-        )
+    n_comp = int(params["n_components"])
     if params.get("shared"):
-        return adata.obsm[resp_key]
+        resp_key = f"{key}_responsibilities"
+        if resp_key not in adata.obsm:
+            raise InputKeyError(
+                f"adata.obsm[{resp_key!r}] is missing: refit with fit_mixture(..., "
+                f"key_added={key!r}, shared=True)."
+            )
+        return np.asarray(adata.obsm[resp_key], dtype=np.float64)
     if gene is None:
         raise InputError(f"key {key!r} holds per-gene fits: name the gene.")
-    fitted_gene(adata, gene, key)
-    column = list(adata.uns[key]["var_names"]).index(gene)
-    return adata.obsm[resp_key][:, column, :]
+    names = [responsibility_layer(key, k) for k in range(1, n_comp)]
+    absent = [name for name in names if name not in adata.layers]
+    if absent:
+        raise InputKeyError(
+            f"adata.layers[{absent[0]!r}] is missing: run fit_mixture(..., "
+            f"key_added={key!r}, store_responsibilities=True)."
+        )
+    position = fitted_gene(adata, gene, key)
+    if n_comp == 1:  # one component: every cell belongs to it
+        return np.ones((adata.n_obs, 1))
+    upper = np.column_stack([_layer_column(adata.layers[name], position) for name in names])
+    return np.column_stack([1.0 - upper.sum(axis=1), upper])
+
+
+def _layer_column(layer, position: int) -> np.ndarray:
+    """One gene's column of a dense or backed layer, as float64."""
+    return np.asarray(layer[:, position], dtype=np.float64).ravel()
 
 
 def gene_counts(adata: AnnData, positions, layer: str | None) -> np.ndarray:
@@ -89,17 +134,20 @@ def gene_counts(adata: AnnData, positions, layer: str | None) -> np.ndarray:
 
 
 def fit_size_factors(adata: AnnData, params: dict, size_factors=None) -> np.ndarray:
-    """The size factors of the fit, validated: given, or the ``.obs`` key it recorded
-    (ones for a fit without size factors)."""
+    """The size factors of the fit, validated: given, or the ``.obs`` key it recorded,
+    or, for size factors given as an array, the ``.obs["{key}_size_factors"]`` column
+    the fit wrote (ones for a fit without size factors)."""
     if size_factors is not None:
         return get_size_factors(adata, size_factors)
     recorded = params["size_factors"]
     if recorded is None:
         return np.ones(adata.n_obs)
-    if recorded == "array" or recorded not in adata.obs.columns:
-        raise InputError(
-            f"the fit used size factors {recorded!r} that are not in adata.obs: pass them "
-            "with size_factors=."
+    if recorded == "array":
+        recorded = size_factors_column(params["key_added"])
+    if recorded not in adata.obs.columns:
+        raise InputKeyError(
+            f"the fit used the size factors adata.obs[{recorded!r}], which is gone: put "
+            "them back, or pass them with size_factors=."
         )
     return get_size_factors(adata, recorded)
 
@@ -118,7 +166,7 @@ def stored_components(adata: AnnData, key: str, positions) -> tuple[np.ndarray, 
     """Means, dispersions and weights (genes, K) of the genes at ``positions`` under
     ``key``: the one reader of the ``{key}_mean_{k}`` / ``_dispersion_{k}`` /
     ``_weight_{k}`` columns (written by ``tl._write.component_columns``)."""
-    n_comp = fit_params(adata, key)["n_components"]
+    n_comp = fit_params(adata, key, warn_cells=False)["n_components"]
     rows = adata.var.iloc[np.atleast_1d(positions)]
     return tuple(
         np.column_stack([rows[f"{key}_{what}_{k}"] for k in range(n_comp)]).astype(float)

@@ -20,8 +20,22 @@ FIT_SCHEMA = re.compile(
 )
 #: ``.var`` columns of :func:`scmix.tl.select_n_components`.
 SELECT_SCHEMA = re.compile(r"(loglik|bic)_\d+|n_components")
-#: ``.obs`` columns of a cell-level fit.
-FIT_OBS_SCHEMA = re.compile(r"component")
+#: ``.obs`` columns of a fit: the class of a cell-level fit, the size factors given as
+#: an array.
+FIT_OBS_SCHEMA = re.compile(r"component|size_factors")
+#: ``.layers`` of a per-gene fit: responsibilities of components 1 .. K-1.
+FIT_LAYER_SCHEMA = re.compile(r"responsibility_\d+")
+
+
+def responsibility_layer(key: str, component: int) -> str:
+    """The ``.layers`` key of component ``component``'s responsibilities under ``key``."""
+    return f"{key}_responsibility_{component}"
+
+
+def size_factors_column(key: str) -> str:
+    """The ``.obs`` column holding the size factors of the fit under ``key`` when they
+    were given as an array or Series rather than as a ``.obs`` key."""
+    return f"{key}_size_factors"
 
 
 def owned_columns(columns, key: str, schema: re.Pattern) -> list[str]:

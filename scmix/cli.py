@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit a K-component mixture to every selected gene and write the annotated AnnData",
         description="Fit a K-component count mixture with size-factor offsets to every "
         "selected gene (scmix.tl.fit_mixture), print a summary and write the AnnData "
-        "with the results in .var, .obsm and .uns.",
+        "with the results in .var, .layers (responsibilities) and .uns.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     fit.add_argument(

@@ -49,8 +49,12 @@ def responsibilities(
     fits) or for the cell-level classes of a ``shared=True`` fit (``gene`` not needed),
     as a DataFrame: cells (``adata.obs_names``) x ``component_0 .. component_{K-1}``.
 
-    Needs the responsibilities stored by :func:`scmix.tl.fit_mixture`
-    (``store_responsibilities``); a KeyError says so when they are missing.
+    Reads the layers ``{key}_responsibility_{k}`` (k = 1 .. K-1; component 0 is one
+    minus their sum) of a per-gene fit, or ``.obsm["{key}_responsibilities"]`` of a
+    cell-level fit, as :func:`scmix.tl.fit_mixture` stored them
+    (``store_responsibilities``); a KeyError says so when they are missing. After a
+    cell subset they follow the cells kept (with a warning that the fit was made on
+    other cells).
     """
     values = stored_responsibilities(adata, key, gene)
     columns = [f"component_{k}" for k in range(values.shape[1])]

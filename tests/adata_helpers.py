@@ -94,17 +94,19 @@ def assert_adata_unchanged(before: ad.AnnData, after: ad.AnnData) -> None:
 def assert_only_results_added(before: ad.AnnData, after: ad.AnnData, key: str = KEY) -> None:
     """A successful fit kept data and annotations, and added only ``{key}`` outputs."""
     assert_matrix_equal(before.X, after.X, "X")
-    assert list(after.layers) == list(before.layers), "layers keys changed"
+    assert list(after.layers)[: len(before.layers)] == list(before.layers), "layers changed"
     for name in before.layers:
         assert_matrix_equal(before.layers[name], after.layers[name], f"layers[{name!r}]")
-    pdt.assert_frame_equal(after.obs, before.obs, obj="obs")
+    pdt.assert_frame_equal(after.obs[list(before.obs.columns)], before.obs, obj="obs")
+    assert set(after.obs.columns) - set(before.obs.columns) <= {f"{key}_size_factors"}
     pdt.assert_frame_equal(after.var[list(before.var.columns)], before.var, obj="var")
     added = [c for c in after.var.columns if c not in before.var.columns]
     assert added and all(c.startswith(f"{key}_") for c in added), added
     assert set(after.uns) - set(before.uns) == {key}
     for name in before.uns:
         assert_value_equal(before.uns[name], after.uns[name], f"uns[{name!r}]")
-    assert set(after.obsm) - set(before.obsm) == {f"{key}_responsibilities"}
+    assert set(after.layers) - set(before.layers) == {f"{key}_responsibility_1"}
+    assert set(after.obsm) == set(before.obsm)
     for name in before.obsm:
         assert_matrix_equal(before.obsm[name], after.obsm[name], f"obsm[{name!r}]")
 
@@ -113,7 +115,23 @@ def assert_no_results(adata: ad.AnnData, key: str = KEY) -> None:
     assert not [c for c in adata.var.columns if c.startswith(f"{key}_")]
     assert not [c for c in adata.obs.columns if c.startswith(f"{key}_")]
     assert not [k for k in adata.obsm if k.startswith(f"{key}_")]
+    assert not [k for k in adata.layers if k.startswith(f"{key}_")]
     assert key not in adata.uns
+
+
+def stored_resp(adata: ad.AnnData, key: str = KEY) -> np.ndarray:
+    """The per-gene responsibilities (cells, fitted genes, K) rebuilt from the layers
+    ``{key}_responsibility_{k}`` (k >= 1) directly, not through scmix's readers."""
+    n_comp = adata.uns[key]["n_components"]
+    columns = adata.var_names.get_indexer(adata.uns[key]["var_names"])
+    upper = np.stack(
+        [
+            np.asarray(adata.layers[f"{key}_responsibility_{k}"])[:, columns]
+            for k in range(1, n_comp)
+        ],
+        axis=-1,
+    )
+    return np.concatenate([1 - upper.sum(axis=-1, keepdims=True), upper], axis=-1)
 
 
 def put_bad_counts(adata: ad.AnnData, where: str, value, cells, genes) -> str | None:

@@ -198,12 +198,15 @@ def same_matrix(before, after, what: str) -> None:
         assert_matrix_equal(before, after, what)
 
 
-def assert_only_added(before, after, *, var=(), obs=(), obsm=(), uns=(), updated=()) -> None:
+def assert_only_added(
+    before, after, *, var=(), obs=(), obsm=(), layers=(), uns=(), updated=()
+) -> None:
     """``after`` is ``before`` (a deep copy) plus exactly the named entries: data, layers,
     names, existing columns and entries (but the ``updated`` ones of .uns) unchanged."""
     assert after.shape == before.shape
     same_matrix(before.X, after.X, "X")
-    assert list(after.layers) == list(before.layers), "layers keys changed"
+    assert list(after.layers)[: len(before.layers)] == list(before.layers), "layers changed"
+    assert set(after.layers) - set(before.layers) == set(layers), "layers keys"
     for name in before.layers:
         same_matrix(before.layers[name], after.layers[name], f"layers[{name!r}]")
     for axis, added in (("obs", obs), ("var", var)):
@@ -239,13 +242,24 @@ def counts_of(adata, layer) -> np.ndarray:
     return dense(adata.X if layer is None else adata.layers[layer])
 
 
+def sf_columns(adata, key: str) -> list[str]:
+    """The ``.obs`` column a fit writes when its size factors were an array or Series."""
+    return [f"{key}_size_factors"] if adata.uns[key]["params"]["size_factors"] == "array" else []
+
+
+def resp_layers(key: str, k: int) -> list[str]:
+    """The documented responsibility layers of a per-gene fit."""
+    return [f"{key}_responsibility_{c}" for c in range(1, k)]
+
+
 def check_fit(before, adata, *, key, k, genes, layer, store=True, bootstrap=False) -> None:
     """fit_mixture's documented outputs, and nothing else added."""
     assert_only_added(
         before,
         adata,
         var=fit_columns(key, k, bootstrap),
-        obsm=[f"{key}_responsibilities"] if store else [],
+        obs=sf_columns(adata, key),
+        layers=resp_layers(key, k) if store else [],
         uns=[key],
     )
     fitted = genes & (counts_of(before, layer) > 0).any(axis=0)
@@ -271,12 +285,13 @@ def check_fit(before, adata, *, key, k, genes, layer, store=True, bootstrap=Fals
     uns = adata.uns[key]
     assert list(uns["var_names"]) == list(adata.var_names[genes])
     assert uns["n_components"] == k
-    if store:
-        resp = adata.obsm[f"{key}_responsibilities"]
-        assert resp.shape == (adata.n_obs, genes.sum(), k) and resp.dtype == np.float32
-        inside = fitted[genes]
-        np.testing.assert_allclose(resp[:, inside].sum(axis=-1), 1.0, atol=1e-5)
-        assert np.isnan(resp[:, ~inside]).all()
+    if store and k > 1:
+        layers = [adata.layers[name] for name in resp_layers(key, k)]
+        assert all(x.shape == adata.shape and x.dtype == np.float32 for x in layers)
+        upper = np.stack(layers, axis=-1)
+        assert np.isnan(upper[:, ~fitted]).all()
+        assert (upper[:, fitted] >= 0).all()
+        assert (upper[:, fitted].sum(axis=-1) <= 1 + 1e-5).all()
 
 
 def fit_results(adata, key: str = "scmix") -> dict[str, np.ndarray]:
@@ -284,6 +299,9 @@ def fit_results(adata, key: str = "scmix") -> dict[str, np.ndarray]:
     results = {c: adata.var[c].to_numpy() for c in adata.var.columns if c.startswith(key + "_")}
     if f"{key}_responsibilities" in adata.obsm:
         results["responsibilities"] = np.asarray(adata.obsm[f"{key}_responsibilities"])
+    for name in sorted(adata.layers):
+        if name.startswith(f"{key}_responsibility_"):
+            results[name] = np.asarray(adata.layers[name])
     return results
 
 

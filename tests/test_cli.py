@@ -55,7 +55,8 @@ def test_demo_end_to_end(tmp_path):
         "scmix_n_iter",
     ):
         assert column in var.columns
-    assert adata.obsm["scmix_responsibilities"].shape == (adata.n_obs, adata.n_vars, 2)
+    layer = adata.layers["scmix_responsibility_1"]
+    assert layer.shape == (adata.n_obs, adata.n_vars) and np.isfinite(layer).all()
     assert adata.uns["scmix"]["params"]["size_factors"] == "size_factors"
     # the demo's truth: only the two-component genes stay bimodal with spike-in offsets
     truly_two = var["true_n_components"].to_numpy() == 2

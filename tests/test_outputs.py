@@ -24,6 +24,7 @@ from adata_helpers import (
     assert_no_results,
     assert_only_results_added,
     fast,
+    stored_resp,
 )
 
 import scmix
@@ -53,9 +54,7 @@ def test_copy_true_and_false_give_the_same_results(adata):
     result = fit_mixture(adata, copy=True, **fast())
     fit_mixture(adata, **fast())
     pdt.assert_frame_equal(result.var, adata.var)
-    np.testing.assert_array_equal(
-        result.obsm[f"{KEY}_responsibilities"], adata.obsm[f"{KEY}_responsibilities"]
-    )
+    np.testing.assert_array_equal(stored_resp(result), stored_resp(adata))
 
 
 SELECTED = ["gene_1", "gene_4", "gene_6"]
@@ -83,7 +82,9 @@ def test_mask_var_forms_select_the_same_genes_and_others_get_nan(adata, form):
     assert (var.loc[~in_mask, f"{KEY}_n_iter"] == 0).all()
     assert (var.loc[in_mask, f"{KEY}_n_iter"] > 0).all()
     assert list(adata.uns[KEY]["var_names"]) == SELECTED
-    assert adata.obsm[f"{KEY}_responsibilities"].shape == (N_CELLS, len(SELECTED), 2)
+    layer = adata.layers[f"{KEY}_responsibility_1"]
+    assert layer.shape == (N_CELLS, N_GENES)
+    assert np.isnan(layer[:, ~in_mask]).all() and np.isfinite(layer[:, in_mask]).all()
 
 
 def test_mask_var_forms_give_identical_results(adata):
@@ -96,7 +97,7 @@ def test_mask_var_forms_give_identical_results(adata):
     for other in results[1:]:
         pdt.assert_frame_equal(other.var, results[0].var)
         np.testing.assert_array_equal(
-            other.obsm[f"{KEY}_responsibilities"], results[0].obsm[f"{KEY}_responsibilities"]
+            other.layers[f"{KEY}_responsibility_1"], results[0].layers[f"{KEY}_responsibility_1"]
         )
 
 
@@ -163,7 +164,7 @@ def test_uns_params_record_every_fit_argument(adata):
     assert params["chunk_size"] == 3
 
 
-def test_uns_var_names_list_fitted_genes_in_obsm_order(adata):
+def test_uns_var_names_list_fitted_genes_and_layers_keep_each_at_its_position(adata):
     # n_init=1: the only start is the quantile split, so a gene's fit does not depend on
     # which other genes are fitted with it; its responsibilities must sit at its position
     options = {"max_iter": 30, "n_init": 1}
@@ -173,26 +174,33 @@ def test_uns_var_names_list_fitted_genes_in_obsm_order(adata):
     var_names = list(part.uns[KEY]["var_names"])
     assert var_names == ["gene_2", "gene_5", "gene_7"]  # .var order
     assert list(full.uns[KEY]["var_names"]) == list(adata.var_names)
-    resp_full = full.obsm[f"{KEY}_responsibilities"]
-    resp_part = part.obsm[f"{KEY}_responsibilities"]
-    for j, gene in enumerate(var_names):
-        np.testing.assert_allclose(
-            resp_part[:, j, :], resp_full[:, adata.var_names.get_loc(gene), :], atol=1e-5
-        )
+    resp_full = full.layers[f"{KEY}_responsibility_1"]
+    resp_part = part.layers[f"{KEY}_responsibility_1"]
+    for gene in var_names:
+        column = adata.var_names.get_loc(gene)
+        np.testing.assert_allclose(resp_part[:, column], resp_full[:, column], atol=1e-5)
 
 
 @pytest.mark.parametrize(
     ("n_components", "mask"), [(2, None), (3, ["gene_0", "gene_3", "gene_4"]), (1, None)]
 )
-def test_responsibilities_shape_dtype_and_rows_sum_to_one(adata, n_components, mask):
+def test_responsibility_layers_shape_dtype_and_probabilities(adata, n_components, mask):
     fit_mixture(adata, n_components=n_components, mask_var=mask, **fast())
-    resp = adata.obsm[f"{KEY}_responsibilities"]
-    n_fitted = N_GENES if mask is None else len(mask)
-    assert resp.shape == (N_CELLS, n_fitted, n_components)
-    assert resp.dtype == np.float32
-    assert np.isfinite(resp).all()
-    assert (resp >= 0).all()
-    np.testing.assert_allclose(resp.sum(axis=2), 1.0, atol=1e-5)
+    layers = sorted(name for name in adata.layers if name.startswith(f"{KEY}_responsibility"))
+    # K - 1 layers: component 0 is one minus the others (K = 1 has nothing to store)
+    assert layers == [f"{KEY}_responsibility_{k}" for k in range(1, n_components)]
+    fitted = adata.var_names.isin(mask if mask is not None else adata.var_names)
+    for name in layers:
+        assert adata.layers[name].shape == (N_CELLS, N_GENES)
+        assert adata.layers[name].dtype == np.float32
+        assert np.isnan(adata.layers[name][:, ~fitted]).all()
+    for gene in adata.var_names[fitted]:
+        resp = scmix.get.responsibilities(adata, gene, key=KEY).to_numpy()
+        assert resp.shape == (N_CELLS, n_components)
+        assert np.isfinite(resp).all() and (resp >= -1e-6).all()
+        np.testing.assert_allclose(resp.sum(axis=1), 1.0, atol=1e-6)
+    if n_components == 1:
+        np.testing.assert_array_equal(resp, 1.0)
 
 
 def test_h5ad_round_trip_keeps_documented_outputs(adata, tmp_path):
@@ -207,9 +215,9 @@ def test_h5ad_round_trip_keeps_documented_outputs(adata, tmp_path):
     for column in documented:
         assert column in back.var, column
     pdt.assert_frame_equal(back.var, adata.var)
-    resp = back.obsm[f"{KEY}_responsibilities"]
+    resp = back.layers[f"{KEY}_responsibility_1"]
     assert resp.dtype == np.float32
-    np.testing.assert_array_equal(resp, adata.obsm[f"{KEY}_responsibilities"])
+    np.testing.assert_array_equal(resp, adata.layers[f"{KEY}_responsibility_1"])
 
     uns = back.uns[KEY]
     assert list(uns["var_names"]) == SELECTED
@@ -233,6 +241,15 @@ def test_h5ad_round_trip_with_gene_name_mask_and_array_size_factors(adata, tmp_p
     assert params["random_state"] is None
     assert list(back.uns[KEY]["var_names"]) == ["gene_1", "gene_3"]
     pdt.assert_frame_equal(back.var, adata.var)
+    # the size factors given as an array travel with the fit: its readers need no argument
+    np.testing.assert_array_equal(back.obs[f"{KEY}_size_factors"], sf)
+    scmix.tl.goodness_of_fit(back, key=KEY)
+    scmix.tl.goodness_of_fit(adata, key=KEY, size_factors=sf)
+    np.testing.assert_array_equal(back.var[f"{KEY}_gof_ks"], adata.var[f"{KEY}_gof_ks"])
+    # and losing them is a clear error, not a silent refit with ones
+    del back.obs[f"{KEY}_size_factors"]
+    with pytest.raises(KeyError, match=f"{KEY}_size_factors.*size_factors="):
+        scmix.tl.goodness_of_fit(back, key=KEY)
 
 
 # --------------------------------------------------------------------------------------
@@ -278,6 +295,6 @@ def test_simulate_fit_mixture_round_trip():
     ratio = var["scmix_dispersion_1"] / var["true_dispersion_1"]
     assert ratio.between(0.5, 2.0).all()
     # most cells are assigned to their true component
-    resp = adata.obsm["scmix_responsibilities"]
+    resp = stored_resp(adata, "scmix")
     agreement = (resp.argmax(axis=2) == adata.obsm["true_component"]).mean()
     assert agreement > 0.85

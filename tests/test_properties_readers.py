@@ -100,19 +100,16 @@ def test_readers_of_a_fit_name_what_is_missing_and_change_nothing(case, data):
     sf_given = {} if case.sf_mode in ("key", "none") else {"size_factors": case.sf}
     succeeded, _, ax = outcome(
         adata,
-        lambda: scmix.pl.mixture(adata, gene, key="fit", show=False, **sf_given),
+        lambda: scmix.pl.mixture(adata, gene, key="fit", show=False),
         problems,
     )
     if succeeded:
         assert ax.get_title().startswith(gene)
         plt.close(ax.figure)
 
-    # goodness_of_fit: needs the size factors again when the fit was given an array
-    if sf_given:
-        outcome(adata, readers["goodness_of_fit"], [Problem(("size_factors",))])
-    succeeded, before, _ = outcome(
-        adata, lambda: scmix.tl.goodness_of_fit(adata, key="fit", **sf_given), []
-    )
+    # goodness_of_fit: the size factors given as an array were kept in .obs by the fit
+    assert ("fit_size_factors" in adata.obs) == bool(sf_given)
+    succeeded, before, _ = outcome(adata, readers["goodness_of_fit"], [])
     assert_only_added(before, adata, var=["fit_gof_ks", "fit_gof_pvalue"], updated=["fit"])
     # .uns["fit"] gains the settings (and lists the new columns)
     old, new = before.uns["fit"], adata.uns["fit"]
@@ -136,7 +133,7 @@ def test_readers_of_a_fit_name_what_is_missing_and_change_nothing(case, data):
     problems = [] if fitted[position] else [Problem((repr(gene), "not fitted"), key=True)]
     succeeded, _, residuals = outcome(
         adata,
-        lambda: scmix.get.quantile_residuals(adata, [gene], key="fit", **sf_given),
+        lambda: scmix.get.quantile_residuals(adata, [gene], key="fit"),
         problems,
     )
     if succeeded:
@@ -183,12 +180,13 @@ def test_a_failed_refit_keeps_the_results_and_a_refit_replaces_them(case, k, bad
     assert sorted(adata.var.columns) == sorted(kept + fit_columns("scmix", 2))
     pdt.assert_frame_equal(adata.var[kept], before.var[kept])
     pdt.assert_frame_equal(adata.obs, before.obs)
-    assert "scmix_responsibilities" not in adata.obsm and adata.uns["scmix"]["n_components"] == 2
+    assert "scmix_responsibility_1" not in adata.layers
+    assert adata.uns["scmix"]["n_components"] == 2
     gene = adata.var_names[np.flatnonzero(case.mask_sel)[0]]
     outcome(
         adata,
         lambda: scmix.get.responsibilities(adata, gene),
-        [Problem(("scmix_responsibilities", "store_responsibilities"), key=True)],
+        [Problem(("scmix_responsibility_1", "store_responsibilities"), key=True)],
     )
 
 
@@ -282,7 +280,7 @@ def test_storage_of_the_counts_does_not_change_the_results(values, large, varian
             before,
             adata,
             var=fit_columns("scmix", 2),
-            obsm=["scmix_responsibilities"],
+            layers=["scmix_responsibility_1"],
             uns=["scmix"],
         )
         outcome(

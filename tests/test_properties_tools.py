@@ -37,6 +37,7 @@ from properties_checks import (
     mask_problems,
     median_ratio,
     outcome,
+    sf_columns,
     sf_problems,
 )
 from properties_inputs import FAST, Case, cases, dense, examples
@@ -93,7 +94,7 @@ def test_shared_fit_gives_cell_classes_or_names_the_problem(case, k):
         before,
         adata,
         var=columns,
-        obs=["cells_component"],
+        obs=["cells_component", *sf_columns(adata, "cells")],
         obsm=["cells_responsibilities"],
         uns=["cells"],
     )

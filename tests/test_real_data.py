@@ -27,9 +27,10 @@ def test_svensson_20312_all_ercc_fit(svensson_20312, family):
     ).all()
     assert converged[has_counts].mean() > 0.95
     assert (var["scmix_lrt"][has_counts] >= -1e-6).all()
-    resp = adata.obsm["scmix_responsibilities"]
-    assert resp.shape == (2000, 90, 2)
-    np.testing.assert_allclose(resp[:, has_counts].sum(axis=2), 1.0, atol=1e-5)
+    upper = adata.layers["scmix_responsibility_1"]
+    assert upper.shape == (2000, 90)
+    assert ((upper[:, has_counts] >= 0) & (upper[:, has_counts] <= 1)).all()
+    assert np.isnan(upper[:, ~has_counts]).all()
 
 
 def test_svensson_20312_size_factors_explain_the_bimodality(svensson_20312):

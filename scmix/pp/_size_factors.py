@@ -12,6 +12,7 @@ from scipy import sparse
 from .._core.errors import InputError, InputKeyError
 from .._core.validation import check_choice, check_key, describe_positions
 from .._inputs import bool_column, check_adata, gene_columns, gene_mask
+from .._scanpy import added, info
 
 Method = Literal["spike_in", "library", "median_ratio"]
 
@@ -31,6 +32,8 @@ def flag_spike_ins(adata: AnnData, prefix: str = "ERCC-", *, key_added: str = "s
             f"no gene name starts with {prefix!r} (first names: {list(adata.var_names[:3])})."
         )
     adata.var[key_added] = flags
+    info(f"flagged {int(flags.sum())} spike-ins (names starting with {prefix!r})")
+    added([(f"'{key_added}'", "adata.var")])
 
 
 def size_factors(
@@ -89,6 +92,7 @@ def size_factors(
         adata._inplace_subset_obs(~zero)
         raw = raw[~zero]
     adata.obs[key_added] = raw / raw.mean()
+    added([(f"'{key_added}', size factors by {method!r} (mean 1)", "adata.obs")])
 
 
 def _genes_for(adata: AnnData, method: str, mask_var) -> np.ndarray:

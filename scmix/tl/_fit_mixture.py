@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from .. import __version__
@@ -18,10 +18,14 @@ from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fi
 from .._core.stats import bootstrap, selection
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
+from .._scanpy import added, default_n_jobs, info
+from .._schema import responsibility_layer, size_factors_column
+from .._warnings import warn
 from ._shared import fit_cell_level
 from ._write import component_columns, replace_results, var_frame
 
-#: ``store_responsibilities="auto"`` stores them below this size (float32 bytes).
+#: ``store_responsibilities="auto"`` stores them below this size (float32 bytes of the
+#: K - 1 layers, cells x all genes).
 RESPONSIBILITIES_AUTO_LIMIT = 512 * 2**20
 
 
@@ -93,8 +97,10 @@ def fit_mixture(
     key_added
         Prefix of the outputs.
     store_responsibilities
-        ``True``, ``False`` or ``"auto"`` (store when the float32 array takes at
-        most ``RESPONSIBILITIES_AUTO_LIMIT`` = 512 MiB).
+        ``True``, ``False`` or ``"auto"``: store the responsibilities as ``.layers``
+        (see Returns) when their K - 1 float32 layers of n_obs x n_vars take at most
+        ``RESPONSIBILITIES_AUTO_LIMIT`` = 512 MiB (a warning says so when they do not;
+        fitting a subset ``adata[:, genes].copy()`` makes them smaller).
     keep_trace
         Keep each gene's log-likelihood at every point of its (best start's) EM
         path, the non-decreasing sequence of EM and accepted SQUAREM points, in
@@ -106,8 +112,10 @@ def fit_mixture(
         (and the responsibilities when stored): it does not grow with the number of
         genes.
     n_jobs
-        Threads that fit gene chunks at once; ``None`` or ``-1``: one per core this
-        process may use. Results do not depend on it.
+        Threads that fit gene chunks at once; ``-1``: one per core this process may
+        use; ``None``: ``scanpy.settings.n_jobs`` when scanpy is imported and it was
+        set to something other than its default 1, else one per core. Results do not
+        depend on it.
     n_bootstrap
         Replicates B of the parametric bootstrap of the LRT (0: none; K > 1 only).
         Each gene's counts are simulated B times from its fitted one-component model
@@ -128,7 +136,7 @@ def fit_mixture(
         the low-capture mode?". Writes the per-gene ``{key}_mean_{k}``,
         ``{key}_dispersion_{k}``, the shared weights in every ``{key}_weight_{k}``,
         the one-component ``{key}_single_*`` and ``{key}_loglik_1``;
-        ``.obsm["{key}_responsibilities"]`` of shape (n_obs, K);
+        ``.obsm["{key}_responsibilities"]`` of shape (n_obs, K) (no layers);
         ``.obs["{key}_component"]`` (categorical, most probable class); and in
         ``.uns[key]`` the totals ``loglik``, ``loglik_1``, ``bic``, ``bic_1``,
         ``delta_bic``, ``lrt``, ``converged``, ``n_iter``, ``weights``. Classes
@@ -163,9 +171,18 @@ def fit_mixture(
     ``{key}_bimodal``, ``{key}_converged``, ``{key}_n_iter``
         The call and diagnostics (genes without any count: not converged, 0 iterations).
 
-    ``.obsm["{key}_responsibilities"]``: float32 (n_obs, n_fitted_genes, K).
-    ``.uns[key]``: ``params`` (every argument), ``var_names`` (the fitted genes,
-    in ``.obsm`` order), ``n_components``, ``family``, ``version``.
+    ``.layers["{key}_responsibility_{k}"]`` for k = 1 .. K-1 (stored as
+    ``store_responsibilities`` says): float32 cells x genes, each cell's posterior
+    probability :math:`r_{ijk}` of component k of gene j, NaN for genes not fitted.
+    For K = 2, ``"{key}_responsibility_1"`` is the probability of the upper
+    component; component 0's is one minus the sum of the others (read all K with
+    :func:`scmix.get.responsibilities`). Layers follow cell and gene subsets, and
+    scanpy reads them: ``sc.pl.umap(adata, color=gene, layer="scmix_responsibility_1")``.
+    ``.obs["{key}_size_factors"]``: the size factors used, when they were given as an
+    array or Series (a ``.obs`` key is recorded in ``params`` instead).
+    ``.uns[key]``: ``params`` (every argument), ``var_names`` (the fitted genes),
+    ``n_obs`` (cells in the fit), ``n_components``, ``family``, ``version``, the
+    ``var_columns``, ``obs_columns`` and ``layers`` written.
     Nothing is written unless the whole fit succeeds; a refit under the same key
     replaces every column the earlier fit wrote (found by exact name, even when
     ``.uns`` was lost). Input problems raise :class:`scmix.InputError` (a
@@ -175,6 +192,7 @@ def fit_mixture(
     check_adata(adata)
     fam = get_family(family)
     validation.check_key(key_added)
+    n_jobs = default_n_jobs(n_jobs)
     if not (
         isinstance(store_responsibilities, (bool, np.bool_))
         or (isinstance(store_responsibilities, str) and store_responsibilities == "auto")
@@ -235,6 +253,11 @@ def fit_mixture(
         progress=progress,
     )
     target = adata.copy() if copy else adata
+    sf_obs = _size_factors_obs(adata, key_added, size_factors, sf)
+    start = info(
+        f"fitting {'a cell-level ' if shared else ''}K={n_components} {fam.name} "
+        f"mixture{'' if shared else 's'} to {selected.size} genes"
+    )
     if shared:
         fit_cell_level(
             target,
@@ -246,10 +269,12 @@ def fit_mixture(
             settings=settings,
             params=params,
             key=key_added,
+            obs=sf_obs,
         )
+        _log_added(start, target, key_added)
         return target if copy else None
 
-    store = _should_store(store_responsibilities, adata.n_obs, selected.size, n_components)
+    store = _should_store(store_responsibilities, adata.n_obs, adata.n_vars, n_components)
 
     with _progress_bar(progress, selected.size) as advance:
         fit = fit_matrix(
@@ -286,8 +311,33 @@ def fit_mixture(
         bic_threshold=bic_threshold,
         min_weight=min_weight,
         extra=extra,
+        obs=sf_obs,
     )
+    _log_added(start, target, key_added)
     return target if copy else None
+
+
+def _size_factors_obs(adata: AnnData, key: str, size_factors, values) -> pd.DataFrame:
+    """The ``.obs`` column ``{key}_size_factors`` when the size factors came as an array
+    or Series (so that the fit's readers find them after a write and read), or when
+    they are that very column (a refit must not drop its own input)."""
+    column = size_factors_column(key)
+    frame = pd.DataFrame(index=adata.obs_names)
+    if size_factors is not None and (not isinstance(size_factors, str) or size_factors == column):
+        frame[column] = np.asarray(values, dtype=np.float64)
+    return frame
+
+
+def _log_added(start, adata: AnnData, key: str) -> None:
+    """scanpy's closing lines: the time taken and what was written where."""
+    info("    finished", time=start)
+    written = adata.uns[key]
+    items = [(f"'{key}_*' columns", "adata.var"), (f"'{key}'", "adata.uns")]
+    items += [(f"'{name}'", "adata.layers") for name in written["layers"]]
+    items += [(f"'{name}'", "adata.obs") for name in written["obs_columns"]]
+    if f"{key}_responsibilities" in adata.obsm:
+        items.append((f"'{key}_responsibilities'", "adata.obsm"))
+    added(items)
 
 
 def _start_responsibilities(adata, init, n_components):
@@ -327,22 +377,36 @@ def _progress_bar(show: bool, n_genes: int, what: str = "fitting"):
         yield advance
 
 
-def _should_store(option, n_obs: int, n_genes: int, n_components: int) -> bool:
-    if option != "auto":
-        return bool(option)
-    size = 4 * n_obs * n_genes * n_components
+def _should_store(option, n_obs: int, n_vars: int, n_components: int) -> bool:
+    """Store the responsibilities? (K = 1 has none to store: every cell's is 1.)"""
+    if option != "auto" or n_components == 1:
+        return bool(option) and n_components > 1
+    size = 4 * n_obs * n_vars * (n_components - 1)
     if size <= RESPONSIBILITIES_AUTO_LIMIT:
         return True
-    warnings.warn(
-        f"Not storing responsibilities: they would take {size / 2**30:.1f} GiB "
-        f"(limit {RESPONSIBILITIES_AUTO_LIMIT / 2**30:.1f} GiB for 'auto'); "
-        "pass store_responsibilities=True to keep them anyway, or fit fewer genes.",
-        stacklevel=3,
+    warn(
+        f"Not storing responsibilities: {n_components - 1} layer(s) of {n_obs} cells x "
+        f"{n_vars} genes would take {size / 2**30:.1f} GiB (limit "
+        f"{RESPONSIBILITIES_AUTO_LIMIT / 2**30:.1f} GiB for 'auto'); pass "
+        "store_responsibilities=True to keep them anyway, or fit a subset "
+        "adata[:, genes].copy()."
     )
     return False
 
 
-def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra):
+def _responsibility_layers(key: str, resp, selected, n_vars: int) -> dict:
+    """``{key}_responsibility_{k}`` (k >= 1): (cells, n_vars) float32, NaN off the fit."""
+    if resp is None:
+        return {}
+    layers = {}
+    for k in range(1, resp.shape[2]):
+        layer = np.full((resp.shape[0], n_vars), np.nan, dtype=np.float32)
+        layer[:, selected] = resp[:, :, k]
+        layers[responsibility_layer(key, k)] = layer
+    return layers
+
+
+def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra, obs):
     """Write every output at once: build the columns first, then assign."""
     columns = component_columns(
         key,
@@ -363,6 +427,7 @@ def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weig
     uns = {
         "params": params,
         "var_names": np.asarray(adata.var_names[selected], dtype=object),
+        "n_obs": adata.n_obs,
         "n_components": fit.n_components,
         "family": fit.family.name,
         "version": __version__,
@@ -370,4 +435,6 @@ def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weig
     if fit.trace is not None:
         uns["trace"] = fit.trace
 
-    replace_results(adata, key, new_var, uns, obsm=fit.resp)
+    layers = _responsibility_layers(key, fit.resp, selected, adata.n_vars)
+    fit.resp = None  # the layers hold them now: free the engine's copy
+    replace_results(adata, key, new_var, uns, obs=obs, layers=layers)

@@ -12,6 +12,7 @@ from .._core.stats import gof
 from .._core.validation import check_random_state
 from .._fitted import Model, fit_params, fit_size_factors, stored_model
 from .._inputs import gene_columns
+from .._scanpy import added, info
 from ._write import add_var_columns
 
 
@@ -45,8 +46,10 @@ def goodness_of_fit(
         Seed of the :math:`v_i`; each gene has its own stream (seed and gene name),
         so a gene's result does not depend on the others.
     size_factors
-        Only needed when the fit was given an array instead of a ``.obs`` key (an
-        array, or a Series aligned on ``obs_names``); checked as the fit checks them.
+        Other size factors than the fit's (which are read from ``.obs``: the key the
+        fit was given, or ``{key}_size_factors`` that it wrote for an array); an
+        array, a Series aligned on ``obs_names`` or a ``.obs`` key, checked as the fit
+        checks them.
     copy
         Return a copy instead of writing to ``adata``.
 
@@ -63,6 +66,7 @@ def goodness_of_fit(
     random_state = check_random_state(random_state)
     sf = fit_size_factors(adata, params, size_factors)
     columns = gene_columns(adata, params["layer"], stored.positions)
+    start = info(f"testing the {model} fits of {stored.positions.size} genes")
     statistic = np.full(adata.n_vars, np.nan)
     pvalue = np.full(adata.n_vars, np.nan)
     n_comp = stored.weights.shape[1]
@@ -89,6 +93,8 @@ def goodness_of_fit(
         "n_genes": int(stored.positions.size),
     }
     add_var_columns(target, key, new, {"goodness_of_fit": {model: settings}})
+    info("    finished", time=start)
+    added([(f"'{name}'", "adata.var") for name in new.columns])
     return target if copy else None
 
 

@@ -16,6 +16,7 @@ from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fi
 from .._core.stats import selection
 from .._docs import DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
+from .._scanpy import added, info
 from .._schema import SELECT_SCHEMA
 from ._write import replace_results, var_frame
 
@@ -71,6 +72,7 @@ def select_n_components(
         n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
     )
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
+    start = info(f"fitting K = {candidates} {fam.name} mixtures to {selected.size} genes")
     loglik = {}
     fits = {}
     for k in [c for c in candidates if c > 1] or candidates:
@@ -118,4 +120,6 @@ def select_n_components(
         uns,
         schema=SELECT_SCHEMA,
     )
+    info("    finished", time=start)
+    added([(f"'{name}'", "adata.var") for name in columns] + [(f"'{key_added}'", "adata.uns")])
     return target if copy else None

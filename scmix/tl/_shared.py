@@ -30,10 +30,12 @@ def fit_cell_level(
     settings: FitSettings,
     params: dict,
     key: str,
+    obs: pd.DataFrame,
 ) -> None:
     """Fit the cell-level mixture to the selected genes and write it under ``key``.
 
     Genes without any count cannot inform the classes and are left out (NaN).
+    ``obs``: further ``.obs`` columns to write with the fit (its size factors).
     """
     x = X.block(slice(None))
     has_counts = x.any(axis=1)
@@ -64,17 +66,17 @@ def fit_cell_level(
     )
     columns[f"{key}_loglik_1"] = single.loglik
     labels = fit.resp.argmax(axis=0)
-    obs = pd.DataFrame(
-        {
+    obs = obs.assign(
+        **{
             f"{key}_component": pd.Categorical(
                 labels.astype(str), categories=[str(k) for k in range(n_components)]
             )
-        },
-        index=adata.obs_names,
+        }
     )
     uns = {
         "params": params,
         "var_names": np.asarray(adata.var_names[genes], dtype=object),
+        "n_obs": adata.n_obs,
         "n_components": n_components,
         "family": family.name,
         "version": __version__,

@@ -14,6 +14,7 @@ from .._core import validation
 from .._core.errors import InputError
 from .._core.vi import cavi
 from .._inputs import check_adata, describe_size_factors, get_size_factors
+from .._scanpy import added, info
 from ._write import commit
 
 
@@ -94,6 +95,7 @@ def size_factor_modes(
             "cell: there are no modes to find."
         )
 
+    start = info(f"finding K = {candidates} modes of the log size factors (CAVI)")
     fits = {
         k: cavi.fit_cavi(
             log_sf,
@@ -139,4 +141,6 @@ def size_factor_modes(
     obs = target.obs.copy()
     obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(k) for k in range(best_k)])
     commit(target, obs=obs, obsm={key_added: fit.resp}, uns={key_added: uns})
+    info("    finished", time=start)
+    added([(f"'{key_added}'", where) for where in ("adata.obs", "adata.obsm", "adata.uns")])
     return target if copy else None

@@ -1,7 +1,7 @@
 """Writing a tool's results into an AnnData: all of them, or nothing.
 
-A refit removes every column of an earlier fit under the same key that it does not
-write again (the columns of the key's schema, :mod:`scmix._schema`), even when
+A refit removes every column and layer of an earlier fit under the same key that it
+does not write again (the columns of the key's schema, :mod:`scmix._schema`), even when
 ``.uns`` (which also lists them) was lost, e.g. by ``anndata.concat``.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._schema import FIT_OBS_SCHEMA, FIT_SCHEMA, Schema, owned_columns
+from .._schema import FIT_LAYER_SCHEMA, FIT_OBS_SCHEMA, FIT_SCHEMA, Schema, owned_columns
 
 
 def var_frame(var_names: pd.Index, rows: np.ndarray, columns: dict) -> pd.DataFrame:
@@ -48,24 +48,36 @@ def replace_results(
     schema: Schema = FIT_SCHEMA,
     obsm: np.ndarray | None = None,
     obs: pd.DataFrame | None = None,
+    layers: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Put a tool's results under ``key``, removing what an earlier run under the same key
-    wrote and this one does not (its schema's columns, and the columns its ``.uns[key]``
-    lists), so that no stale column survives. Called only once everything is computed.
+    wrote and this one does not (its schema's ``.var`` / ``.obs`` columns and ``.layers``,
+    and what its ``.uns[key]`` lists), so that no stale result survives. Called only once
+    everything is computed.
     """
     old = adata.uns.get(key) if isinstance(adata.uns.get(key), dict) else {}
+    fit = schema is FIT_SCHEMA
     stale_var = set(old.get("var_columns", [])) | set(owned_columns(adata.var, key, schema))
     stale_obs = set(old.get("obs_columns", [])) | set(
-        owned_columns(adata.obs, key, FIT_OBS_SCHEMA) if schema is FIT_SCHEMA else []
+        owned_columns(adata.obs, key, FIT_OBS_SCHEMA) if fit else []
+    )
+    layers = dict(layers or {})
+    stale_layers = set(old.get("layers", [])) | set(
+        owned_columns(adata.layers.keys(), key, FIT_LAYER_SCHEMA) if fit else []
     )
     new_obs = obs if obs is not None else pd.DataFrame(index=adata.obs_names)
-    uns = {**uns, "var_columns": list(var.columns), "obs_columns": list(new_obs.columns)}
-    resp_key = f"{key}_responsibilities"
+    uns = {
+        **uns,
+        "var_columns": list(var.columns),
+        "obs_columns": list(new_obs.columns),
+        "layers": list(layers),
+    }
     commit(
         adata,
         var=_merged(adata.var, var, drop=stale_var),
         obs=_merged(adata.obs, new_obs, drop=stale_obs),
-        obsm={resp_key: obsm},
+        obsm={f"{key}_responsibilities": obsm},
+        layers={**dict.fromkeys(stale_layers - set(layers)), **layers},
         uns={key: uns},
     )
 
@@ -96,25 +108,26 @@ def commit(
     var: pd.DataFrame | None = None,
     obs: pd.DataFrame | None = None,
     obsm: dict | None = None,
+    layers: dict | None = None,
     uns: dict | None = None,
 ) -> None:
     """Assign prepared results to ``adata``, restoring every part if one assignment fails,
-    so that ``.var``, ``.obs``, ``.obsm`` and ``.uns`` never disagree. ``obsm`` / ``uns``
-    entries set to ``None`` are removed."""
+    so that ``.var``, ``.obs``, ``.obsm``, ``.layers`` and ``.uns`` never disagree.
+    ``obsm`` / ``layers`` / ``uns`` entries set to ``None`` are removed."""
     saved_var, saved_obs = adata.var, adata.obs
-    saved_obsm = {name: adata.obsm.get(name) for name in obsm or {}}
-    saved_uns = {name: adata.uns.get(name) for name in uns or {}}
+    entries = [(adata.obsm, obsm or {}), (adata.layers, layers or {}), (adata.uns, uns or {})]
+    saved = [(mapping, {name: mapping.get(name) for name in new}) for mapping, new in entries]
     try:
         if var is not None:
             adata.var = var
         if obs is not None:
             adata.obs = obs
-        _set_entries(adata.obsm, obsm or {})
-        _set_entries(adata.uns, uns or {})
+        for mapping, new in entries:
+            _set_entries(mapping, new)
     except BaseException:
         adata.var, adata.obs = saved_var, saved_obs
-        _set_entries(adata.obsm, saved_obsm)
-        _set_entries(adata.uns, saved_uns)
+        for mapping, old in saved:
+            _set_entries(mapping, old)
         raise
 
 

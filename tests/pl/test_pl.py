@@ -115,9 +115,9 @@ def test_responsibilities_colours_cells_and_draws_each_component(traced):
     ax = scmix.pl.responsibilities(traced, "gene_3")
     (points,) = ax.collections
     assert len(points.get_offsets()) == traced.n_obs
-    column = list(traced.uns["scmix"]["var_names"]).index("gene_3")
+    column = traced.var_names.get_loc("gene_3")
     np.testing.assert_allclose(
-        points.get_array(), traced.obsm["scmix_responsibilities"][:, column, 1]
+        points.get_array(), traced.layers["scmix_responsibility_1"][:, column]
     )
     assert [line.get_label() for line in ax.get_lines()] == ["component 0", "component 1"]
 

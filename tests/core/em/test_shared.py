@@ -57,8 +57,8 @@ def test_shared_replaces_an_earlier_per_gene_fit_cleanly():
     scmix.tl.fit_mixture(adata, shared=True, n_init=1)
     assert "scmix_delta_bic" not in adata.var and "scmix_gof_pvalue" not in adata.var
     scmix.tl.fit_mixture(adata, n_init=1)  # and back: the cell-level column goes
-    assert "scmix_component" not in adata.obs
-    assert adata.obsm["scmix_responsibilities"].shape == (200, 6, 2)
+    assert "scmix_component" not in adata.obs and "scmix_responsibilities" not in adata.obsm
+    assert adata.layers["scmix_responsibility_1"].shape == (200, 6)
 
 
 def test_shared_rejects_bootstrap():

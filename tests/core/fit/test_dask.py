@@ -31,7 +31,7 @@ def _same_results(got, want):
         np.testing.assert_allclose(got.var[column], want.var[column], rtol=0, atol=1e-10)
     np.testing.assert_array_equal(got.var["scmix_converged"], want.var["scmix_converged"])
     np.testing.assert_allclose(
-        got.obsm["scmix_responsibilities"], want.obsm["scmix_responsibilities"], atol=1e-7
+        got.layers["scmix_responsibility_1"], want.layers["scmix_responsibility_1"], atol=1e-7
     )
 
 
