@@ -97,7 +97,7 @@ def stored_responsibilities(adata: AnnData, key: str, gene: str | None = None) -
     component 0 is one minus their sum), of the cell-level classes for a shared fit
     (``.obsm``; ``gene`` is then not needed). KeyError / ValueError naming what is
     missing."""
-    params = fit_params(adata, key)
+    params = fit_params(adata, key, warn_cells=False)
     n_comp = int(params["n_components"])
     if params.get("shared"):
         resp_key = f"{key}_responsibilities"
@@ -176,7 +176,7 @@ def stored_components(adata: AnnData, key: str, positions) -> tuple[np.ndarray, 
 
 def stored_model(adata: AnnData, key: str, model: Model = "mixture") -> StoredModel:
     """The K-component (``"mixture"``) or the one-component fit stored under ``key``."""
-    params = fit_params(adata, key)
+    params = fit_params(adata, key, warn_cells=False)
     if model not in ("mixture", "one_component"):
         raise InputError(f"model must be 'mixture' or 'one_component', got {model!r}.")
     family = get_family(params["family"])

@@ -56,6 +56,7 @@ def responsibilities(
     cell subset they follow the cells kept (with a warning that the fit was made on
     other cells).
     """
+    fit_params(adata, key)
     values = stored_responsibilities(adata, key, gene)
     columns = [f"component_{k}" for k in range(values.shape[1])]
     values = np.asarray(values, dtype=np.float64)
