@@ -104,6 +104,17 @@ def test_parse_keeps_attributes_and_symbols_are_shared():
     assert top.value[3][1].attr("names").value.tolist() == ["a", "b"]
 
 
+def test_data_frame_with_row_names_and_a_repeated_column_name():
+    frame = rlist(
+        [reals([1.0, 2.0], names=strings(["p", "q"])), strings(["u", "v"])],
+        names=strings(["a", "a"]),
+        **{"class": strings(["data.frame"]), "row.names": strings(["r1", "r2"])},
+    )
+    read = read_rda(serialize({"frame": frame}))["frame"]
+    assert list(read.columns) == ["a", "a"] and list(read.index) == ["r1", "r2"]
+    assert read.iloc[:, 0].tolist() == [1.0, 2.0] and read.iloc[:, 1].tolist() == ["u", "v"]
+
+
 def test_ordered_factor():
     factor = ints([1, 2], levels=strings(["a", "b"]), **{"class": strings(["ordered", "factor"])})
     assert read_rda(serialize({"f": factor}))["f"].ordered

@@ -132,11 +132,11 @@ class _Reader:
         self.pos += n
         return chunk
 
-    def int(self) -> int:
+    def int32(self) -> int:
         return struct.unpack(">i", self.take(4))[0]
 
     def length(self) -> int:
-        n = self.int()
+        n = self.int32()
         if n == -1:  # long vector: two 32-bit halves follow
             upper, lower = struct.unpack(">II", self.take(8))
             n = (upper << 32) + lower
@@ -145,12 +145,12 @@ class _Reader:
         return n
 
     def item(self, where: str) -> RObject:
-        flags = self.int()
+        flags = self.int32()
         kind = flags & 0xFF
         if kind == NILVALUE_SXP:
             return NULL
         if kind == REFSXP:
-            index = (flags >> 8) or self.int()
+            index = (flags >> 8) or self.int32()
             if not 1 <= index <= len(self.refs):
                 raise RDataError(f"{where}: reference {index} to an object not yet read.")
             return self.refs[index - 1]
@@ -169,7 +169,7 @@ class _Reader:
             node = RObject(kind, np.frombuffer(self.take(8 * self.length()), ">f8").astype(float))
         elif kind == STRSXP:
             n = self.length()
-            node = RObject(kind, np.array([self.charsxp(where) for _ in range(n)] or [], object))
+            node = RObject(kind, np.array([self.charsxp(where) for _ in range(n)], dtype=object))
         elif kind == VECSXP:
             n = self.length()
             node = RObject(kind, [self.item(f"{where}[[{i + 1}]]") for i in range(n)])
@@ -185,13 +185,13 @@ class _Reader:
         return node
 
     def charsxp(self, where: str) -> str | None:
-        flags = self.int()
+        flags = self.int32()
         if flags & 0xFF != CHARSXP:
             raise RDataError(f"{where}: expected a string element, found SEXPTYPE {flags & 0xFF}.")
         return self.string(flags)
 
     def string(self, flags: int) -> str | None:
-        n = self.int()
+        n = self.int32()
         if n == -1:
             return None  # NA_character_
         raw = bytes(self.take(n))
@@ -209,14 +209,14 @@ class _Reader:
                 attributes = self.attributes(where)
             tag = self.item(where).value if flags & _HAS_TAG else None
             items.append((tag, self.item(f"{where}${tag}" if tag else where)))
-            flags = self.int()
+            flags = self.int32()
             if flags & 0xFF == NILVALUE_SXP:
                 return RObject(LISTSXP, items, attributes)
             if flags & 0xFF != LISTSXP:  # a dotted pair: not produced by save()
                 raise RDataError(f"{where}: a pairlist ends in SEXPTYPE {flags & 0xFF}.")
 
     def attributes(self, where: str) -> dict[str, RObject]:
-        flags = self.int()
+        flags = self.int32()
         if flags & 0xFF != LISTSXP:
             raise RDataError(f"{where}: attributes are SEXPTYPE {flags & 0xFF}, not a pairlist.")
         return {tag: value for tag, value in self.pairlist(flags, f"{where}@").value}
@@ -243,10 +243,10 @@ def parse(data: bytes) -> RObject:
         )
     reader = _Reader(data)
     reader.pos = 2
-    version = reader.int()
-    reader.int(), reader.int()  # writer's R version, oldest R version that reads it
+    version = reader.int32()
+    reader.int32(), reader.int32()  # writer's R version, oldest R version that reads it
     if version == 3:
-        reader.take(reader.int())  # name of the writer's native encoding
+        reader.take(reader.int32())  # name of the writer's native encoding
     elif version != 2:
         raise RDataError(f"serialization format version {version} is not supported (2 or 3).")
     return reader.item("<top>")
@@ -311,8 +311,13 @@ def to_python(node: RObject, where: str = "<top>") -> Any:
         items = [to_python(v, f"{where}${k}") for k, v in zip(labels, node.value, strict=True)]
         if "data.frame" in classes:
             n = len(items[0]) if items else 0
-            frame = pd.DataFrame(dict(zip(labels, items, strict=True)))
-            frame.index = _row_names(node.attr("row.names"), n)
+            # columns by position (a data frame may repeat a name), as plain arrays (a
+            # named column would otherwise be aligned on its names)
+            columns = {
+                i: v.to_numpy() if isinstance(v, pd.Series) else v for i, v in enumerate(items)
+            }
+            frame = pd.DataFrame(columns, index=_row_names(node.attr("row.names"), n))
+            frame.columns = labels
             return frame
         return dict(zip(names, items, strict=True)) if names is not None else items
     if node.type == LISTSXP:
