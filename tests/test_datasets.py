@@ -187,9 +187,13 @@ def test_missing_file_error_says_where_and_how(tmp_path, no_default_places, monk
     assert "SCMIX_DATA_DIR" in message and "download failed" in message
 
 
-def test_zeisel_without_public_copy_says_so(tmp_path, no_default_places):
-    with pytest.raises(datasets.DatasetNotFoundError, match="no public copy"):
+def test_zeisel_without_any_copy_names_its_public_source(tmp_path, no_default_places):
+    """No tsv copy and no network: the error names the public .rda and where it is."""
+    with pytest.raises(datasets.DatasetNotFoundError) as error:
         datasets.zeisel2015(data_dir=tmp_path)
+    message = str(error.value)
+    assert "zeisel.rda" in message and "download failed" in message
+    assert "jingshuw/descend/8055f403b82e" in message
 
 
 def test_download_verifies_and_caches(tmp_path, data_dir, no_default_places, monkeypatch):

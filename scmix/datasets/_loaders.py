@@ -18,7 +18,8 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._core.errors import InputError
-from ._registry import fetch, package_data_dir, provenance
+from . import _zeisel
+from ._registry import DatasetNotFoundError, entry, fetch, package_data_dir, provenance
 
 DataDir = str | os.PathLike | None
 
@@ -71,7 +72,8 @@ def _as_anndata(counts: np.ndarray, obs_names, var_names) -> AnnData:
 def _read_table(path, sep: str, source: str) -> pd.DataFrame:
     """A text table whose first column holds the row names."""
     try:
-        return pd.read_csv(path, sep=sep, index_col=0)
+        # round_trip: the default fast parser may be an ulp off a float written with repr
+        return pd.read_csv(path, sep=sep, index_col=0, float_precision="round_trip")
     except (ValueError, EOFError, OSError, pd.errors.ParserError) as error:
         raise InputError(f"{source} does not parse: {error}") from error
 
@@ -159,6 +161,20 @@ def tung2017(*, data_dir: DataDir = None) -> AnnData:
     return _annotate(adata, "tung2017", list(_TUNG), data_dir)
 
 
+def _zeisel_tables(data_dir: DataDir) -> tuple[tuple[pd.DataFrame, ...], list[str]]:
+    """The four Zeisel tables and the registered files they were read from: the
+    converted tsv copy when a folder or the cache holds it, else the public files."""
+    try:
+        paths = [fetch(relpath, data_dir, download=False) for relpath in _ZEISEL]
+    except DatasetNotFoundError:
+        rda, ercc_txt = fetch(_zeisel.RDA, data_dir), fetch(_zeisel.ERCC_TXT, data_dir)
+        return _zeisel.tables(rda, ercc_txt), [_zeisel.RDA, _zeisel.ERCC_TXT]
+    genes, ercc, cells, expected = (
+        _read_table(path, "\t", relpath) for path, relpath in zip(paths, _ZEISEL, strict=True)
+    )
+    return (genes, ercc, cells, expected), list(_ZEISEL)
+
+
 def zeisel2015(*, data_dir: DataDir = None) -> AnnData:
     """Mouse cortex / hippocampus cells of Zeisel et al. 2015, the DESCEND subset
     (Wang et al. 2018): 1,464 cells x (1,000 genes + 57 ERCC), UMI counts.
@@ -167,23 +183,35 @@ def zeisel2015(*, data_dir: DataDir = None) -> AnnData:
     ``library_size``, ``cell_size``; ``.var["ercc_expected_molecules"]``: the expected
     number of molecules of each ERCC per cell (NaN for genes). Marker genes of one
     cell type are genuinely bimodal across these cells.
+
+    Sources, in order: the converted copy ``zeisel2015_descend_subset/*.tsv[.gz]`` in
+    ``data_dir``, ``$SCMIX_DATA_DIR`` or the cache; otherwise the two public files,
+    ``zeisel.rda`` and ``zeisel.txt``, found in the same places or downloaded (see
+    ``data/registry.json``). The ``.rda`` (data of the DESCEND R package,
+    github.com/jingshuw/descend) is read by scmix's own reader of R data files, with no
+    R; ``zeisel.txt`` (github.com/jingshuw/DESCEND_manuscript_source_code) gives the
+    ERCC ids, which the ``.rda`` lacks. Both sources give the same AnnData, except for
+    ``.uns["dataset"]["files"]``, which names the files read.
     """
-    genes_path, ercc_path, cells_path, expected_path = _ZEISEL
-    genes = _read_table(fetch(genes_path, data_dir), "\t", genes_path)
-    ercc = _read_table(fetch(ercc_path, data_dir), "\t", ercc_path)
-    cells = _read_table(fetch(cells_path, data_dir), "\t", cells_path)
+    (genes, ercc, cells, expected), files = _zeisel_tables(data_dir)
+    # the counts come from the first two files of the tsv copy, from the .rda otherwise
+    genes_name, ercc_name = (files[0], files[1]) if len(files) == 4 else (files[0], files[0])
     if not (genes.index.equals(ercc.index) and genes.index.equals(cells.index)):
-        raise InputError(f"{genes_path}, {ercc_path} and {cells_path} list different cells.")
-    counts = np.hstack([_integer_counts(genes, genes_path), _integer_counts(ercc, ercc_path)])
+        raise InputError(f"the gene counts, ERCC counts and cells of {files} list different cells.")
+    counts = np.hstack([_integer_counts(genes, genes_name), _integer_counts(ercc, ercc_name)])
     adata = _as_anndata(counts, genes.index, [*genes.columns, *ercc.columns])
     adata.obs["cell_type"] = pd.Categorical(cells["label"].astype(str))
     adata.obs["library_size"] = cells["library_size"].to_numpy(float)
     adata.obs["cell_size"] = cells["cell_size"].to_numpy(float)
-    expected = _read_table(fetch(expected_path, data_dir), "\t", expected_path)
     adata.var["ercc_expected_molecules"] = (
         expected["expected_molecules"].reindex(adata.var_names).to_numpy(float)
     )
-    return _annotate(adata, "zeisel2015", list(_ZEISEL), data_dir)
+    adata = _annotate(adata, "zeisel2015", files, data_dir)
+    # the tsv copy has no URL of its own: cite the public files it was converted from
+    adata.uns["dataset"]["source"] = [
+        entry(relpath)["urls"][0] for relpath in (_zeisel.RDA, _zeisel.ERCC_TXT, ERCC_INFO)
+    ]
+    return adata
 
 
 def macosko2015(*, data_dir: DataDir = None) -> AnnData:
