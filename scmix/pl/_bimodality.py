@@ -8,10 +8,19 @@ import numpy as np
 from anndata import AnnData
 
 from .._core.errors import InputError, InputKeyError
+from .._docs import doc_params
 from .._fitted import fit_params, require_per_gene
-from ._utils import HIGHLIGHT_COLOUR, finish, label_points, new_axes
+from ._utils import (
+    DOC_SHOW,
+    HIGHLIGHT_COLOUR,
+    finish,
+    label_points,
+    new_axes,
+    nice_ticks,
+)
 
 
+@doc_params(show_options=DOC_SHOW)
 def bimodality(
     adata: AnnData,
     *,
@@ -21,6 +30,8 @@ def bimodality(
     n_labels: int = 10,
     ax=None,
     show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool | None = None,
 ):
     r"""Evidence for K components of every fitted gene against its mean expression (the
     one-component mean per unit size factor, log scale).
@@ -30,14 +41,36 @@ def bimodality(
     highlighted and the threshold dashed. ``score="pvalue"``: :math:`-\log_{10}` of the
     bootstrap p-value of the LRT (``fit_mixture(..., n_bootstrap=B)``), the genes with a
     Benjamini-Hochberg adjusted value below ``alpha`` highlighted and the lowest
-    possible value, :math:`-\log_{10}(1/(B+1))`, dashed. The ``n_labels`` highlighted
-    genes with the strongest evidence are labelled, the strongest first, each where it
-    overlaps no earlier label (a label with no free place nearby is left out).
+    possible value, :math:`-\log_{10}(1/(B+1))`, dashed.
+
+    The ``n_labels`` highlighted genes with the strongest evidence are labelled, the
+    strongest first, each at the nearest place (on rings of growing radius around its
+    point) where it overlaps no other label, not the legend and no labelled point,
+    stays inside the Axes and covers few other points; a label moved away from its
+    point gets a thin leader line. Places are chosen when the figure is drawn, so they
+    hold after ``tight_layout``, a new figure size or dpi. The legend goes to the
+    corner or side covering the fewest points.
+
+    Parameters
+    ----------
+    adata
+        Fitted per gene by :func:`scmix.tl.fit_mixture` under ``key``.
+    key
+        Key of the fit.
+    score
+        ``"delta_bic"`` or ``"pvalue"`` (needs ``fit_mixture(..., n_bootstrap=B)``).
+    alpha
+        Level of the Benjamini-Hochberg adjusted p-values (``score="pvalue"``).
+    n_labels
+        Number of highlighted genes labelled, the strongest evidence first.
+    {show_options}
 
     Returns
     -------
-    The Axes; its two point collections are labelled ``"not bimodal"`` and ``"bimodal"``
-    (``"not significant"`` / ``"significant"`` for p-values).
+    The Figure with ``return_fig=True``; None when the figure was shown; else the
+    Axes: its two point collections are labelled ``"not bimodal"`` and ``"bimodal"``
+    (``"not significant"`` / ``"significant"`` for p-values), the labels are in
+    ``ax.texts``, the strongest first.
     """
     params = fit_params(adata, key)
     require_per_gene(adata, key, "pl.bimodality")
@@ -63,18 +96,28 @@ def bimodality(
         labels, line = ("not significant", "significant"), np.log10(params["n_bootstrap"] + 1)
         ylabel = "-log10 bootstrap p-value of the LRT"
 
-    ax = new_axes(ax)
+    ax, created = new_axes(ax)
     ax.scatter(mean[~highlight], value[~highlight], s=12, color="0.55", label=labels[0])
     ax.scatter(mean[highlight], value[highlight], s=16, color=HIGHLIGHT_COLOUR, label=labels[1])
     ax.axhline(line, color="0.3", ls="--", lw=0.8)
     ax.set_xscale("log")
+    nice_ticks(ax.xaxis)
     if score == "delta_bic":
         ax.set_yscale("symlog", linthresh=10.0)
-    ax.set_xlabel("mean count per unit size factor (one component)")
+        nice_ticks(ax.yaxis)  # -10, 0, 10, 100, 1000 rather than powers of ten
+    ax.margins(y=0.08)  # room above the strongest genes for their labels
+    ax.set_xlabel("mean count / size factor (one component)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{int(highlight.sum())} of {int(fitted.sum())} genes {labels[1]} (key {key!r})")
     top = np.flatnonzero(highlight)[np.argsort(-value[highlight], kind="stable")][:n_labels]
-    label_points(ax, mean[top], value[top], names[top], fontsize="x-small")
-    # after the labels: the legend's "best" place avoids texts too
-    ax.legend(frameon=False, fontsize="small")
-    return finish(ax, show)
+    legend = ax.legend(frameon=False, fontsize="small")
+    label_points(ax, mean[top], value[top], names[top], legend=legend, fontsize="x-small")
+    return finish(
+        [ax],
+        created=created,
+        single=True,
+        name="bimodality",
+        show=show,
+        save=save,
+        return_fig=return_fig,
+    )

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import matplotlib as mpl
 import numpy as np
 from anndata import AnnData
+from matplotlib.font_manager import FontProperties
+from matplotlib.transforms import ScaledTranslation
 from scipy import stats
 
 from .._core.errors import InputKeyError
+from .._docs import doc_params
 from .._fitted import Model, fit_params, fitted_gene
-from ._utils import HIGHLIGHT_COLOUR, finish, new_axes
+from ._utils import (
+    DOC_GRID,
+    DOC_RETURNS,
+    DOC_SHOW,
+    HIGHLIGHT_COLOUR,
+    PANEL_SIZE,
+    finish,
+    gene_names,
+    new_axes,
+    new_panels,
+)
 
 _MAX_TRACES = 20
+#: Line styles that, with the 10 colours of the colour cycle, tell 40 lines apart.
+_LINE_STYLES = ("-", (0, (4, 1.5)), (0, (1, 1)), (0, (5, 1, 1, 1)))
 
 
+@doc_params(show_options=DOC_SHOW)
 def convergence(
     adata: AnnData,
     *,
     key: str = "scmix",
-    genes=None,
+    genes: str | Sequence[str] | None = None,
     ax=None,
     show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool | None = None,
 ):
     r"""The log-likelihood along the EM path of each gene (or of the cell-level fit),
     as the gap to its final value, :math:`\ell_{\text{final}} - \ell_t`, on a log scale.
@@ -29,13 +50,30 @@ def convergence(
     (default: the first 20 fitted genes). With the key of
     :func:`scmix.tl.size_factor_modes` it draws the ELBO of the CAVI fit instead.
 
+    Every line is named in a legend outside the Axes, on the right, in as many
+    columns as its height needs; the lines differ in colour and, beyond the ten colours
+    of the colour cycle, in dash pattern (40 lines are told apart).
+
+    Parameters
+    ----------
+    adata
+        Fitted under ``key`` with ``keep_trace=True``, or holding
+        :func:`scmix.tl.size_factor_modes` results under ``key``.
+    key
+        Key of the fit.
+    genes
+        Fitted genes to draw (default: the first 20).
+    {show_options}
+
     Returns
     -------
-    The Axes, one line per gene (labelled with its name).
+    The Figure with ``return_fig=True``; None when the figure was shown; else the
+    Axes, one line per gene (labelled with its name).
     """
     uns = adata.uns.get(key, {})
     if "elbo_trace" in uns:  # a size_factor_modes result: the CAVI ELBO
-        return _draw_gaps(np.asarray(uns["elbo_trace"])[:, None], ["ELBO"], key, "ELBO", ax, show)
+        elbo = np.asarray(uns["elbo_trace"])[:, None]
+        return _draw_gaps(elbo, ["ELBO"], key, "ELBO", ax, show, save, return_fig)
     fit_params(adata, key)
     if "trace" not in uns:
         raise InputKeyError(
@@ -56,57 +94,154 @@ def convergence(
         else:
             columns = list(range(min(_MAX_TRACES, len(names))))
         trace, names = trace[:, columns], [names[c] for c in columns]
-    return _draw_gaps(trace, names, key, "log-likelihood", ax, show)
+    return _draw_gaps(trace, names, key, "log-likelihood", ax, show, save, return_fig)
 
 
-def _draw_gaps(trace, names, key, what, ax, show):
-    ax = new_axes(ax)
+def _outside_legend(ax, fontsize: str = "x-small") -> None:
+    """A legend of every line outside the Axes: on the right in one column when that
+    column fits the height of the Axes, else below it in as many columns as its width
+    holds (a small figure keeps the width of its curves)."""
+    lines = ax.get_lines()
+    size = FontProperties(size=fontsize).get_size_in_points()
+    position = ax.get_position()
+    # the layout will take the title's and x label's room from the Axes: some slack
+    height = 0.85 * position.height * ax.figure.get_figheight() * 72.0
+    width = 0.95 * position.width * ax.figure.get_figwidth() * 72.0
+    row = size * (1.0 + mpl.rcParams["legend.labelspacing"])
+    if len(lines) * row <= height:
+        ax.legend(
+            frameon=False,
+            fontsize=fontsize,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+        )
+        return
+    longest = max(len(line.get_label()) for line in lines)
+    entry = size * (0.6 * longest + mpl.rcParams["legend.handlelength"] + 1.5)
+    ncols = max(1, min(len(lines), int(width // entry)))
+    # below the x tick labels and the x label: their height in points, from rcParams
+    rc = mpl.rcParams
+    below = (
+        rc["xtick.major.size"]
+        + rc["xtick.major.pad"]
+        + 1.3 * FontProperties(size=rc["xtick.labelsize"]).get_size_in_points()
+        + rc["axes.labelpad"]
+        + 1.3 * FontProperties(size=rc["axes.labelsize"]).get_size_in_points()
+        + 1.0
+    )
+    anchor = ax.transAxes + ScaledTranslation(0.0, -below / 72.0, ax.figure.dpi_scale_trans)
+    ax.legend(
+        frameon=False,
+        fontsize=fontsize,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        bbox_transform=anchor,
+        borderaxespad=0.0,
+        ncols=ncols,
+    )
+
+
+def _draw_gaps(trace, names, key, what, ax, show, save, return_fig):
+    # the legend stands outside the Axes: a figure made here is wider for it
+    width, height = PANEL_SIZE
+    ax, created = new_axes(ax, panel_size=(width + 1.4 * (len(names) > 1), height))
+    colours = mpl.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     for column, name in enumerate(names):
         path = trace[:, column]
         path = path[np.isfinite(path)]
         if path.size < 2:
             continue
         gap = path[-1] - path[:-1]
-        ax.plot(np.arange(gap.size), np.maximum(gap, 1e-12), lw=1, label=name)
+        style = _LINE_STYLES[(column // len(colours)) % len(_LINE_STYLES)]
+        colour = colours[column % len(colours)]
+        ax.plot(
+            np.arange(gap.size), np.maximum(gap, 1e-12), lw=1.2, ls=style, color=colour, label=name
+        )
     ax.set_yscale("log")
     ax.set_xlabel("EM point (accepted steps)" if what != "ELBO" else "CAVI iteration")
-    ax.set_ylabel(f"{what} below the final value")
+    ax.set_ylabel(f"{what}\nbelow the final value")  # two lines: short Axes stay labelled
     ax.set_title(f"convergence (key {key!r})")
-    if len(names) <= 10:
-        ax.legend(frameon=False, fontsize="x-small")
-    return finish(ax, show)
+    if len(names) == 1:
+        ax.legend(frameon=False, fontsize="x-small", loc="upper right")
+    else:
+        _outside_legend(ax)
+    return finish(
+        [ax],
+        created=created,
+        single=True,
+        name="convergence",
+        show=show,
+        save=save,
+        return_fig=return_fig,
+    )
 
 
+@doc_params(show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS)
 def qq(
     adata: AnnData,
-    gene: str,
+    gene: str | Sequence[str],
     *,
     key: str = "scmix",
     model: Model = "mixture",
     random_state: int | None = 0,
+    ncols: int = 4,
     ax=None,
     show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool | None = None,
 ):
     r"""Randomized quantile residuals :math:`\Phi^{-1}(u_i)` of the gene (Dunn and Smyth
     1996; the same as :func:`scmix.tl.goodness_of_fit` with the same seed) against
     standard normal quantiles, with the identity line. Under the model the points lie
     on the line.
 
+    Parameters
+    ----------
+    adata
+        Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
+    gene
+        A fitted gene, or a list of them (a grid of panels, one per gene).
+    key
+        Key of the fit.
+    model
+        ``"mixture"`` (K components) or ``"one_component"``.
+    random_state
+        Seed of the randomization (of the discrete counts' quantiles).
+    {grid_options}
+    {show_options}
+
     Returns
     -------
-    The Axes: the points (one collection) and the identity line.
+    {returns} Each Axes holds the points (one collection) and the identity line.
     """
     from ..get import quantile_residuals
 
-    fitted_gene(adata, gene, key)
-    residuals = np.sort(
-        quantile_residuals(adata, [gene], key=key, model=model, random_state=random_state)
-        .to_numpy()
-        .ravel()
+    names, single = gene_names(gene)
+    for name in names:  # errors before drawing
+        fitted_gene(adata, name, key)
+    axes, created = new_panels(ax, len(names), ncols=ncols)
+    for name, panel in zip(names, axes, strict=True):
+        residuals = np.sort(
+            quantile_residuals(adata, [name], key=key, model=model, random_state=random_state)
+            .to_numpy()
+            .ravel()
+        )
+        _draw_qq(adata, name, panel, residuals, key, model)
+    return finish(
+        axes,
+        created=created,
+        single=single,
+        name="qq",
+        show=show,
+        save=save,
+        return_fig=return_fig,
     )
+
+
+def _draw_qq(adata, gene, ax, residuals, key, model) -> None:
     n = residuals.size
     theoretical = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
-    ax = new_axes(ax)
     ax.scatter(theoretical, residuals, s=5, color="0.3")
     low, high = theoretical[0], theoretical[-1]
     ax.plot([low, high], [low, high], color=HIGHLIGHT_COLOUR, lw=1.2, label="identity")
@@ -118,4 +253,3 @@ def qq(
         suffix = f", KS p = {adata.var.loc[gene, column]:.2g}"
     label = "K components" if model == "mixture" else "one component"
     ax.set_title(f"{gene} ({label}{suffix})")
-    return finish(ax, show)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -9,6 +10,7 @@ from anndata import AnnData
 from scipy import stats
 
 from .._core.errors import InputError
+from .._docs import doc_params
 from .._fitted import (
     fit_params,
     fit_size_factors,
@@ -16,7 +18,16 @@ from .._fitted import (
     gene_counts,
     stored_components,
 )
-from ._utils import COMPONENT_COLOURS, MARGINAL_COLOUR, finish, new_axes
+from ._utils import (
+    COMPONENT_COLOURS,
+    DOC_GRID,
+    DOC_RETURNS,
+    DOC_SHOW,
+    MARGINAL_COLOUR,
+    finish,
+    gene_names,
+    new_panels,
+)
 
 _MAX_BINS = 60
 
@@ -73,30 +84,38 @@ def _binned_normalised(counts, sf, means, dispersions, weights, top):
     return edges, observed, model / counts.size / widths, edges[:-1] + widths / 2
 
 
+@doc_params(show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS)
 def mixture(
     adata: AnnData,
-    gene: str,
+    gene: str | Sequence[str],
     *,
     key: str = "scmix",
     scale: Literal["counts", "normalised"] = "counts",
     size_factors=None,
     max_count: float | None = None,
+    ncols: int = 4,
     ax=None,
     show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool | None = None,
 ):
     r"""The gene's counts (histogram, fraction of cells) with the fitted mixture.
 
     Draws the marginal distribution :math:`\frac1n\sum_i\sum_k \pi_k f(v\mid s_i\mu_k,\phi_k)`
-    (black) and each weighted component (coloured), averaged over the cells' size
-    factors as the model is: with offsets every cell has its own mixture, and the
-    curve is their average, not the mixture at one typical size factor.
+    (thick grey-black line, underneath) and each weighted component on top of it
+    (coloured, dashed, so that a component equal to the marginal where the others
+    vanish stays visible), averaged over the cells' size factors as the model is: with
+    offsets every cell has its own mixture, and the curve is their average, not the
+    mixture at one typical size factor.
 
     Parameters
     ----------
     adata
         Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
     gene
-        A fitted gene.
+        A fitted gene, or a list of them (a grid of panels, one per gene).
+    key
+        Key of the fit.
     scale
         ``"counts"``: raw counts, in integer-aligned bins when their range is wide;
         ``"normalised"``: counts / size factor, where the components of a gene whose
@@ -105,20 +124,37 @@ def mixture(
         Only needed when the fit was given an array instead of a ``.obs`` key.
     max_count
         Right end of the x axis (default: the 99.5th percentile, at least 10 counts).
-    ax, show
-        Draw into this Axes; call ``plt.show()`` when ``show`` is true.
+    {grid_options}
+    {show_options}
 
     Returns
     -------
-    The Axes: bars of the cells, lines ``"component {k}"`` and ``"mixture"``. The
-    title gives delta BIC and the call (per-gene fits).
+    {returns} Each Axes holds bars of the cells and the lines ``"component {k}"``
+    (added first) and ``"mixture"`` (added last); the legend lists the cells, the
+    mixture and the components. The title gives delta BIC and the call (per-gene fits).
     """
     if scale not in ("counts", "normalised"):
         raise InputError(f"scale must be 'counts' or 'normalised', got {scale!r}.")
+    names, single = gene_names(gene)
     params = fit_params(adata, key)
-    position = fitted_gene(adata, gene, key)
-    counts = gene_counts(adata, [position], params["layer"])[0]
+    positions = [fitted_gene(adata, name, key) for name in names]  # errors before drawing
     sf = fit_size_factors(adata, params, size_factors)
+    axes, created = new_panels(ax, len(names), ncols=ncols)
+    for name, position, panel in zip(names, positions, axes, strict=True):
+        _draw_mixture(adata, name, position, panel, key, params, sf, scale, max_count)
+    return finish(
+        axes,
+        created=created,
+        single=single,
+        name="mixture",
+        show=show,
+        save=save,
+        return_fig=return_fig,
+    )
+
+
+def _draw_mixture(adata, gene, position, ax, key, params, sf, scale, max_count) -> None:
+    counts = gene_counts(adata, [position], params["layer"])[0]
     row = adata.var.iloc[position]
     n_comp = params["n_components"]
     means, dispersions, weights = (c[0] for c in stored_components(adata, key, position))
@@ -128,21 +164,40 @@ def mixture(
     binning = _binned_counts if scale == "counts" else _binned_normalised
     edges, observed, model, centres = binning(counts, sf, means, dispersions, weights, top)
 
-    ax = new_axes(ax)
-    ax.bar(
+    bars = ax.bar(
         edges[:-1],
         observed,
         width=np.diff(edges),
         align="edge",
-        color="0.8",
-        edgecolor="0.6",
+        color="0.85",
+        edgecolor="0.65",
         linewidth=0.5,
         label="cells",
     )
-    for k in range(n_comp):
-        colour = COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)]
-        ax.plot(centres, model[k], "-", color=colour, lw=1.5, label=f"component {k}")
-    ax.plot(centres, model.sum(axis=0), "-", color=MARGINAL_COLOUR, lw=1.8, label="mixture")
+    # the components on top of the marginal (zorder), dashed and coloured: where one
+    # component carries all the mass it coincides with the marginal and would vanish
+    components = [
+        ax.plot(
+            centres,
+            model[k],
+            ls=(0, (4, 1.5)),
+            color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)],
+            lw=1.6,
+            zorder=3,
+            label=f"component {k}",
+        )[0]
+        for k in range(n_comp)
+    ]
+    (marginal,) = ax.plot(
+        centres,
+        model.sum(axis=0),
+        "-",
+        color=MARGINAL_COLOUR,
+        alpha=0.55,
+        lw=3.0,
+        zorder=2.5,
+        label="mixture",
+    )
     ax.set_xlim(edges[0] - (0.5 if scale == "counts" else 0.0), edges[-1])
     if scale == "counts":
         offsets = params["size_factors"] is not None
@@ -156,5 +211,4 @@ def mixture(
     else:
         call = "bimodal" if row[f"{key}_bimodal"] else "not bimodal"
         ax.set_title(f"{gene}: ΔBIC = {row[f'{key}_delta_bic']:.1f} ({call})")
-    ax.legend(frameon=False, fontsize="small")
-    return finish(ax, show)
+    ax.legend(handles=[bars, marginal, *components], frameon=False, fontsize="small")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from anndata import AnnData
 
+from .._docs import doc_params
 from .._fitted import (
     fit_params,
     fit_size_factors,
@@ -14,40 +17,99 @@ from .._fitted import (
     stored_responsibilities,
 )
 from .._inputs import gene_columns
-from ._utils import COMPONENT_COLOURS, finish, new_axes
+from ._utils import (
+    COMPONENT_COLOURS,
+    DOC_GRID,
+    DOC_RETURNS,
+    DOC_SHOW,
+    finish,
+    gene_names,
+    new_panels,
+    nice_ticks,
+)
 
 
+def count_offset(counts: np.ndarray) -> float:
+    r"""The :math:`c` of the count axis :math:`\log_{10}(x + c)`: 0 (a plain log axis)
+    when no cell has a zero count, else half the 5th percentile of the positive counts,
+    at least 1. So zeros sit just below the smallest counts, and a gene counted in the
+    hundreds is not squeezed into the top of an axis that starts at 0 (as with
+    :math:`\log(1 + x)` or a symmetric-log axis of threshold 1)."""
+    positive = counts[counts > 0]
+    if positive.size == counts.size or positive.size == 0:
+        return 0.0
+    return max(1.0, 0.5 * float(np.quantile(positive, 0.05)))
+
+
+def _count_axis(ax, counts: np.ndarray) -> None:
+    """Log axis for counts, shifted by :func:`count_offset` when there are zeros."""
+    c = count_offset(counts)
+    if c == 0.0:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale(
+            "function",
+            functions=(
+                lambda y: np.log10(np.maximum(y + c, 1e-300)),
+                lambda u: 10.0**u - c,
+            ),
+        )
+    nice_ticks(ax.yaxis, integer=True)
+    if c > 0:  # zeros on the axis, no room below them
+        ax.set_ylim(bottom=-0.1 * c)
+
+
+@doc_params(show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS)
 def responsibilities(
     adata: AnnData,
-    gene: str,
+    gene: str | Sequence[str],
     *,
     key: str = "scmix",
     size_factors=None,
     cmap: str = "viridis",
+    ncols: int = 4,
     ax=None,
     show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool | None = None,
 ):
     r"""Each cell's count against its size factor, coloured by the responsibility of the
-    upper component :math:`r_{i,K-1}`, with the component means :math:`s\,\mu_k` as lines
-    (flat lines :math:`\mu_k` for a fit without size factors, against ``size_factors``
-    when given, else each cell's total count over all genes scaled to mean 1).
+    upper component :math:`r_{i,K-1}`, with the component means :math:`s\,\mu_k` as lines.
 
     Counts that follow the size factors lie along one line whatever their level; a
-    gene with two components shows two bands. Both axes are logarithmic (the count
-    axis symmetric-log, so zeros stay visible). For a fit without size factors the
-    component means are flat lines :math:`\mu_k`, and the x axis shows ``size_factors``
-    when given, else each cell's total count over all genes (scaled to mean 1).
+    gene with two components shows two bands. Both axes are logarithmic; when some
+    cells have no count the count axis is :math:`\log_{10}(x + c)` with :math:`c` half
+    the 5th percentile of the positive counts (at least 1), so that the zeros show
+    just below the smallest counts without squeezing the rest. Tick labels are plain
+    numbers (1, 2, 5, 10, ...), as many as fit. For a fit without size factors the
+    component means are flat lines :math:`\mu_k`, and the x axis shows
+    ``size_factors`` when given, else each cell's total count over all genes (scaled
+    to mean 1).
+
+    Parameters
+    ----------
+    adata
+        Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
+    gene
+        A fitted gene, or a list of them (a grid of panels, one per gene).
+    key
+        Key of the fit.
+    size_factors
+        Only needed when the fit was given an array instead of a ``.obs`` key, or to
+        spread the cells of a fit without size factors along these.
+    cmap
+        Colour map of the responsibilities.
+    {grid_options}
+    {show_options}
 
     Returns
     -------
-    The Axes: one point collection (the cells) and one line per component
-    (``"component {k}"``).
+    {returns} Each Axes holds one point collection (the cells) and one line per
+    component (``"component {k}"``).
     """
+    names, single = gene_names(gene)
     params = fit_params(adata, key)
-    position = fitted_gene(adata, gene, key)
-    upper = stored_responsibilities(adata, key, gene)[:, -1]
-    counts = gene_counts(adata, [position], params["layer"])[0]
-    n_comp = params["n_components"]
+    positions = [fitted_gene(adata, name, key) for name in names]  # errors before drawing
     offsets = params["size_factors"] is not None
     if offsets or size_factors is not None:
         x = fit_size_factors(adata, params, size_factors)
@@ -57,26 +119,37 @@ def responsibilities(
         totals = gene_columns(adata, params["layer"], every).cell_totals()
         x = totals / totals.mean()
         label = "cell total count (mean 1)"
-
-    ax = new_axes(ax)
-    points = ax.scatter(x, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
-    positive = x[x > 0]
-    grid = np.geomspace(positive.min(), positive.max(), 50)
-    means = stored_components(adata, key, position)[0][0]
-    for k, mean in enumerate(means):
-        ax.plot(
-            grid,
-            grid * mean if offsets else np.full_like(grid, mean),
-            color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)],
-            lw=1.5,
-            label=f"component {k}",
-        )
-    ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_ylim(bottom=-0.5)  # zeros on the axis, no empty negative half
-    ax.set_xlabel(label)
-    ax.set_ylabel("count")
-    ax.set_title(gene)
-    ax.figure.colorbar(points, ax=ax, label=f"responsibility of component {n_comp - 1}")
-    ax.legend(frameon=False, fontsize="small")
-    return finish(ax, show)
+    n_comp = params["n_components"]
+    axes, created = new_panels(ax, len(names), ncols=ncols)
+    for name, position, panel in zip(names, positions, axes, strict=True):
+        upper = stored_responsibilities(adata, key, name)[:, -1]
+        counts = gene_counts(adata, [position], params["layer"])[0]
+        points = panel.scatter(x, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
+        positive = x[x > 0]
+        grid = np.geomspace(positive.min(), positive.max(), 50)
+        means = stored_components(adata, key, position)[0][0]
+        for k, mean in enumerate(means):
+            panel.plot(
+                grid,
+                grid * mean if offsets else np.full_like(grid, mean),
+                color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)],
+                lw=1.5,
+                label=f"component {k}",
+            )
+        panel.set_xscale("log")
+        nice_ticks(panel.xaxis)
+        _count_axis(panel, counts)
+        panel.set_xlabel(label)
+        panel.set_ylabel("count")
+        panel.set_title(name)
+        panel.figure.colorbar(points, ax=panel, label=f"responsibility of component {n_comp - 1}")
+        panel.legend(frameon=False, fontsize="small")
+    return finish(
+        axes,
+        created=created,
+        single=single,
+        name="responsibilities",
+        show=show,
+        save=save,
+        return_fig=return_fig,
+    )

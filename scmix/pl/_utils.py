@@ -1,64 +1,168 @@
-"""Colours, Axes and showing, shared by the plots."""
+"""Colours, Axes and panel grids, and showing / saving / returning as scanpy does."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from math import ceil
+from pathlib import Path
+
 import matplotlib.pyplot as plt
+
+from .._core.errors import InputError
+from ._labels import label_points
+from ._ticks import nice_ticks
+
+__all__ = [
+    "COMPONENT_COLOURS",
+    "HIGHLIGHT_COLOUR",
+    "MARGINAL_COLOUR",
+    "finish",
+    "gene_names",
+    "label_points",
+    "new_axes",
+    "new_panels",
+    "nice_ticks",
+]
 
 #: Colours of the components (colour-blind safe, readable in print) and of the marginal.
 COMPONENT_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 MARGINAL_COLOUR = "black"
 HIGHLIGHT_COLOUR = "#D55E00"
 
-
-def new_axes(ax):
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.0, 3.6))
-    return ax
+#: Size of one panel made by the plots (inches), as scanpy's default figure size.
+PANEL_SIZE = (5.0, 3.6)
 
 
-#: Where a point's label may go, in points from the point (with the text's alignment):
-#: above right first, then the other corners, then further out above and below.
-_LABEL_PLACES = tuple(
-    (sign_x * 3, dy, "left" if sign_x > 0 else "right", "bottom" if dy > 0 else "top")
-    for dy in (3, -3, 11, -11)
-    for sign_x in (1, -1)
-)
+def gene_names(gene: str | Sequence[str]) -> tuple[list[str], bool]:
+    """The genes to draw and whether one name (not a list) was given."""
+    if isinstance(gene, str):
+        return [gene], True
+    names = list(gene)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise InputError(f"gene must be a gene name or a non-empty list of names, got {gene!r}.")
+    return names, False
 
 
-def label_points(ax, x, y, texts, **text_options) -> list:
-    """Label the points ``(x[i], y[i])`` with ``texts[i]``, most important first: each
-    label goes to the first of ``_LABEL_PLACES`` where it stays inside the Axes and
-    overlaps neither an earlier label nor an existing legend; a label with no such
-    place is left out (its point stays). Returns the annotations drawn. Positions are
-    those of the current axis limits: set them (and the scales) before labelling."""
-    frame = ax.get_window_extent()
-    legend = ax.get_legend()
-    placed = [] if legend is None else [legend.get_window_extent()]
-    annotations = []
-    for xi, yi, text in zip(x, y, texts, strict=True):
-        for dx, dy, ha, va in _LABEL_PLACES:
-            annotation = ax.annotate(
-                text,
-                (xi, yi),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                **text_options,
+def new_panels(ax, n_panels: int, *, ncols: int = 4, panel_size=PANEL_SIZE):
+    """Axes to draw into and whether the plot made their figure.
+
+    With ``ax`` given (one panel only), that Axes; else a new figure (constrained
+    layout, so that colour bars and outside legends get room) with ``n_panels`` Axes in
+    rows of ``ncols``, the unused cells of the last row removed.
+    """
+    if ax is not None:
+        if n_panels != 1:
+            raise InputError(
+                f"ax= holds one panel but {n_panels} genes were given: pass one gene, or "
+                "no ax= for a grid of panels (ncols=)."
             )
-            box = annotation.get_window_extent()
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
-            inside = inside and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if inside and not any(box.overlaps(other) for other in placed):
-                placed.append(box)
-                annotations.append(annotation)
-                break
-            annotation.remove()
-    return annotations
+        return [ax], False
+    if int(ncols) < 1:
+        raise InputError(f"ncols must be a positive integer, got {ncols!r}.")
+    ncols = min(int(ncols), n_panels)
+    nrows = ceil(n_panels / ncols)
+    width, height = panel_size
+    _, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained"
+    )
+    for unused in axes.ravel()[n_panels:]:
+        unused.remove()
+    return list(axes.ravel()[:n_panels]), True
 
 
-def finish(ax, show: bool | None):
-    """Show the figure when asked; always return the Axes."""
+def new_axes(ax, *, panel_size=PANEL_SIZE):
+    """One Axes to draw into (``ax`` or a new figure's) and whether the plot made it."""
+    axes, created = new_panels(ax, 1, panel_size=panel_size)
+    return axes[0], created
+
+
+def _scanpy_settings():
+    """scanpy's settings when scanpy is already imported (importing it costs seconds and
+    its defaults are ours: show, do not save)."""
+    scanpy = sys.modules.get("scanpy")
+    return getattr(scanpy, "settings", None)
+
+
+def _save(fig, name: str, save: bool | str) -> Path:
+    """Save as scanpy does: ``{figdir}/{name}{suffix}{plot_suffix}.{format}``, the
+    format taken from ``save`` when it ends in .pdf, .png or .svg."""
+    import scanpy
+
+    settings = scanpy.settings
+    suffix, ext = ("", settings.file_format_figs) if save is True else (str(save), None)
+    for known in (".svg", ".pdf", ".png"):
+        if suffix.endswith(known):
+            suffix, ext = suffix[: -len(known)], known[1:]
+            break
+    ext = ext or settings.file_format_figs
+    path = Path(settings.figdir) / f"{name}{suffix}{settings.plot_suffix}.{ext}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def finish(
+    axes: list,
+    *,
+    created: bool,
+    single: bool,
+    name: str,
+    show: bool | None,
+    save: bool | str | None,
+    return_fig: bool | None,
+):
+    """Save, show and return as scanpy's plots do.
+
+    ``show=None`` shows the figure when the plot made it (no ``ax=``) and the caller
+    did not ask for it with ``return_fig=True`` (and scanpy, when imported, has
+    ``settings.autoshow`` on); a figure in an ``ax=`` of the caller is theirs to show.
+    ``save`` (or scanpy's ``settings.autosave``) writes the figure as
+    ``scanpy.pl.*(save=...)`` does; a figure made here is then closed, as scanpy closes
+    it. Returns the Figure with ``return_fig=True``, else None when shown, else the
+    Axes (a list of them when a list of genes was given).
+    """
+    fig = axes[0].figure
+    settings = _scanpy_settings()
+    if show is None:
+        show = created and not return_fig and (settings is None or settings.autoshow)
+    if save is None:
+        save = bool(settings is not None and settings.autosave)
+    if save:
+        _save(fig, name, save)
     if show:
         plt.show()
-    return ax
+    if save and created and not return_fig:
+        plt.close(fig)
+    if return_fig:
+        return fig
+    if show:
+        return None
+    return axes[0] if single else axes
+
+
+#: Parameter descriptions of the Axes, grid and output options (``{show_options}``).
+DOC_SHOW = """\
+ax
+        Draw into this Axes (one panel) instead of a new figure.
+    show
+        Show the figure (``plt.show()``). ``None``: when the plot made it (no
+        ``ax=``) and ``return_fig`` is not set, as scanpy does (and not when scanpy is
+        imported with ``scanpy.settings.autoshow = False``).
+    save
+        Save the figure as scanpy's plots do: ``True`` writes
+        ``{scanpy.settings.figdir}/{plot}.{file_format_figs}``, a string is appended to
+        the plot's name and may end with the format (``save="_ercc.pdf"``). ``None``
+        follows ``scanpy.settings.autosave`` when scanpy is imported.
+    return_fig
+        Return the Figure (and do not show it unless ``show=True``)."""
+
+#: Per-gene plots: the grid option as well (``{grid_options}``).
+DOC_GRID = """\
+ncols
+        Panels per row when a list of genes is given (one panel per gene)."""
+
+#: What the plots return (``{returns}``).
+DOC_RETURNS = """\
+The Figure with ``return_fig=True``; None when the figure was shown; else the Axes
+    (a list of them, one per gene, when ``gene`` is a list)."""

@@ -85,7 +85,7 @@ def test_init_errors(svensson_modes):
 
 
 def test_plot_draws_each_mode_and_the_mixture(svensson_modes):
-    ax = scmix.pl.size_factors(svensson_modes)
+    ax = scmix.pl.size_factors(svensson_modes, show=False)
     labels = [line.get_label() for line in ax.get_lines()]
     assert len(labels) == 3 and labels[-1] == "mixture" and labels[0].startswith("mode 0")
     plt.close("all")
