@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _LOGGER = logging.getLogger("scmix")
 
@@ -29,7 +29,7 @@ def info(message: str, *, time: datetime | None = None) -> datetime:
     scanpy_logging = _scanpy_logging()
     if scanpy_logging is not None:
         return scanpy_logging.info(message, time=time)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if time is not None:
         message = f"{message} ({timedelta(seconds=int((now - time).total_seconds()))})"
     _LOGGER.debug(message.strip())

@@ -157,3 +157,35 @@ def test_every_tool_has_copy_and_documents_it():
         parameters = inspect.signature(function).parameters
         assert "copy" in parameters and parameters["copy"].default is False, name
         assert "copy" in (function.__doc__ or ""), name
+
+
+#: import name -> distribution name, where they differ
+_DISTRIBUTIONS = {"sklearn": "scikit-learn"}
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """What scmix imports it declares (matplotlib was only present through scanpy);
+    optional ones (dask, imported where a dask array is given) are in an extra."""
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+
+    def names(requirements):
+        return {r.split(">")[0].split("[")[0].split("=")[0].strip() for r in requirements}
+
+    required = names(project["dependencies"])
+    optional = names(project["optional-dependencies"]["dask"])
+    standard = set(sys.stdlib_module_names) | {"scmix"}
+    imported = set()
+    for path in PACKAGE.rglob("*.py"):
+        package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+        imported |= {name.split(".")[0] for name in _imports(path, package)}
+    third_party = {_DISTRIBUTIONS.get(name, name) for name in imported - standard - {""}}
+    assert "matplotlib" in third_party  # the probe sees what it checks
+    assert third_party - required - optional == set()
+
+
+def test_the_package_ships_its_type_hints_and_a_changelog():
+    assert (PACKAGE / "py.typed").is_file()
+    changelog = (PACKAGE.parent / "CHANGELOG.md").read_text()
+    assert changelog.startswith("# Changelog") and "## [Unreleased]" in changelog
