@@ -47,7 +47,7 @@ def responsibilities(
     """Each cell's posterior probability of each component,
     :math:`r_{ik} = \\pi_k f_k(x_i) / \\sum_l \\pi_l f_l(x_i)`, for ``gene`` (per-gene
     fits) or for the cell-level classes of a ``shared=True`` fit (``gene`` not needed),
-    as a DataFrame: cells (``adata.obs_names``) x ``component_0 .. component_{K-1}``.
+    as a DataFrame: cells (``adata.obs_names``) x ``component_0`` to ``component_{K-1}``.
 
     Reads the layers ``{key}_responsibility_{k}`` (k = 1 .. K-1; component 0 is one
     minus their sum) of a per-gene fit, or ``.obsm["{key}_responsibilities"]`` of a
