@@ -4,6 +4,8 @@ they skip with a reason, except under CI (CI=true), where a missing folder is an
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +49,20 @@ def svensson_20312(data_dir):
 def adata():
     """A small simulated AnnData (see adata_helpers.make_adata), new for each test."""
     return make_adata()
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No $SCMIX_DATA_DIR, an empty cache of our own, and no network (file:// URLs only)."""
+    monkeypatch.delenv("SCMIX_DATA_DIR", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SCMIX_CACHE_DIR", str(cache))
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(url, *args, **kwargs):
+        if not str(url).startswith("file:"):
+            raise urllib.error.URLError("network disabled in the tests")
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+    return cache

@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import gzip
 import shutil
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -120,30 +118,13 @@ def _copy_to(tmp_path, data_dir, relpath=SVENSSON):
     return folder, folder / relpath
 
 
-@pytest.fixture
-def no_default_places(monkeypatch, tmp_path):
-    """No $SCMIX_DATA_DIR, an empty cache of our own, and no network (file:// URLs only)."""
-    monkeypatch.delenv("SCMIX_DATA_DIR", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("SCMIX_CACHE_DIR", str(cache))
-    real_urlopen = urllib.request.urlopen
-
-    def local_only(url, *args, **kwargs):
-        if not str(url).startswith("file:"):
-            raise urllib.error.URLError("network disabled in the tests")
-        return real_urlopen(url, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", local_only)
-    return cache
-
-
-def test_copy_in_data_dir_verifies(tmp_path, data_dir, no_default_places):
+def test_copy_in_data_dir_verifies(tmp_path, data_dir, offline):
     folder, _ = _copy_to(tmp_path, data_dir)
     adata = datasets.svensson2017("20312", data_dir=folder)
     assert adata.shape == (2000, 90)
 
 
-def test_corrupted_file_is_a_checksum_error(tmp_path, data_dir, no_default_places):
+def test_corrupted_file_is_a_checksum_error(tmp_path, data_dir, offline):
     folder, target = _copy_to(tmp_path, data_dir)
     text = gzip.decompress(target.read_bytes())
     # one count changed (a valid file that parses, but not the published one)
@@ -153,14 +134,14 @@ def test_corrupted_file_is_a_checksum_error(tmp_path, data_dir, no_default_place
         datasets.svensson2017("20312", data_dir=folder)
 
 
-def test_truncated_file_is_a_checksum_error(tmp_path, data_dir, no_default_places):
+def test_truncated_file_is_a_checksum_error(tmp_path, data_dir, offline):
     folder, target = _copy_to(tmp_path, data_dir)
     target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     with pytest.raises(datasets.ChecksumError, match="cannot be read"):
         datasets.svensson2017("20312", data_dir=folder)
 
 
-def test_unparsable_file_is_a_parse_error(tmp_path, data_dir, no_default_places, monkeypatch):
+def test_unparsable_file_is_a_parse_error(tmp_path, data_dir, offline, monkeypatch):
     """A file registered with a checksum but holding non-counts fails in the parser."""
     folder, target = _copy_to(tmp_path, data_dir)
     text = gzip.decompress(target.read_bytes()).replace(b" 83 ", b" 8.5 ", 1)
@@ -176,18 +157,18 @@ def _register(monkeypatch, relpath, **changes):
     monkeypatch.setattr(_registry, "registry", lambda: table)
 
 
-def test_missing_file_error_says_where_and_how(tmp_path, no_default_places, monkeypatch):
+def test_missing_file_error_says_where_and_how(tmp_path, offline, monkeypatch):
     _register(monkeypatch, SVENSSON, urls=[(tmp_path / "nowhere.txt").as_uri()])
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(datasets.DatasetNotFoundError) as error:
         datasets.svensson2017("20312", data_dir=empty)
     message = str(error.value)
-    assert str(empty) in message and str(no_default_places) in message
+    assert str(empty) in message and str(offline) in message
     assert "SCMIX_DATA_DIR" in message and "download failed" in message
 
 
-def test_zeisel_without_any_copy_names_its_public_source(tmp_path, no_default_places):
+def test_zeisel_without_any_copy_names_its_public_source(tmp_path, offline):
     """No tsv copy and no network: the error names the public .rda and where it is."""
     with pytest.raises(datasets.DatasetNotFoundError) as error:
         datasets.zeisel2015(data_dir=tmp_path)
@@ -196,7 +177,7 @@ def test_zeisel_without_any_copy_names_its_public_source(tmp_path, no_default_pl
     assert "jingshuw/descend/8055f403b82e" in message
 
 
-def test_download_verifies_and_caches(tmp_path, data_dir, no_default_places, monkeypatch):
+def test_download_verifies_and_caches(tmp_path, data_dir, offline, monkeypatch):
     source = tmp_path / "server" / "svensson2X.txt"  # served uncompressed, as upstream
     source.parent.mkdir()
     source.write_bytes(gzip.decompress((data_dir / SVENSSON).read_bytes()))
@@ -208,7 +189,7 @@ def test_download_verifies_and_caches(tmp_path, data_dir, no_default_places, mon
     shutil.copytree(data_dir / "ercc_reference", reference / "ercc_reference")
     monkeypatch.setenv("SCMIX_DATA_DIR", str(reference))
     adata = datasets.svensson2017("20312")
-    cached = no_default_places / "svensson2017_chromium_control" / "svensson2X.txt"
+    cached = offline / "svensson2017_chromium_control" / "svensson2X.txt"
     assert cached.is_file() and adata.shape == (2000, 90)
     assert [p.name for p in cached.parent.iterdir()] == ["svensson2X.txt"]  # no partial left
     source.unlink()

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -80,23 +78,6 @@ def _public_files(folder: Path) -> dict[str, Path]:
         "(attomoles/ul)\n1\tERCC-00002\tA\t15000\t3750\n2\tERCC-00004\tA\t7500\t1875\n"
     )
     return {_zeisel.RDA: rda, _zeisel.ERCC_TXT: txt, ERCC_INFO: info}
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No $SCMIX_DATA_DIR, an empty cache of our own, and no network (file:// URLs only)."""
-    monkeypatch.delenv("SCMIX_DATA_DIR", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("SCMIX_CACHE_DIR", str(cache))
-    real_urlopen = urllib.request.urlopen
-
-    def local_only(url, *args, **kwargs):
-        if not str(url).startswith("file:"):
-            raise urllib.error.URLError("network disabled in the tests")
-        return real_urlopen(url, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", local_only)
-    return cache
 
 
 def _serve(monkeypatch, files: dict[str, Path], register: bool = True) -> None:

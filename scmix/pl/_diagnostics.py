@@ -15,6 +15,7 @@ from .._core.errors import InputKeyError
 from .._docs import doc_params
 from .._fitted import Model, fit_params, fitted_gene
 from ._utils import (
+    DOC_GENE,
     DOC_GRID,
     DOC_RETURNS,
     DOC_SHOW,
@@ -177,7 +178,9 @@ def _draw_gaps(trace, names, key, what, ax, show, save, return_fig):
     )
 
 
-@doc_params(show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS)
+@doc_params(
+    gene_options=DOC_GENE, show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS
+)
 def qq(
     adata: AnnData,
     gene: str | Sequence[str],
@@ -198,12 +201,7 @@ def qq(
 
     Parameters
     ----------
-    adata
-        Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
-    gene
-        A fitted gene, or a list of them (a grid of panels, one per gene).
-    key
-        Key of the fit.
+    {gene_options}
     model
         ``"mixture"`` (K components) or ``"one_component"``.
     random_state

@@ -20,6 +20,7 @@ from .._fitted import (
 )
 from ._utils import (
     COMPONENT_COLOURS,
+    DOC_GENE,
     DOC_GRID,
     DOC_RETURNS,
     DOC_SHOW,
@@ -84,7 +85,9 @@ def _binned_normalised(counts, sf, means, dispersions, weights, top):
     return edges, observed, model / counts.size / widths, edges[:-1] + widths / 2
 
 
-@doc_params(show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS)
+@doc_params(
+    gene_options=DOC_GENE, show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS
+)
 def mixture(
     adata: AnnData,
     gene: str | Sequence[str],
@@ -110,18 +113,14 @@ def mixture(
 
     Parameters
     ----------
-    adata
-        Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
-    gene
-        A fitted gene, or a list of them (a grid of panels, one per gene).
-    key
-        Key of the fit.
+    {gene_options}
     scale
         ``"counts"``: raw counts, in integer-aligned bins when their range is wide;
         ``"normalised"``: counts / size factor, where the components of a gene whose
         bimodality comes from the size factors merge into one peak.
     size_factors
-        Only needed when the fit was given an array instead of a ``.obs`` key.
+        Other size factors than the fit's (read from ``.obs``: the key the fit was
+        given, or the ``{key}_size_factors`` it wrote for an array).
     max_count
         Right end of the x axis (default: the 99.5th percentile, at least 10 counts).
     {grid_options}

@@ -19,6 +19,7 @@ from .._fitted import (
 from .._inputs import gene_columns
 from ._utils import (
     COMPONENT_COLOURS,
+    DOC_GENE,
     DOC_GRID,
     DOC_RETURNS,
     DOC_SHOW,
@@ -59,7 +60,9 @@ def _count_axis(ax, counts: np.ndarray) -> None:
         ax.set_ylim(bottom=-0.1 * c)
 
 
-@doc_params(show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS)
+@doc_params(
+    gene_options=DOC_GENE, show_options=DOC_SHOW, grid_options=DOC_GRID, returns=DOC_RETURNS
+)
 def responsibilities(
     adata: AnnData,
     gene: str | Sequence[str],
@@ -88,15 +91,11 @@ def responsibilities(
 
     Parameters
     ----------
-    adata
-        Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
-    gene
-        A fitted gene, or a list of them (a grid of panels, one per gene).
-    key
-        Key of the fit.
+    {gene_options}
     size_factors
-        Only needed when the fit was given an array instead of a ``.obs`` key, or to
-        spread the cells of a fit without size factors along these.
+        Other size factors than the fit's (read from ``.obs``: the key the fit was
+        given, or the ``{key}_size_factors`` it wrote for an array), or, for a fit
+        without size factors, values to spread its cells along.
     cmap
         Colour map of the responsibilities.
     {grid_options}

@@ -141,6 +141,15 @@ def finish(
     return axes[0] if single else axes
 
 
+#: The data of the per-gene plots (``{gene_options}``).
+DOC_GENE = """\
+adata
+        Fitted by :func:`scmix.tl.fit_mixture` under ``key``.
+    gene
+        A fitted gene, or a list of them (a grid of panels, one per gene).
+    key
+        Key of the fit."""
+
 #: Parameter descriptions of the Axes, grid and output options (``{show_options}``).
 DOC_SHOW = """\
 ax
