@@ -54,6 +54,19 @@ class EStepOutput(NamedTuple):
     on_nodes: np.ndarray  # (n_rows,) bool: did the row's sums use the nodes
 
 
+class GlmTerms(NamedTuple):
+    """Per-cell log-likelihood of a count model with log mean ``eta`` and its
+    derivatives in ``eta`` and in ``alpha = log theta`` (``None`` for a family without
+    theta), each (genes, cells): what a Newton step of a GLM sums over cells."""
+
+    loglik: np.ndarray  # log f(x | e^eta, theta), with the -log x! term
+    d_eta: np.ndarray
+    d2_eta: np.ndarray
+    d_alpha: np.ndarray | None = None
+    d2_alpha: np.ndarray | None = None
+    d_eta_alpha: np.ndarray | None = None
+
+
 @dataclass
 class ChunkData:
     """The counts of a gene chunk with what the kernels derive from them once."""
@@ -200,6 +213,12 @@ class Family(ABC):
         laid out as in :func:`~scmix._core.numerics.kernels.add_cell_scores`; ``state`` as the
         last :meth:`e_step` left it (None: every cell). Used by the Newton finish of
         :mod:`scmix._core.em.newton`; a family without it is fitted by EM alone."""
+        raise NotImplementedError
+
+    def glm_terms(self, x: np.ndarray, eta: np.ndarray, log_theta=None) -> GlmTerms:
+        """The log-pmf of ``x`` at mean ``exp(eta)`` and its derivatives (see
+        :class:`GlmTerms`), for the Newton steps of a fit with covariates
+        (:mod:`scmix._core.em.glm`)."""
         raise NotImplementedError
 
     @abstractmethod

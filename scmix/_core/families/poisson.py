@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from ..numerics.jit import inline_jit, jit, over_rows
 from ..numerics.kernels import (
@@ -17,7 +17,7 @@ from ..numerics.kernels import (
     weighted_rate,
 )
 from ..numerics.quadrature import UNUSED, compact_cells, estimated_error, unit_weights
-from .base import MU_MIN, ChunkData, EStepOutput, Family
+from .base import MU_MIN, ChunkData, EStepOutput, Family, GlmTerms
 
 
 @inline_jit
@@ -262,6 +262,12 @@ class Poisson(Family):
             _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, rows, grad, hess)
 
         over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
+
+    def glm_terms(self, x, eta, log_theta=None) -> GlmTerms:
+        r""":math:`\ell = x\eta - e^\eta - \log x!`, :math:`\partial_\eta\ell = x - m`,
+        :math:`\partial^2_\eta\ell = -m` with :math:`m = e^\eta` (no theta)."""
+        m = np.exp(eta)
+        return GlmTerms(loglik=x * eta - m - special.gammaln(x + 1.0), d_eta=x - m, d2_eta=-m)
 
     def cdf(self, x, mean, params) -> np.ndarray:
         return stats.poisson.cdf(x, mean)
