@@ -148,7 +148,7 @@ class _Problem:
             sub = self._subset(active)
             params = _stack(coef[active], None if log_theta is None else log_theta[active])
             grad, hess = sub.derivatives(*_split(params, log_theta is not None))
-            step = _ascent_direction(grad, hess)
+            step = _bounded(_ascent_direction(grad, hess))
             accepted, new_params, new_ll = sub._halve(params, step, current[active])
             n_iter[active] += 1
             moved = np.abs(new_params - params).max(axis=1)
@@ -178,7 +178,8 @@ class _Problem:
             trial = params[pending] + scale * step[pending]
             if has_theta:
                 trial[:, -1] = np.clip(trial[:, -1], *_LOG_THETA)
-            value = self._subset(pending).loglik(*_split(trial, has_theta))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                value = self._subset(pending).loglik(*_split(trial, has_theta))
             good = np.isfinite(value) & (value >= current[pending])
             new_params[pending[good]] = trial[good]
             new_ll[pending[good]] = value[good]
@@ -197,6 +198,18 @@ def _stack(coef, log_theta):
 
 def _split(params, has_theta: bool):
     return (params[:, :-1], params[:, -1]) if has_theta else (params, None)
+
+
+#: Largest first move of a log-parameter (a factor e^3 of a mean or theta): a step
+#: beyond it overflows the densities before its halvings are tried.
+_MAX_MOVE = 3.0
+
+
+def _bounded(step: np.ndarray) -> np.ndarray:
+    """``step`` shortened (direction kept) so that no coordinate moves by more than
+    ``_MAX_MOVE``."""
+    largest = np.abs(step).max(axis=1, keepdims=True)
+    return step * np.minimum(1.0, _MAX_MOVE / np.maximum(largest, 1e-300))
 
 
 def _ascent_direction(grad: np.ndarray, hess: np.ndarray) -> np.ndarray:
