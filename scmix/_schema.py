@@ -17,6 +17,7 @@ Schema = re.Pattern
 FIT_SCHEMA = re.compile(
     r"(mean|dispersion|weight)_\d+|single_(mean|dispersion)|loglik(_1)?|bic(_1)?|delta_bic"
     r"|lrt(_pvalue|_padj)?|bimodal|converged|n_iter|(single_)?gof_(ks|pvalue)"
+    r"|(single_)?coef_.+"
 )
 #: ``.var`` columns of :func:`scmix.tl.select_n_components`.
 SELECT_SCHEMA = re.compile(r"(loglik|bic)_\d+|n_components")

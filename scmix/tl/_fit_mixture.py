@@ -16,11 +16,13 @@ from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
 from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
 from .._core.stats import bootstrap, selection
+from .._design import covariate_design, covariate_names
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from .._scanpy import added, default_n_jobs, info
 from .._schema import responsibility_layer, size_factors_column
 from .._warnings import warn
+from ._covariates import fit_with_covariates
 from ._shared import fit_cell_level
 from ._write import component_columns, replace_results, var_frame
 
@@ -36,6 +38,7 @@ def fit_mixture(
     *,
     family: Literal["nb", "poisson"] = "nb",
     size_factors: str | np.ndarray | None = "size_factors",
+    covariates: str | list[str] | None = None,
     layer: str | None = None,
     mask_var: str | np.ndarray | list[str] | None = None,
     n_init: int = DEFAULT_N_INIT,
@@ -89,6 +92,21 @@ def fit_mixture(
         K >= 1.
     family
         ``"nb"`` (negative binomial) or ``"poisson"``.
+    covariates
+        ``.obs`` columns whose effects on the mean are shared by the components of a
+        gene: :math:`m_{ijk} = s_i \exp(z_i^\top\gamma_j)\mu_{jk}` (flexmix's
+        ``FLXMRglmfix(fixed = ~ z)``), so that a gene that shifts between batches but
+        is unimodal within each is not called bimodal. A categorical column (category,
+        string or boolean) enters as indicators of its levels against the first
+        (reference) level; a numeric column is used as given (not centred or scaled:
+        its coefficient is the change of the log mean per unit). ``mu_jk`` are then
+        the means at the reference levels and zero. Fitted by a generalised EM with
+        Newton M-steps and a Newton finish on the marginal likelihood, from ``n_init``
+        deterministic splits (see :mod:`scmix._core.em.covariates`); the
+        one-component fit is the count GLM (glmGamPoi's ``glm_gp`` without its
+        Cox-Reid adjustment). Both BICs count the covariate effects. Not yet
+        combined with ``shared``, ``n_bootstrap`` or ``init``; this path runs in
+        numpy, slower than the fits without covariates.
     {inputs}
     {fit_options}
     bic_threshold, min_weight
@@ -180,6 +198,10 @@ def fit_mixture(
     scanpy reads them: ``sc.pl.umap(adata, color=gene, layer="scmix_responsibility_1")``.
     ``.obs["{key}_size_factors"]``: the size factors used, when they were given as an
     array or Series (a ``.obs`` key is recorded in ``params`` instead).
+    With ``covariates``: ``{key}_coef_{column}`` (the K-component fit) and
+    ``{key}_single_coef_{column}`` (the one-component GLM) in ``.var`` for each design
+    column (``{column}_{level}`` for indicators), and ``covariates``,
+    ``design_columns``, ``reference_levels`` in ``.uns[key]["params"]``.
     ``.uns[key]``: ``params`` (every argument), ``var_names`` (the fitted genes),
     ``n_obs`` (cells in the fit), ``n_components``, ``family``, ``version``, the
     ``var_columns``, ``obs_columns`` and ``layers`` written.
@@ -226,12 +248,19 @@ def fit_mixture(
         if shared:
             raise InputError("n_bootstrap is not available with shared=True.")
 
+    design = covariate_design(adata, covariates)
+    if design is not None and (shared or n_bootstrap or init is not None):
+        raise InputError(
+            "covariates cannot be combined with shared=True, n_bootstrap or init yet: "
+            "fit with covariates alone."
+        )
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     start_resp = _start_responsibilities(adata, init, n_components)
     params = dict(
         n_components=n_components,
         family=family,
         size_factors=describe_size_factors(size_factors),
+        covariates=covariate_names(covariates) or None,
         layer=layer,
         mask_var=describe_mask(mask_var),
         n_init=n_init,
@@ -258,6 +287,30 @@ def fit_mixture(
         f"fitting {'a cell-level ' if shared else ''}K={n_components} {fam.name} "
         f"mixture{'' if shared else 's'} to {selected.size} genes"
     )
+    if design is not None:
+        options = dict(
+            n_init=n_init,
+            max_iter=settings.max_iter,
+            tol=settings.tol,
+            store=_should_store(store_responsibilities, adata.n_obs, adata.n_vars, n_components),
+            bic_threshold=bic_threshold,
+            min_weight=min_weight,
+            obs=sf_obs,
+        )
+        fit_with_covariates(
+            target,
+            in_memory(X, check),
+            selected,
+            sf,
+            design,
+            family=fam,
+            n_components=n_components,
+            options=options,
+            params=params,
+            key=key_added,
+        )
+        _log_added(start, target, key_added)
+        return target if copy else None
     if shared:
         fit_cell_level(
             target,

@@ -31,7 +31,15 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..families import Family
-from .glm import _LOG_THETA, _ascent_direction, _bounded, _has_theta, fit_glm
+from .glm import (
+    _LOG_THETA,
+    _ascent_direction,
+    _bounded,
+    _has_theta,
+    _rows_times,
+    _rows_times_t,
+    fit_glm,
+)
 from .starts import quantile_labels
 
 _MAX_HALVINGS = 30
@@ -232,7 +240,7 @@ def _start(family, x, log_offset, covariates, single, levels) -> _State:
     keeps ties together)."""
     n_components = len(levels) + 1
     gamma = np.nan_to_num(single.coef[:, 1:])
-    log_exposure = log_offset[None, :] + gamma @ covariates.T
+    log_exposure = log_offset[None, :] + _rows_times(gamma, covariates)
     y = x / np.exp(log_exposure)
     labels = quantile_labels(y, n_components)
     if not np.allclose(levels, np.arange(1, n_components) / n_components):
@@ -255,7 +263,7 @@ def _start(family, x, log_offset, covariates, single, levels) -> _State:
 
 def _log_densities(family, x, log_offset, covariates, state, *, terms=False):
     """log f_ijk (genes, K, cells), and with ``terms`` each component's GlmTerms."""
-    eta_base = log_offset[None, :] + state.gamma @ covariates.T
+    eta_base = log_offset[None, :] + _rows_times(state.gamma, covariates)
     out = []
     for k in range(state.log_mu.shape[1]):
         theta = None if state.log_theta is None else state.log_theta[:, k : k + 1]
@@ -315,9 +323,9 @@ def _q_derivatives(family, x, log_offset, covariates, resp, state):
         r = resp[:, k, :]
         d1, d2 = r * t.d_eta, r * t.d2_eta
         grad[:, k] = d1.sum(axis=1)
-        grad[:, g] += d1 @ covariates
+        grad[:, g] += _rows_times_t(d1, covariates)
         hess[:, k, k] = d2.sum(axis=1)
-        cross = d2 @ covariates
+        cross = _rows_times_t(d2, covariates)
         hess[:, k, g], hess[:, g, k] = cross, cross
         hess[:, g, g] += np.einsum("gc,cp,cq->gpq", d2, covariates, covariates)
         if has_theta:
@@ -326,7 +334,7 @@ def _q_derivatives(family, x, log_offset, covariates, resp, state):
             hess[:, a, a] = (r * t.d2_alpha).sum(axis=1)
             mixed = r * t.d_eta_alpha
             hess[:, a, k] = hess[:, k, a] = mixed.sum(axis=1)
-            with_gamma = mixed @ covariates
+            with_gamma = _rows_times_t(mixed, covariates)
             hess[:, a, g], hess[:, g, a] = with_gamma, with_gamma
     return grad, hess
 
@@ -411,7 +419,7 @@ def _marginal_derivatives(family, x, log_offset, covariates, state):
         scores[:, k, :, g] = t.d_eta[:, :, None] * covariates[None]
         d2 = r * t.d2_eta
         hess[:, k, k] += d2.sum(axis=1)
-        cross = d2 @ covariates
+        cross = _rows_times_t(d2, covariates)
         hess[:, k, g] += cross
         hess[:, g, k] += cross
         hess[:, g, g] += np.einsum("gc,cp,cq->gpq", d2, covariates, covariates)
@@ -422,7 +430,7 @@ def _marginal_derivatives(family, x, log_offset, covariates, state):
             mixed = r * t.d_eta_alpha
             hess[:, a, k] += mixed.sum(axis=1)
             hess[:, k, a] += mixed.sum(axis=1)
-            with_gamma = mixed @ covariates
+            with_gamma = _rows_times_t(mixed, covariates)
             hess[:, a, g] += with_gamma
             hess[:, g, a] += with_gamma
         # weight logits: d log pi_k / d xi_l = [k == l] - pi_l

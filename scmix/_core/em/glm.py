@@ -94,7 +94,7 @@ class _Problem:
         self.log_offset, self.design = np.asarray(log_offset, dtype=np.float64), design
 
     def eta(self, coef: np.ndarray) -> np.ndarray:
-        return self.log_offset[None, :] + coef @ self.design.T
+        return self.log_offset[None, :] + _rows_times(coef, self.design)
 
     def loglik(self, coef, log_theta) -> np.ndarray:
         terms = self.family.glm_terms(self.x, self.eta(coef), _column(log_theta))
@@ -104,11 +104,11 @@ class _Problem:
         """Gradient (genes, P) and Hessian (genes, P, P) in (beta, alpha)."""
         t = self.family.glm_terms(self.x, self.eta(coef), _column(log_theta))
         d = self.design
-        grad = (self.w * t.d_eta) @ d
+        grad = _rows_times_t(self.w * t.d_eta, d)
         hess = np.einsum("gc,cq,cr->gqr", self.w * t.d2_eta, d, d)
         if log_theta is None:
             return grad, hess
-        cross = (self.w * t.d_eta_alpha) @ d
+        cross = _rows_times_t(self.w * t.d_eta_alpha, d)
         grad = np.column_stack([grad, (self.w * t.d_alpha).sum(axis=1)])
         corner = (self.w * t.d2_alpha).sum(axis=1)
         hess = np.concatenate([hess, cross[:, None, :]], axis=1)
@@ -186,6 +186,18 @@ class _Problem:
             accepted[pending[good]] = True
             scale *= 0.5
         return accepted, new_params, new_ll
+
+
+def _rows_times(coef: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """``coef @ design.T`` (genes, cells) by einsum: each gene's row is computed the same
+    whatever the other rows (BLAS blocks depend on the shape), so that a gene's fit does
+    not depend on the chunk it is fitted in."""
+    return np.einsum("gq,cq->gc", coef, design)
+
+
+def _rows_times_t(values: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """``values @ design`` (genes, q), row by row as :func:`_rows_times`."""
+    return np.einsum("gc,cq->gq", values, design)
 
 
 def _column(log_theta):

@@ -1,0 +1,149 @@
+"""fit_mixture(covariates=...): a shift between batches is not a second component."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from adata_helpers import assert_adata_unchanged
+from scipy import sparse
+
+import scmix
+from scmix.tl import _covariates
+
+BATCH_EFFECT = np.array([0.0, 1.2, -0.9])
+
+
+def batch_data(n_cells=1000, n_shifted=10, n_bimodal=10, seed=0) -> ad.AnnData:
+    """Genes with one component whose mean shifts between three batches, then genes
+    with two components within every batch (and the same shifts)."""
+    rng = np.random.default_rng(seed)
+    batch = rng.integers(0, 3, n_cells)
+    s = rng.lognormal(0, 0.3, n_cells)
+    s /= s.mean()
+    shift = np.exp(BATCH_EFFECT[batch])
+    columns = []
+    for j in range(n_shifted + n_bimodal):
+        if j < n_shifted:
+            m = s * shift * rng.uniform(3, 20)
+        else:
+            low = rng.uniform(2, 5)
+            upper = rng.random(n_cells) < rng.uniform(0.3, 0.6)
+            m = s * shift * np.where(upper, low * rng.uniform(5, 8), low)
+        columns.append(rng.poisson(rng.gamma(8.0, m / 8.0)))
+    adata = ad.AnnData(np.array(columns, dtype=np.float32).T)
+    adata.obs_names = [f"c{i}" for i in range(n_cells)]
+    adata.var_names = [f"g{j}" for j in range(n_shifted + n_bimodal)]
+    adata.obs["batch"] = pd.Categorical(np.array(["a", "b", "c"])[batch])
+    adata.obs["size_factors"] = s
+    adata.var["bimodal_within_batch"] = np.arange(n_shifted + n_bimodal) >= n_shifted
+    return adata
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    adata = batch_data()
+    scmix.tl.fit_mixture(adata, key_added="plain")
+    scmix.tl.fit_mixture(adata, covariates="batch")
+    return adata
+
+
+def test_batch_shifts_are_bimodal_without_covariates_and_not_with_them(fitted):
+    truth = fitted.var["bimodal_within_batch"].to_numpy()
+    plain, adjusted = fitted.var["plain_bimodal"], fitted.var["scmix_bimodal"]
+    assert plain[~truth].all()  # the confusion covariates remove
+    assert not adjusted[~truth].any()
+    assert adjusted[truth].mean() >= 0.9
+    # the shared effects are the simulated ones
+    for column, value in zip(["batch_b", "batch_c"], BATCH_EFFECT[1:], strict=True):
+        np.testing.assert_allclose(fitted.var[f"scmix_coef_{column}"], value, atol=0.15)
+
+
+def test_outputs_record_the_design_and_the_bic_counts_it(fitted):
+    params = fitted.uns["scmix"]["params"]
+    assert params["covariates"] == ["batch"]
+    assert list(params["design_columns"]) == ["batch_b", "batch_c"]
+    assert dict(params["reference_levels"]) == {"batch": "a"}
+    var, n = fitted.var, fitted.n_obs
+    # K = 2 NB: 2 x (mu, theta) + 1 weight + 2 covariate effects
+    np.testing.assert_allclose(var["scmix_bic"], -2 * var["scmix_loglik"] + 7 * np.log(n))
+    np.testing.assert_allclose(var["scmix_bic_1"], -2 * var["scmix_loglik_1"] + 4 * np.log(n))
+    assert (var["scmix_lrt"] >= -1e-6).all() and var["scmix_converged"].all()
+    upper = fitted.layers["scmix_responsibility_1"]
+    assert upper.shape == fitted.shape and ((upper >= 0) & (upper <= 1)).all()
+
+
+@pytest.mark.parametrize("family", ["nb", "poisson"])
+def test_one_component_equals_statsmodels_glm(family):
+    adata = batch_data(n_cells=400, n_shifted=4, n_bimodal=0, seed=3)
+    scmix.tl.fit_mixture(adata, 1, family=family, covariates="batch")
+    s = adata.obs["size_factors"].to_numpy()
+    design = np.column_stack(
+        [np.ones(adata.n_obs), pd.get_dummies(adata.obs["batch"], drop_first=True, dtype=float)]
+    )
+    for j, gene in enumerate(adata.var_names):
+        x = adata.X[:, j].astype(float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if family == "nb":
+                model = sm.NegativeBinomial(x, design, offset=np.log(s), loglike_method="nb2")
+                result = model.fit(method="newton", maxiter=500, tol=1e-12, disp=0)
+            else:
+                poisson = sm.families.Poisson()
+                result = sm.GLM(x, design, family=poisson, offset=np.log(s)).fit(tol=1e-12)
+        var = adata.var.loc[gene]
+        assert var["scmix_loglik"] == pytest.approx(result.llf, rel=1e-8)
+        assert var["scmix_loglik_1"] == pytest.approx(result.llf, rel=1e-8)
+        assert np.log(var["scmix_mean_0"]) == pytest.approx(result.params[0], abs=1e-5)
+        assert var["scmix_coef_batch_c"] == pytest.approx(result.params[2], abs=1e-5)
+        assert not var["scmix_bimodal"]
+
+
+def test_dense_sparse_dask_and_chunks_give_identical_results(monkeypatch):
+    import dask.array as da
+
+    adata = batch_data(n_cells=300, n_shifted=3, n_bimodal=3, seed=5)
+    options = {"covariates": "batch", "n_init": 2}
+    want = scmix.tl.fit_mixture(adata, copy=True, **options)
+    forms = {
+        "csr": sparse.csr_matrix(adata.X),
+        "dask": da.from_array(np.asarray(adata.X), chunks=(300, 2)),
+    }
+    for name, matrix in forms.items():
+        other = adata.copy()
+        other.X = matrix
+        got = scmix.tl.fit_mixture(other, copy=True, **options)
+        pd.testing.assert_frame_equal(got.var, want.var, obj=name)
+    monkeypatch.setattr(_covariates, "_CHUNK_BYTES", 1)  # one gene per chunk
+    got = scmix.tl.fit_mixture(adata, copy=True, **options)
+    pd.testing.assert_frame_equal(got.var, want.var, obj="chunks")
+    np.testing.assert_array_equal(
+        got.layers["scmix_responsibility_1"], want.layers["scmix_responsibility_1"]
+    )
+
+
+def test_bad_covariates_are_named_and_change_nothing():
+    adata = batch_data(n_cells=100, n_shifted=2, n_bimodal=0)
+    adata.obs["depth"] = np.where(np.arange(100) == 7, np.nan, 1.0 + np.arange(100) % 3)
+    before = copy.deepcopy(adata)
+    with pytest.raises(ValueError, match="'depth' has 1 missing values: cells 'c7'"):
+        scmix.tl.fit_mixture(adata, covariates=["batch", "depth"])
+    with pytest.raises(KeyError, match=r"'donor' is not a column of adata\.obs"):
+        scmix.tl.fit_mixture(adata, covariates="donor")
+    with pytest.raises(ValueError, match="shared=True, n_bootstrap or init"):
+        scmix.tl.fit_mixture(adata, covariates="batch", shared=True)
+    assert_adata_unchanged(before, adata)
+
+
+def test_a_refit_without_covariates_drops_their_columns():
+    adata = batch_data(n_cells=200, n_shifted=2, n_bimodal=0)
+    scmix.tl.fit_mixture(adata, covariates="batch", n_init=1)
+    assert "scmix_coef_batch_b" in adata.var and "scmix_single_coef_batch_c" in adata.var
+    scmix.tl.fit_mixture(adata, n_init=1)
+    assert not [c for c in adata.var if "coef" in c]
+    assert adata.uns["scmix"]["params"]["covariates"] is None
