@@ -162,3 +162,28 @@ def _check_full_rank(matrix: np.ndarray, columns: list[str]) -> None:
                 "(a constant column, collinear columns, or a level confounded with another "
                 "covariate); drop or merge covariates."
             )
+
+
+def stored_design(obs: pd.DataFrame, params: dict) -> np.ndarray:
+    """The design matrix of a stored fit (``params`` of ``.uns[key]``) for the cells of
+    ``obs``, rebuilt from its recorded columns and reference levels: it holds on a cell
+    subset, where a level may have lost its cells, as long as the ``.obs`` columns
+    remain (a KeyError names a missing one)."""
+    references = dict(params.get("reference_levels") or {})
+    columns = []
+    for name in params["design_columns"]:
+        covariate = next(
+            (c for c in params["covariates"] if name == c or name.startswith(f"{c}_")), None
+        )
+        if covariate is None or covariate not in obs.columns:
+            raise InputKeyError(
+                f"the fit's covariate for design column {name!r} is not in adata.obs "
+                f"(covariates {list(params['covariates'])})."
+            )
+        values = obs[covariate]
+        if covariate in references:
+            level = name[len(covariate) + 1 :]
+            columns.append((values.astype(str) == level).to_numpy(dtype=np.float64))
+        else:
+            columns.append(values.to_numpy(dtype=np.float64))
+    return np.column_stack(columns)

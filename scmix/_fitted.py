@@ -12,6 +12,7 @@ from anndata import AnnData
 from ._core.errors import InputError, InputKeyError
 from ._core.families import Family, get_family
 from ._core.validation import check_key
+from ._design import stored_design
 from ._inputs import check_adata, gene_columns, get_size_factors
 from ._schema import responsibility_layer, size_factors_column
 from ._warnings import warn
@@ -150,6 +151,22 @@ def fit_size_factors(adata: AnnData, params: dict, size_factors=None) -> np.ndar
             "them back, or pass them with size_factors=."
         )
     return get_size_factors(adata, recorded)
+
+
+def gene_exposures(
+    adata: AnnData, key: str, sf: np.ndarray, positions, model: Model = "mixture"
+) -> np.ndarray:
+    """Each cell's multiplier of the fitted means, (genes, cells): the size factors
+    ``sf``, times :math:`\\exp(z_i^\top\\gamma_j)` for a fit with covariates (the
+    ``{key}_coef_*`` columns; ``{key}_single_coef_*`` for the one-component model)."""
+    params = fit_params(adata, key, warn_cells=False)
+    positions = np.atleast_1d(np.asarray(positions))
+    if not params.get("covariates"):
+        return np.broadcast_to(sf, (positions.size, sf.size))
+    prefix = f"{key}_coef_" if model == "mixture" else f"{key}_single_coef_"
+    names = [prefix + column for column in params["design_columns"]]
+    gamma = adata.var.iloc[positions][names].to_numpy(dtype=np.float64)
+    return sf[None, :] * np.exp(np.einsum("gq,cq->gc", gamma, stored_design(adata.obs, params)))
 
 
 @dataclass

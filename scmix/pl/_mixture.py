@@ -16,6 +16,7 @@ from .._fitted import (
     fit_size_factors,
     fitted_gene,
     gene_counts,
+    gene_exposures,
     stored_components,
 )
 from ._utils import (
@@ -140,7 +141,8 @@ def mixture(
     sf = fit_size_factors(adata, params, size_factors)
     axes, created = new_panels(ax, len(names), ncols=ncols)
     for name, position, panel in zip(names, positions, axes, strict=True):
-        _draw_mixture(adata, name, position, panel, key, params, sf, scale, max_count)
+        exposure = gene_exposures(adata, key, sf, position)[0]
+        _draw_mixture(adata, name, position, panel, key, params, exposure, scale, max_count)
     return finish(
         axes,
         created=created,
@@ -198,12 +200,19 @@ def _draw_mixture(adata, gene, position, ax, key, params, sf, scale, max_count) 
         label="mixture",
     )
     ax.set_xlim(edges[0] - (0.5 if scale == "counts" else 0.0), edges[-1])
+    covariates = bool(params.get("covariates"))
     if scale == "counts":
-        offsets = params["size_factors"] is not None
-        ax.set_xlabel("count (size factors as offsets)" if offsets else "count")
+        offsets = [
+            *(["size factors"] if params["size_factors"] is not None else []),
+            *(["covariate effects"] if covariates else []),
+        ]
+        ax.set_xlabel(f"count ({' and '.join(offsets)} as offsets)" if offsets else "count")
         ax.set_ylabel("fraction of cells per count")
     else:
-        ax.set_xlabel("count / size factor")
+        # with covariates each cell's count is divided by its fitted multiplier
+        ax.set_xlabel(
+            "count / (size factor x covariate effect)" if covariates else "count / size factor"
+        )
         ax.set_ylabel("density")
     if params.get("shared"):
         ax.set_title(f"{gene} (cell-level classes, key {key!r})")

@@ -13,6 +13,7 @@ from .._fitted import (
     fit_size_factors,
     fitted_gene,
     gene_counts,
+    gene_exposures,
     stored_components,
     stored_responsibilities,
 )
@@ -109,10 +110,12 @@ def responsibilities(
     names, single = gene_names(gene)
     params = fit_params(adata, key)
     positions = [fitted_gene(adata, name, key) for name in names]  # errors before drawing
-    offsets = params["size_factors"] is not None
+    covariates = bool(params.get("covariates"))
+    offsets = params["size_factors"] is not None or covariates
     if offsets or size_factors is not None:
         x = fit_size_factors(adata, params, size_factors)
-        label = "size factor"
+        # with covariates each gene has its own: s_i exp(z_i' gamma_j), set per panel
+        label = "size factor x covariate effect" if covariates else "size factor"
     else:
         every = np.arange(adata.n_vars)
         totals = gene_columns(adata, params["layer"], every).cell_totals()
@@ -121,10 +124,11 @@ def responsibilities(
     n_comp = params["n_components"]
     axes, created = new_panels(ax, len(names), ncols=ncols)
     for name, position, panel in zip(names, positions, axes, strict=True):
+        cells = gene_exposures(adata, key, x, position)[0] if covariates else x
         upper = stored_responsibilities(adata, key, name)[:, -1]
         counts = gene_counts(adata, [position], params["layer"])[0]
-        points = panel.scatter(x, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
-        positive = x[x > 0]
+        points = panel.scatter(cells, counts, c=upper, cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8)
+        positive = cells[cells > 0]
         grid = np.geomspace(positive.min(), positive.max(), 50)
         means = stored_components(adata, key, position)[0][0]
         for k, mean in enumerate(means):

@@ -10,7 +10,7 @@ from .._core.errors import InputKeyError
 from .._core.fit.chunks import chunk_size_for, iter_chunks
 from .._core.stats import gof
 from .._core.validation import check_random_state
-from .._fitted import Model, fit_params, fit_size_factors, stored_model
+from .._fitted import Model, fit_params, fit_size_factors, gene_exposures, stored_model
 from .._inputs import gene_columns
 from .._scanpy import added, info
 from ._write import add_var_columns
@@ -75,7 +75,7 @@ def goodness_of_fit(
         u = gof.quantile_residuals(
             stored.family,
             columns.block(chunk),
-            sf,
+            gene_exposures(adata, key, sf, genes, model),
             {name: values[chunk] for name, values in stored.params.items()},
             stored.weights[chunk],
             gof.gene_uniforms(random_state, adata.var_names[genes], adata.n_obs),
@@ -124,7 +124,7 @@ def quantile_residuals(
     u = gof.quantile_residuals(
         stored.family,
         gene_columns(adata, params["layer"], positions).block(slice(None)),
-        fit_size_factors(adata, params, size_factors),
+        gene_exposures(adata, key, fit_size_factors(adata, params, size_factors), positions, model),
         {name: values[rows] for name, values in stored.params.items()},
         stored.weights[rows],
         gof.gene_uniforms(random_state, names, adata.n_obs),

@@ -14,6 +14,7 @@ from adata_helpers import assert_adata_unchanged
 from scipy import sparse
 
 import scmix
+from scmix._fitted import gene_exposures
 from scmix.tl import _covariates
 
 BATCH_EFFECT = np.array([0.0, 1.2, -0.9])
@@ -147,3 +148,27 @@ def test_a_refit_without_covariates_drops_their_columns():
     scmix.tl.fit_mixture(adata, n_init=1)
     assert not [c for c in adata.var if "coef" in c]
     assert adata.uns["scmix"]["params"]["covariates"] is None
+
+
+def test_readers_use_each_genes_covariate_effects():
+    adata = batch_data(n_cells=1000, n_shifted=3, n_bimodal=0, seed=7)
+    scmix.tl.fit_mixture(adata, 1, covariates="batch")
+    scmix.tl.fit_mixture(adata, 1, key_added="plain")
+    # the fitted multiplier of each cell: s_i exp(z_i' gamma_j)
+    var, s = adata.var, adata.obs["size_factors"].to_numpy()
+    batch = adata.obs["batch"].to_numpy()
+    for j, gene in enumerate(adata.var_names):
+        gamma = {"a": 0.0, "b": var.loc[gene, "scmix_coef_batch_b"]}
+        gamma["c"] = var.loc[gene, "scmix_coef_batch_c"]
+        want = s * np.exp([gamma[b] for b in batch])
+        np.testing.assert_allclose(gene_exposures(adata, "scmix", s, j)[0], want, rtol=1e-12)
+    # so the residuals test the model with the effects: kept with them, rejected without
+    scmix.tl.goodness_of_fit(adata)
+    scmix.tl.goodness_of_fit(adata, key="plain")
+    assert (adata.var["scmix_gof_pvalue"] > 1e-3).all()
+    assert (adata.var["plain_gof_pvalue"] < 1e-2).all()
+    # and a cell subset keeps them (with the warning that the fit saw other cells)
+    part = adata[adata.obs["batch"] != "c"].copy()
+    with pytest.warns(UserWarning, match="was made on 1000"):
+        residuals = scmix.get.quantile_residuals(part, ["g0"])
+    assert np.isfinite(residuals.to_numpy()).all() and residuals.shape == (part.n_obs, 1)

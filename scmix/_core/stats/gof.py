@@ -33,12 +33,16 @@ def gene_uniforms(random_state: int | None, names, n_cells: int) -> np.ndarray:
 
 
 def mixture_cdf_pair(family: Family, x, size_factors, params, weights):
-    """``(F(x - 1), F(x))`` of each cell's mixture, each (genes, cells)."""
+    """``(F(x - 1), F(x))`` of each cell's mixture, each (genes, cells); ``size_factors``
+    (cells,) or, with covariate effects, each gene's own (genes, cells)."""
+    size_factors = np.asarray(size_factors)
+    if size_factors.ndim == 1:
+        size_factors = size_factors[None, :]
     below = np.zeros_like(x, dtype=np.float64)
     upto = np.zeros_like(below)
     for k in range(weights.shape[1]):
         component = {name: values[:, k : k + 1] for name, values in params.items()}
-        mean = size_factors[None, :] * component["mu"]
+        mean = size_factors * component["mu"]
         pi = weights[:, k : k + 1]
         below += pi * family.cdf(x - 1.0, mean, component)
         upto += pi * family.cdf(x, mean, component)
