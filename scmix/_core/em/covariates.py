@@ -31,6 +31,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..families import Family
+from ..families.base import CountTable
 from .glm import (
     _LOG_THETA,
     _ascent_direction,
@@ -39,6 +40,7 @@ from .glm import (
     _rows_times,
     _rows_times_t,
     fit_glm,
+    weighted_gram,
 )
 from .starts import quantile_labels
 
@@ -76,14 +78,14 @@ def fit_covariate_mixture(
     """The best of ``n_init`` fits of every row of ``x`` (genes, cells) by
     :func:`fit_from_split`, one from each split of :func:`split_levels` (deterministic:
     a gene's fit depends on its counts only, not on the chunk it is fitted in)."""
-    x = np.asarray(x, dtype=np.float64)
-    design = np.column_stack([np.ones(x.shape[1]), covariates])
-    single = fit_glm(family, x, log_offset, design)
+    counts = CountTable.of(x)
+    design = np.column_stack([np.ones(counts.x.shape[1]), covariates])
+    single = fit_glm(family, counts, log_offset, design)
     best = None
     for levels in split_levels(n_components, n_init):
         fit = fit_from_split(
             family,
-            x,
+            counts,
             log_offset,
             covariates,
             single,
@@ -133,7 +135,7 @@ def _expand(mask, like):
 
 def fit_from_split(
     family: Family,
-    x: np.ndarray,
+    x: CountTable,
     log_offset: np.ndarray,
     covariates: np.ndarray,
     single,
@@ -151,7 +153,7 @@ def fit_from_split(
     (1 + |loglik|); Newton steps on the marginal log-likelihood (halved until it does
     not decrease) then finish it, until a step gains at most ``tol`` (1 + |loglik|).
     ``max_iter`` bounds both."""
-    n_genes = x.shape[0]
+    n_genes = x.x.shape[0]
     state = _start(family, x, log_offset, covariates, single, levels)
     loglik, resp = _e_step(family, x, log_offset, covariates, state)
     converged = np.zeros(n_genes, dtype=bool)
@@ -163,8 +165,9 @@ def fit_from_split(
             break
         sub = state.take(active)
         sub.weights = resp[active].mean(axis=2)
-        _newton_m_step(family, x[active], log_offset, covariates, resp[active], sub)
-        new_loglik, new_resp = _e_step(family, x[active], log_offset, covariates, sub)
+        counts = x.take(active)
+        _newton_m_step(family, counts, log_offset, covariates, resp[active], sub)
+        new_loglik, new_resp = _e_step(family, counts, log_offset, covariates, sub)
         gain = new_loglik - loglik[active]
         state.put(active, sub)
         loglik[active], resp[active] = new_loglik, new_resp
@@ -241,6 +244,7 @@ def _start(family, x, log_offset, covariates, single, levels) -> _State:
     n_components = len(levels) + 1
     gamma = np.nan_to_num(single.coef[:, 1:])
     log_exposure = log_offset[None, :] + _rows_times(gamma, covariates)
+    x = x.x
     y = x / np.exp(log_exposure)
     labels = quantile_labels(y, n_components)
     if not np.allclose(levels, np.arange(1, n_components) / n_components):
@@ -267,7 +271,8 @@ def _log_densities(family, x, log_offset, covariates, state, *, terms=False):
     out = []
     for k in range(state.log_mu.shape[1]):
         theta = None if state.log_theta is None else state.log_theta[:, k : k + 1]
-        out.append(family.glm_terms(x, eta_base + state.log_mu[:, k : k + 1], theta))
+        eta = eta_base + state.log_mu[:, k : k + 1]
+        out.append(family.glm_terms(x, eta, theta, derivatives=terms))
     if terms:
         return out
     return np.stack([t.loglik for t in out], axis=1)
@@ -293,7 +298,7 @@ def _newton_m_step(family, x, log_offset, covariates, resp, state: _State) -> No
     start = state.vector()
     current = _expected(family, x, log_offset, covariates, resp, state)
     best = start.copy()
-    pending = np.arange(x.shape[0])
+    pending = np.arange(x.x.shape[0])
     scale = 1.0
     for _ in range(_MAX_HALVINGS):
         if pending.size == 0:
@@ -301,7 +306,7 @@ def _newton_m_step(family, x, log_offset, covariates, resp, state: _State) -> No
         trial = state.take(pending)
         trial.set_vector(start[pending] + scale * step[pending])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            value = _expected(family, x[pending], log_offset, covariates, resp[pending], trial)
+            value = _expected(family, x.take(pending), log_offset, covariates, resp[pending], trial)
         good = np.isfinite(value) & (value >= current[pending])
         best[pending[good]] = trial.vector()[good]
         pending = pending[~good]
@@ -327,7 +332,7 @@ def _q_derivatives(family, x, log_offset, covariates, resp, state):
         hess[:, k, k] = d2.sum(axis=1)
         cross = _rows_times_t(d2, covariates)
         hess[:, k, g], hess[:, g, k] = cross, cross
-        hess[:, g, g] += np.einsum("gc,cp,cq->gpq", d2, covariates, covariates)
+        hess[:, g, g] += weighted_gram(d2, covariates)
         if has_theta:
             a = n_comp + p + k
             grad[:, a] = (r * t.d_alpha).sum(axis=1)
@@ -350,7 +355,8 @@ def _newton_finish(family, data, state, loglik, converged, n_iter, *, tol, max_i
         if active.size == 0:
             return
         sub = state.take(active)
-        grad, hess = _marginal_derivatives(family, x[active], log_offset, covariates, sub)
+        counts = x.take(active)
+        grad, hess = _marginal_derivatives(family, counts, log_offset, covariates, sub)
         step = _bounded(_ascent_direction(grad, hess))
         start = _with_logits(sub)
         best, best_ll = start.copy(), loglik[active].copy()
@@ -362,7 +368,7 @@ def _newton_finish(family, data, state, loglik, converged, n_iter, *, tol, max_i
             trial = sub.take(pending)
             _set_with_logits(trial, start[pending] + scale * step[pending])
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                value, _ = _e_step(family, x[active[pending]], log_offset, covariates, trial)
+                value, _ = _e_step(family, counts.take(pending), log_offset, covariates, trial)
             good = np.isfinite(value) & (value >= loglik[active[pending]])
             best[pending[good]] = _with_logits(trial)[good]
             best_ll[pending[good]] = value[good]
@@ -422,7 +428,7 @@ def _marginal_derivatives(family, x, log_offset, covariates, state):
         cross = _rows_times_t(d2, covariates)
         hess[:, k, g] += cross
         hess[:, g, k] += cross
-        hess[:, g, g] += np.einsum("gc,cp,cq->gpq", d2, covariates, covariates)
+        hess[:, g, g] += weighted_gram(d2, covariates)
         if has_theta:
             a = n_comp + p + k
             scores[:, k, :, a] = t.d_alpha
@@ -440,8 +446,10 @@ def _marginal_derivatives(family, x, log_offset, covariates, state):
     w = pi[:, 1:]
     block = -(np.einsum("gl,lm->glm", w, np.eye(n_comp - 1)) - w[:, :, None] * w[:, None, :])
     hess[:, first_logit:, first_logit:] += n_cells * block
-    mean_score = np.einsum("gkc,gkcp->gcp", resp, scores)
+    mean_score = (resp[..., None] * scores).sum(axis=1)
     grad = mean_score.sum(axis=1)
-    hess += np.einsum("gkc,gkcp,gkcq->gpq", resp, scores, scores)
-    hess -= np.einsum("gcp,gcq->gpq", mean_score, mean_score)
+    stacked = scores.reshape(n_genes, n_comp * n_cells, size)
+    weighted = stacked * resp.reshape(n_genes, n_comp * n_cells, 1)
+    hess += np.matmul(weighted.transpose(0, 2, 1), stacked)
+    hess -= np.matmul(mean_score.transpose(0, 2, 1), mean_score)
     return grad, hess

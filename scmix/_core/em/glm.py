@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..families import THETA_MAX, THETA_MIN, Family, get_family
+from ..families.base import CountTable
 
 #: Step halvings tried before a gene is declared stationary.
 _MAX_HALVINGS = 40
@@ -63,7 +64,8 @@ def fit_glm(
     changes its log-likelihood by at most ``tol`` (1 + |loglik|) and moves no parameter
     by more than 1e-7, or when no halving of the Newton step increases it.
     """
-    x = np.asarray(x, dtype=np.float64)
+    counts = x if isinstance(x, CountTable) else CountTable.of(x)
+    x = counts.x
     n_genes = x.shape[0]
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
     fitted = (w * x).sum(axis=1) > 0
@@ -73,7 +75,7 @@ def fit_glm(
     converged = np.zeros(n_genes, dtype=bool)
     n_iter = np.zeros(n_genes, dtype=np.int64)
     if fitted.any():
-        problem = _Problem(family, x[fitted], log_offset, design, w[fitted])
+        problem = _Problem(family, counts.take(fitted), log_offset, design, w[fitted])
         result = problem.solve(max_iter, tol)
         coef[fitted] = result[0]
         if log_theta is not None:
@@ -89,23 +91,24 @@ def _has_theta(family: Family) -> bool:
 class _Problem:
     """The genes of one fit, their data and the Newton iterations."""
 
-    def __init__(self, family, x, log_offset, design, weights):
-        self.family, self.x, self.w = family, x, weights
+    def __init__(self, family, counts: CountTable, log_offset, design, weights):
+        self.family, self.counts, self.x, self.w = family, counts, counts.x, weights
         self.log_offset, self.design = np.asarray(log_offset, dtype=np.float64), design
 
     def eta(self, coef: np.ndarray) -> np.ndarray:
         return self.log_offset[None, :] + _rows_times(coef, self.design)
 
     def loglik(self, coef, log_theta) -> np.ndarray:
-        terms = self.family.glm_terms(self.x, self.eta(coef), _column(log_theta))
+        eta = self.eta(coef)
+        terms = self.family.glm_terms(self.counts, eta, _column(log_theta), derivatives=False)
         return (self.w * terms.loglik).sum(axis=1)
 
     def derivatives(self, coef, log_theta):
         """Gradient (genes, P) and Hessian (genes, P, P) in (beta, alpha)."""
-        t = self.family.glm_terms(self.x, self.eta(coef), _column(log_theta))
+        t = self.family.glm_terms(self.counts, self.eta(coef), _column(log_theta))
         d = self.design
         grad = _rows_times_t(self.w * t.d_eta, d)
-        hess = np.einsum("gc,cq,cr->gqr", self.w * t.d2_eta, d, d)
+        hess = weighted_gram(self.w * t.d2_eta, d)
         if log_theta is None:
             return grad, hess
         cross = _rows_times_t(self.w * t.d_eta_alpha, d)
@@ -123,7 +126,7 @@ class _Problem:
         coef[:, 0] = np.log(rate)
         if not _has_theta(self.family):
             return coef, None
-        poisson = _Problem(get_family("poisson"), self.x, self.log_offset, self.design, self.w)
+        poisson = _Problem(get_family("poisson"), self.counts, self.log_offset, self.design, self.w)
         coef, _, _, _, _ = poisson.iterate(coef, None, max_iter=20, tol=1e-8)
         m = np.exp(self.eta(coef))
         excess = (self.w * ((self.x - m) ** 2 - self.x)).sum(axis=1)
@@ -162,7 +165,8 @@ class _Problem:
         return coef, log_theta, current, converged, n_iter
 
     def _subset(self, rows) -> _Problem:
-        return _Problem(self.family, self.x[rows], self.log_offset, self.design, self.w[rows])
+        counts = self.counts.take(rows)
+        return _Problem(self.family, counts, self.log_offset, self.design, self.w[rows])
 
     def _halve(self, params, step, current):
         """The longest of the steps 1, 1/2, 1/4, ... that does not lower the
@@ -198,6 +202,12 @@ def _rows_times(coef: np.ndarray, design: np.ndarray) -> np.ndarray:
 def _rows_times_t(values: np.ndarray, design: np.ndarray) -> np.ndarray:
     """``values @ design`` (genes, q), row by row as :func:`_rows_times`."""
     return np.einsum("gc,cq->gq", values, design)
+
+
+def weighted_gram(weights: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """``sum_c w_gc d_c d_c^T`` (genes, q, q), one matrix product per gene (a stacked
+    matmul: the same arithmetic for a gene whatever the other genes)."""
+    return np.matmul(weights[:, None, :] * design.T[None, :, :], design)
 
 
 def _column(log_theta):

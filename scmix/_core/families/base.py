@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
+from scipy.special import gammaln
 
 from ..numerics.jit import over_rows
 from ..numerics.kernels import count_levels, e_step, log_factorial_sums, weighted_rate
@@ -52,6 +53,36 @@ class EStepOutput(NamedTuple):
     resp_sums: np.ndarray  # (n_rows, K)
     nodes: np.ndarray  # the family's per-row sums on the quadrature nodes
     on_nodes: np.ndarray  # (n_rows,) bool: did the row's sums use the nodes
+
+
+class CountTable(NamedTuple):
+    """Counts (genes, cells) with their distinct values, for terms that depend on a
+    cell only through its count (lgamma, digamma, trigamma): evaluated once per value
+    (``values``, genes x levels, 0 first) and read back through ``index``."""
+
+    x: np.ndarray  # (genes, cells) float64
+    values: np.ndarray  # (genes, n_levels + 1): 0, then the distinct non-zero counts
+    index: np.ndarray  # (genes, cells) into values
+    log_factorial: np.ndarray  # (genes, cells): log x!
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> CountTable:
+        from ..numerics.kernels import count_levels
+
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        distinct, _, level = count_levels(x)
+        values = np.column_stack([np.zeros(x.shape[0]), distinct])
+        index = level.astype(np.intp) + 1
+        return cls(x, values, index, np.take_along_axis(gammaln(values + 1.0), index, axis=1))
+
+    def take(self, rows) -> CountTable:
+        return CountTable(
+            self.x[rows], self.values[rows], self.index[rows], self.log_factorial[rows]
+        )
+
+    def per_count(self, function, shift: np.ndarray) -> np.ndarray:
+        """``function(x + shift)`` (shift (genes, 1)) evaluated per distinct count."""
+        return np.take_along_axis(function(self.values + shift), self.index, axis=1)
 
 
 class GlmTerms(NamedTuple):
@@ -215,10 +246,12 @@ class Family(ABC):
         :mod:`scmix._core.em.newton`; a family without it is fitted by EM alone."""
         raise NotImplementedError
 
-    def glm_terms(self, x: np.ndarray, eta: np.ndarray, log_theta=None) -> GlmTerms:
-        """The log-pmf of ``x`` at mean ``exp(eta)`` and its derivatives (see
-        :class:`GlmTerms`), for the Newton steps of a fit with covariates
-        (:mod:`scmix._core.em.glm`)."""
+    def glm_terms(
+        self, counts: CountTable, eta: np.ndarray, log_theta=None, *, derivatives: bool = True
+    ) -> GlmTerms:
+        """The log-pmf of ``counts.x`` at mean ``exp(eta)`` and (with ``derivatives``)
+        its derivatives (see :class:`GlmTerms`; only ``loglik`` is set otherwise), for
+        the Newton steps of a fit with covariates (:mod:`scmix._core.em.glm`)."""
         raise NotImplementedError
 
     @abstractmethod

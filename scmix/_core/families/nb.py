@@ -47,6 +47,10 @@ def _pooling(data: ChunkData, state, n_comp: int) -> tuple[CountQuadrature, tupl
     return data.quadrature, state
 
 
+def _trigamma(values: np.ndarray) -> np.ndarray:
+    return special.polygamma(1, values)
+
+
 class NegativeBinomial(Family):
     """Negative binomial with mean ``s_i * mu_jk`` and inverse dispersion ``theta_jk``.
 
@@ -146,27 +150,31 @@ class NegativeBinomial(Family):
 
         over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
 
-    def glm_terms(self, x, eta, log_theta=None) -> GlmTerms:
+    def glm_terms(self, counts, eta, log_theta=None, *, derivatives=True) -> GlmTerms:
         r"""With :math:`m = e^\eta`, :math:`\theta = e^\alpha`,
         :math:`\ell = \log\Gamma(x+\theta) - \log\Gamma(\theta) - \log x!
         + \theta(\alpha - L) + x(\eta - L)`, :math:`L = \log(\theta + m)`:
         :math:`\partial_\eta \ell = \theta (x - m)/(\theta + m)`,
         :math:`\partial^2_\eta \ell = -\theta m (x + \theta)/(\theta + m)^2`,
         :math:`\partial_\theta \ell = \psi(x+\theta) - \psi(\theta) + \alpha + 1 - L
-        - (x+\theta)/(\theta+m)`, and by the chain rule the derivatives in alpha."""
+        - (x+\theta)/(\theta+m)`, and by the chain rule the derivatives in alpha. The
+        special functions of :math:`x + \theta` are evaluated per distinct count."""
+        x = counts.x
         theta = np.exp(log_theta)
         m = np.exp(eta)
         log_sum = np.logaddexp(log_theta, eta)
         total = theta + m
         loglik = (
-            special.gammaln(x + theta)
+            counts.per_count(special.gammaln, theta)
             - special.gammaln(theta)
-            - special.gammaln(x + 1.0)
+            - counts.log_factorial
             + theta * (log_theta - log_sum)
             + x * (eta - log_sum)
         )
+        if not derivatives:
+            return GlmTerms(loglik, None, None)
         d_theta = (
-            special.digamma(x + theta)
+            counts.per_count(special.digamma, theta)
             - special.digamma(theta)
             + log_theta
             + 1.0
@@ -174,8 +182,8 @@ class NegativeBinomial(Family):
             - (x + theta) / total
         )
         d2_theta = (
-            special.polygamma(1, x + theta)
-            - special.polygamma(1, theta)
+            counts.per_count(_trigamma, theta)
+            - _trigamma(theta)
             + 1.0 / theta
             - 2.0 / total
             + (x + theta) / total**2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 from ..numerics.jit import inline_jit, jit, over_rows
 from ..numerics.kernels import (
@@ -263,11 +263,12 @@ class Poisson(Family):
 
         over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
 
-    def glm_terms(self, x, eta, log_theta=None) -> GlmTerms:
+    def glm_terms(self, counts, eta, log_theta=None, *, derivatives=True) -> GlmTerms:
         r""":math:`\ell = x\eta - e^\eta - \log x!`, :math:`\partial_\eta\ell = x - m`,
         :math:`\partial^2_\eta\ell = -m` with :math:`m = e^\eta` (no theta)."""
-        m = np.exp(eta)
-        return GlmTerms(loglik=x * eta - m - special.gammaln(x + 1.0), d_eta=x - m, d2_eta=-m)
+        x, m = counts.x, np.exp(eta)
+        loglik = x * eta - m - counts.log_factorial
+        return GlmTerms(loglik, x - m, -m) if derivatives else GlmTerms(loglik, None, None)
 
     def cdf(self, x, mean, params) -> np.ndarray:
         return stats.poisson.cdf(x, mean)
