@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="genes to fit: all, the spike-ins (names starting with ERCC-, or "
         ".var['spike_in']), or a text file with one gene name per line",
     )
+    fit.add_argument(
+        "--covariates",
+        nargs="+",
+        metavar="COLUMN",
+        help=".obs columns whose effects on the mean the components of a gene share "
+        "(e.g. batch): a shift between batches is then not a second component",
+    )
     fit.add_argument("-k", "--n-components", type=int, default=2, metavar="K", help="K")
     fit.add_argument("--family", choices=("nb", "poisson"), default="nb", help="count model")
     fit.add_argument(
@@ -322,6 +329,7 @@ def run_fit(args) -> int:
         n_components=args.n_components,
         family=args.family,
         size_factors=size_factors,
+        covariates=args.covariates,
         layer=args.layer,
         mask_var=mask,
         n_init=args.n_init,

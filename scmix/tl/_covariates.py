@@ -76,6 +76,48 @@ def fit_with_covariates(
     _write(adata, selected, results, design, family, n_components, options, params, key)
 
 
+def covariate_logliks(
+    X: GeneColumns,
+    sf: np.ndarray,
+    design: Design,
+    *,
+    family: Family,
+    candidates: list[int],
+    n_init: int,
+    max_iter: int,
+    tol: float,
+) -> dict[int, np.ndarray]:
+    """Log-likelihood (genes,) of each K in ``candidates`` with the covariates (the GLM
+    for K = 1), for :func:`scmix.tl.select_n_components`; NaN for genes without counts."""
+    n_cells = sf.size
+    full_design = np.column_stack([np.ones(n_cells), design.matrix])
+    out = {k: np.full(X.n_genes, np.nan) for k in candidates}
+    per_gene = 8 * n_cells * max(candidates) * (3 * max(candidates) + design.matrix.shape[1]) * 4
+    for rows in iter_chunks(X.n_genes, max(1, _CHUNK_BYTES // per_gene)):
+        x = X.block(rows)
+        genes = np.arange(X.n_genes)[rows][x.any(axis=1)]
+        x = x[x.any(axis=1)]
+        if genes.size == 0:
+            continue
+        for k in candidates:
+            if k == 1:
+                fit = fit_glm(family, x, np.log(sf), full_design, tol=tol * 1e-2)
+            else:
+                fit = fit_covariate_mixture(
+                    family,
+                    x,
+                    np.log(sf),
+                    design.matrix,
+                    k,
+                    n_init=max(n_init, 1),
+                    max_iter=max_iter,
+                    tol=tol * 1e-2,
+                    em_tol=tol,
+                )
+            out[k][genes] = fit.loglik
+    return out
+
+
 class _Results:
     """Per-fitted-gene arrays (NaN for genes without counts), filled chunk by chunk."""
 

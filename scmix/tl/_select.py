@@ -14,10 +14,12 @@ from .._core.errors import InputError
 from .._core.families import get_family
 from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
 from .._core.stats import selection
+from .._design import covariate_design
 from .._docs import DOC_INPUTS, doc_params
-from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs
+from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from .._scanpy import added, info
 from .._schema import SELECT_SCHEMA
+from ._covariates import covariate_logliks
 from ._write import replace_results, var_frame
 
 
@@ -28,6 +30,7 @@ def select_n_components(
     *,
     family: Literal["nb", "poisson"] = "nb",
     size_factors: str | np.ndarray | None = "size_factors",
+    covariates: str | list[str] | None = None,
     layer: str | None = None,
     mask_var: str | np.ndarray | list[str] | None = None,
     n_init: int = DEFAULT_N_INIT,
@@ -49,8 +52,9 @@ def select_n_components(
     n_components
         The K to compare (each at least 1).
     {inputs}
-    family, n_init, max_iter, tol, random_state
-        As in :func:`scmix.tl.fit_mixture`.
+    family, covariates, n_init, max_iter, tol, random_state
+        As in :func:`scmix.tl.fit_mixture` (with covariates every BIC also counts their
+        effects, the same number for every K, so the choice compares like with like).
     key_added
         Prefix of the outputs.
 
@@ -71,19 +75,28 @@ def select_n_components(
     settings = validation.check_fit_options(
         n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
     )
+    design = covariate_design(adata, covariates)
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     start = info(f"fitting K = {candidates} {fam.name} mixtures to {selected.size} genes")
-    loglik = {}
-    fits = {}
-    for k in [c for c in candidates if c > 1] or candidates:
-        fits[k] = fit_matrix(
-            X, sf, family=fam, n_components=k, settings=settings, store_resp=False, check=check
+    if design is None:
+        loglik = _logliks(X, sf, fam, candidates, settings, check)
+    else:
+        loglik = covariate_logliks(
+            in_memory(X, check),
+            sf,
+            design,
+            family=fam,
+            candidates=candidates,
+            n_init=settings.n_init,
+            max_iter=settings.max_iter,
+            tol=settings.tol,
         )
-        loglik[k] = fits[k].loglik
-    if 1 in candidates:
-        loglik[1] = next(iter(fits.values())).single.loglik
     p = fam.n_free_params
-    bic = {k: selection.bic(loglik[k], k, p, adata.n_obs) for k in candidates}
+    n_cov = 0 if design is None else len(design.columns)
+    bic = {
+        k: selection.bic(loglik[k], k, p, adata.n_obs) + n_cov * np.log(adata.n_obs)
+        for k in candidates
+    }
     table = np.column_stack([bic[k] for k in candidates])
     fitted = np.isfinite(table).all(axis=1)
     chosen = np.where(
@@ -99,6 +112,7 @@ def select_n_components(
         n_components=candidates,
         family=family,
         size_factors=describe_size_factors(size_factors),
+        **({"covariates": None} if design is None else design.describe()),
         layer=layer,
         mask_var=describe_mask(mask_var),
         key_added=key_added,
@@ -123,3 +137,17 @@ def select_n_components(
     info("    finished", time=start)
     added([(f"'{name}'", "adata.var") for name in columns] + [(f"'{key_added}'", "adata.uns")])
     return target if copy else None
+
+
+def _logliks(X, sf, family, candidates, settings, check) -> dict:
+    """Log-likelihood of each K without covariates (K = 1 from any fit's one-component
+    model)."""
+    loglik, fits = {}, {}
+    for k in [c for c in candidates if c > 1] or candidates:
+        fits[k] = fit_matrix(
+            X, sf, family=family, n_components=k, settings=settings, store_resp=False, check=check
+        )
+        loglik[k] = fits[k].loglik
+    if 1 in candidates:
+        loglik[1] = next(iter(fits.values())).single.loglik
+    return loglik

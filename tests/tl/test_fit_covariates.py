@@ -172,3 +172,29 @@ def test_readers_use_each_genes_covariate_effects():
     with pytest.warns(UserWarning, match="was made on 1000"):
         residuals = scmix.get.quantile_residuals(part, ["g0"])
     assert np.isfinite(residuals.to_numpy()).all() and residuals.shape == (part.n_obs, 1)
+
+
+def test_select_n_components_with_covariates_prefers_one_component_for_shifts():
+    adata = batch_data(n_cells=600, n_shifted=3, n_bimodal=3, seed=11)
+    scmix.tl.select_n_components(adata, [1, 2], key_added="plain", n_init=2)
+    scmix.tl.select_n_components(adata, [1, 2], covariates="batch", n_init=2)
+    truth = np.where(adata.var["bimodal_within_batch"], 2, 1)
+    assert (adata.var["plain_n_components"] == 2).all()
+    np.testing.assert_array_equal(adata.var["scmix_k_n_components"], truth)
+    # the same log-likelihoods as fit_mixture's, and the BIC counts the two effects
+    scmix.tl.fit_mixture(adata, covariates="batch", n_init=2)
+    var = adata.var
+    np.testing.assert_allclose(var["scmix_k_loglik_2"], var["scmix_loglik"], rtol=1e-10)
+    np.testing.assert_allclose(var["scmix_k_bic_1"], var["scmix_bic_1"], rtol=1e-10)
+
+
+def test_cli_fits_with_covariates(tmp_path):
+    from scmix.cli import main
+
+    adata = batch_data(n_cells=300, n_shifted=2, n_bimodal=1, seed=12)
+    source, output = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    adata.write_h5ad(source)
+    main(["fit", str(source), "--output", str(output), "--covariates", "batch", "--quiet"])
+    result = ad.read_h5ad(output)
+    assert list(result.uns["scmix"]["params"]["covariates"]) == ["batch"]
+    assert "scmix_coef_batch_b" in result.var
