@@ -26,10 +26,11 @@ cell when it exceeds the tolerance. The final E-step always sums every cell.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 from ..numerics.jit import over_rows
 from ..numerics.quadrature import CountQuadrature
+from ._nb_glm import nb_glm_terms
 from ._nb_kernels import THETA_MAX, THETA_MIN, THETA_START, _nb_e_step, _nb_log_prob, _nb_moments
 from ._nb_mstep import _nb_m_step, _nb_marginal_derivatives
 from .base import ChunkData, EStepOutput, Family, GlmTerms
@@ -45,10 +46,6 @@ def _pooling(data: ChunkData, state, n_comp: int) -> tuple[CountQuadrature, tupl
         n_rows, n_pooled, n_nodes = quad.weights.shape
         return quad, (np.zeros((n_rows, n_comp, n_pooled, n_nodes)), on_nodes)
     return data.quadrature, state
-
-
-def _trigamma(values: np.ndarray) -> np.ndarray:
-    return special.polygamma(1, values)
 
 
 class NegativeBinomial(Family):
@@ -151,51 +148,9 @@ class NegativeBinomial(Family):
         over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
 
     def glm_terms(self, counts, eta, log_theta=None, *, derivatives=True) -> GlmTerms:
-        r"""With :math:`m = e^\eta`, :math:`\theta = e^\alpha`,
-        :math:`\ell = \log\Gamma(x+\theta) - \log\Gamma(\theta) - \log x!
-        + \theta(\alpha - L) + x(\eta - L)`, :math:`L = \log(\theta + m)`:
-        :math:`\partial_\eta \ell = \theta (x - m)/(\theta + m)`,
-        :math:`\partial^2_\eta \ell = -\theta m (x + \theta)/(\theta + m)^2`,
-        :math:`\partial_\theta \ell = \psi(x+\theta) - \psi(\theta) + \alpha + 1 - L
-        - (x+\theta)/(\theta+m)`, and by the chain rule the derivatives in alpha. The
-        special functions of :math:`x + \theta` are evaluated per distinct count."""
-        x = counts.x
-        theta = np.exp(log_theta)
-        m = np.exp(eta)
-        log_sum = np.logaddexp(log_theta, eta)
-        total = theta + m
-        loglik = (
-            counts.per_count(special.gammaln, theta)
-            - special.gammaln(theta)
-            - counts.log_factorial
-            + theta * (log_theta - log_sum)
-            + x * (eta - log_sum)
-        )
-        if not derivatives:
-            return GlmTerms(loglik, None, None)
-        d_theta = (
-            counts.per_count(special.digamma, theta)
-            - special.digamma(theta)
-            + log_theta
-            + 1.0
-            - log_sum
-            - (x + theta) / total
-        )
-        d2_theta = (
-            counts.per_count(_trigamma, theta)
-            - _trigamma(theta)
-            + 1.0 / theta
-            - 2.0 / total
-            + (x + theta) / total**2
-        )
-        return GlmTerms(
-            loglik=loglik,
-            d_eta=theta * (x - m) / total,
-            d2_eta=-theta * m * (x + theta) / total**2,
-            d_alpha=theta * d_theta,
-            d2_alpha=theta**2 * d2_theta + theta * d_theta,
-            d_eta_alpha=theta * (x - m) * m / total**2,
-        )
+        """The log-pmf and its derivatives in eta and alpha = log theta, computed by
+        the fused kernel of :mod:`._nb_glm` (formulas there)."""
+        return GlmTerms(*nb_glm_terms(counts, eta, log_theta, derivatives))
 
     def cdf(self, x, mean, params) -> np.ndarray:
         """NB cdf; at the Poisson bound (theta = THETA_MAX) the Poisson cdf, which the
