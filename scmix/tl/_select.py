@@ -12,6 +12,7 @@ from .. import __version__
 from .._core import validation
 from .._core.errors import InputError
 from .._core.families import get_family
+from .._core.fit.covariates import CovariateOptions, covariate_logliks
 from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
 from .._core.stats import selection
 from .._design import covariate_design
@@ -19,7 +20,6 @@ from .._docs import DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from .._scanpy import added, info
 from .._schema import SELECT_SCHEMA
-from ._covariates import covariate_logliks
 from ._write import replace_results, var_frame
 
 
@@ -81,15 +81,14 @@ def select_n_components(
     if design is None:
         loglik = _logliks(X, sf, fam, candidates, settings, check)
     else:
+        options = CovariateOptions(settings.n_init, settings.max_iter, settings.tol)
         loglik = covariate_logliks(
             in_memory(X, check),
             sf,
-            design,
+            design.matrix,
             family=fam,
             candidates=candidates,
-            n_init=settings.n_init,
-            max_iter=settings.max_iter,
-            tol=settings.tol,
+            options=options,
         )
     p = fam.n_free_params
     n_cov = 0 if design is None else len(design.columns)

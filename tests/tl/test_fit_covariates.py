@@ -14,8 +14,8 @@ from adata_helpers import assert_adata_unchanged
 from scipy import sparse
 
 import scmix
+from scmix._core.fit import covariates as covariate_fit
 from scmix._fitted import gene_exposures
-from scmix.tl import _covariates
 
 BATCH_EFFECT = np.array([0.0, 1.2, -0.9])
 
@@ -120,7 +120,7 @@ def test_dense_sparse_dask_and_chunks_give_identical_results(monkeypatch):
         other.X = matrix
         got = scmix.tl.fit_mixture(other, copy=True, **options)
         pd.testing.assert_frame_equal(got.var, want.var, obj=name)
-    monkeypatch.setattr(_covariates, "_CHUNK_BYTES", 1)  # one gene per chunk
+    monkeypatch.setattr(covariate_fit, "CHUNK_BYTES", 1)  # one gene per chunk
     got = scmix.tl.fit_mixture(adata, copy=True, **options)
     pd.testing.assert_frame_equal(got.var, want.var, obj="chunks")
     np.testing.assert_array_equal(

@@ -278,6 +278,14 @@ def _log_densities(family, x, log_offset, covariates, state, *, terms=False):
     return np.stack([t.loglik for t in out], axis=1)
 
 
+def covariate_e_step(family, x, log_offset, covariates, fit: CovariateMixture):
+    """Marginal log-likelihood (genes,) and responsibilities (genes, K, cells) of the
+    counts ``x`` (genes, cells) under the parameters of ``fit``."""
+    theta = None if fit.log_theta is None else fit.log_theta.copy()
+    state = _State(fit.log_mu.copy(), theta, fit.gamma.copy(), fit.weights.copy())
+    return _e_step(family, CountTable.of(x), log_offset, covariates, state)
+
+
 def _e_step(family, x, log_offset, covariates, state):
     """Marginal log-likelihood (genes,) and responsibilities (genes, K, cells)."""
     joint = _log_densities(family, x, log_offset, covariates, state)

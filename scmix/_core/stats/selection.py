@@ -157,3 +157,52 @@ def shared_selection(fit, single_loglik: np.ndarray, family, n_cells: int) -> di
         "delta_bic": bic_1 - bic_k,
         "lrt": 2.0 * (fit.loglik - loglik_1),
     }
+
+
+def covariate_summary(
+    fit, family, n_cells: int, *, bic_threshold: float, min_weight: float
+) -> dict[str, np.ndarray]:
+    """The reported per-gene results of a fit with covariates (``fit``, a
+    :class:`~scmix._core.fit.covariates.CovariateResults`): ``mean``, ``dispersion``,
+    ``weight`` (genes, K), the one-component ``single_mean`` / ``single_dispersion``, and the model
+    selection (``loglik``, ``loglik_1``, ``bic``, ``bic_1``, ``delta_bic``, ``lrt``,
+    ``bimodal``, ``converged``, ``n_iter``); both BICs count the covariate effects."""
+    n_comp, n_cov = fit.log_mu.shape[1], fit.gamma.shape[1]
+    p = family.n_free_params
+    mean, phi = np.exp(fit.log_mu), _dispersion(family, fit.log_theta)
+    extra = n_cov * np.log(n_cells)
+    bic_k = bic(fit.loglik, n_comp, p, n_cells) + extra
+    bic_1 = bic(fit.loglik_1, 1, p, n_cells) + extra
+    delta = bic_1 - bic_k
+    call = bimodal_call(
+        delta,
+        fit.weights,
+        fit.converged,
+        mean,
+        phi,
+        bic_threshold=bic_threshold,
+        min_weight=min_weight,
+    )
+    return {
+        "mean": mean,
+        "dispersion": phi,
+        "weight": fit.weights,
+        "single_mean": np.exp(fit.single_coef[:, 0]),
+        "single_dispersion": _dispersion(family, fit.single_log_theta[:, None])[:, 0],
+        "loglik": fit.loglik,
+        "loglik_1": fit.loglik_1,
+        "bic": bic_k,
+        "bic_1": bic_1,
+        "delta_bic": delta,
+        "lrt": 2.0 * (fit.loglik - fit.loglik_1),
+        "bimodal": call & fit.fitted & (n_comp > 1),
+        "converged": fit.converged,
+        "n_iter": fit.n_iter,
+    }
+
+
+def _dispersion(family, log_theta: np.ndarray) -> np.ndarray:
+    """phi = 1 / theta as the family reports it (0 for Poisson or at the theta bound)."""
+    if "theta" not in family.param_names:
+        return np.where(np.isnan(log_theta), np.nan, 0.0)
+    return family.dispersion({"theta": np.exp(log_theta)})
