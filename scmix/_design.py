@@ -19,7 +19,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ._core.errors import InputError, InputKeyError
-from ._core.validation import describe_positions
+from ._core.validation import check_design, describe_positions
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def covariate_design(adata: AnnData, covariates) -> Design | None:
             columns.append(name)
         blocks.append(block)
     matrix = np.column_stack(blocks).astype(np.float64)
-    _check_full_rank(matrix, columns)
+    check_design(matrix, columns)
     return Design(matrix, columns, names, references)
 
 
@@ -142,26 +142,6 @@ def _numeric(values: pd.Series, name: str, cell_names) -> np.ndarray:
         where = describe_positions("cells", cell_names, np.flatnonzero(bad))
         raise InputError(f"covariate {name!r} has non-finite values: {where}.")
     return array[:, None]
-
-
-def _check_full_rank(matrix: np.ndarray, columns: list[str]) -> None:
-    """The intercept and the design columns must be linearly independent; otherwise name
-    the first column that the earlier ones (and the intercept) already explain."""
-    full = np.column_stack([np.ones(matrix.shape[0]), matrix])
-    scale = np.linalg.norm(full, axis=0)
-    full = full / np.where(scale > 0, scale, 1.0)
-    if np.linalg.matrix_rank(full) == full.shape[1]:
-        return
-    for stop in range(2, full.shape[1] + 1):
-        if np.linalg.matrix_rank(full[:, :stop]) < stop:
-            culprit = columns[stop - 2]
-            earlier = columns[: stop - 2]
-            raise InputError(
-                f"the covariates are not of full rank: design column {culprit!r} is a linear "
-                f"combination of the intercept{' and ' + str(earlier) if earlier else ''} "
-                "(a constant column, collinear columns, or a level confounded with another "
-                "covariate); drop or merge covariates."
-            )
 
 
 def stored_design(obs: pd.DataFrame, params: dict) -> np.ndarray:

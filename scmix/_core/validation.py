@@ -289,3 +289,48 @@ def check_fit_options(
         if n_jobs is None or (_is_integer(n_jobs) and n_jobs == -1)
         else check_int(n_jobs, "n_jobs"),
     )
+
+
+def check_design(matrix: np.ndarray, columns: list[str]) -> None:
+    """The intercept and the design columns must be linearly independent; otherwise name
+    the first column that the earlier ones (and the intercept) already explain."""
+    full = np.column_stack([np.ones(matrix.shape[0]), matrix])
+    scale = np.linalg.norm(full, axis=0)
+    full = full / np.where(scale > 0, scale, 1.0)
+    if np.linalg.matrix_rank(full) == full.shape[1]:
+        return
+    for stop in range(2, full.shape[1] + 1):
+        if np.linalg.matrix_rank(full[:, :stop]) < stop:
+            culprit = columns[stop - 2]
+            earlier = columns[: stop - 2]
+            raise InputError(
+                f"the covariates are not of full rank: design column {culprit!r} is a linear "
+                f"combination of the intercept{' and ' + str(earlier) if earlier else ''} "
+                "(a constant column, collinear columns, or a level confounded with another "
+                "covariate); drop or merge covariates."
+            )
+
+
+def check_covariates(covariates, n_cells: int) -> np.ndarray:
+    """A design matrix of covariates (cells, p) given as an array: numeric, finite,
+    one row per cell, of full rank with the intercept; returned as float64."""
+    refuse_masked(covariates, "covariates")
+    values = np.asarray(covariates)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != n_cells:
+        raise InputError(
+            f"covariates must have one row per cell ({n_cells}), got shape {values.shape}."
+        )
+    if values.dtype.kind not in "biuf":
+        raise InputError(f"covariates must be numeric, got dtype {values.dtype}.")
+    values = values.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise InputError(
+            f"covariates have {int(bad.sum())} non-finite values (first: cell {row}, "
+            f"column {column})."
+        )
+    check_design(values, [f"column {c}" for c in range(values.shape[1])])
+    return values

@@ -22,6 +22,7 @@ from .._core.errors import InputError
 from .._core.families import Family, NegativeBinomial, Poisson
 from .._core.families.base import ChunkData
 from .._core.fit.chunks import GeneColumns, chunk_size_for, iter_chunks
+from .._core.fit.covariates import CovariateOptions, covariate_predict, fit_covariate_matrix
 from .._core.fit.matrix import (
     DEFAULT_MAX_ITER,
     DEFAULT_N_INIT,
@@ -30,6 +31,7 @@ from .._core.fit.matrix import (
     fit_matrix,
 )
 from .._core.stats import selection
+from .._core.stats.selection import covariate_summary
 from .._docs import DOC_FIT_OPTIONS, doc_params
 
 
@@ -67,7 +69,7 @@ class _CountMixture(BaseEstimator):
         raise NotImplementedError
 
     # -- fitting ---------------------------------------------------------------------
-    def fit(self, X, y=None, *, size_factors=None):
+    def fit(self, X, y=None, *, size_factors=None, covariates=None):
         """Fit one mixture per column of ``X`` (n_cells, n_genes), dense or sparse.
 
         ``size_factors``: shape (n_cells,), positive; ``None`` means all ones. A
@@ -76,6 +78,11 @@ class _CountMixture(BaseEstimator):
         Columns without any count are not fitted (NaN parameters, ``converged_`` False).
         The one-component model is fitted too (``single_*``), for ``delta_bic_``,
         ``lrt_`` and the call ``bimodal_`` (as :func:`scmix.tl.fit_mixture` makes it).
+
+        ``covariates``: a design matrix (n_cells, p) without an intercept column, whose
+        effects on the mean every component of a gene shares (``coef_``, ``single_coef_``;
+        see ``fit_mixture(covariates=...)``): indicator columns for a factor, numeric
+        columns as given. The evaluation methods then need the same columns.
         """
         _no_target(y)
         settings = validation.check_fit_options(
@@ -88,11 +95,25 @@ class _CountMixture(BaseEstimator):
         bic_threshold = validation.check_real(self.bic_threshold, "bic_threshold")
         min_weight = validation.check_real(self.min_weight, "min_weight", minimum=0.0, maximum=1.0)
         X, size_factors = self._check_data(X, size_factors)
+        n_comp = validation.check_n_components(self.n_components, X.n_cells)
+        if covariates is not None:
+            z = validation.check_covariates(covariates, X.n_cells)
+            options = CovariateOptions(settings.n_init, settings.max_iter, settings.tol)
+            family = self._make_family()
+            results = fit_covariate_matrix(
+                X, size_factors, z, family=family, n_components=n_comp, options=options
+            )
+            table = covariate_summary(
+                results, family, X.n_cells, bic_threshold=bic_threshold, min_weight=min_weight
+            )
+            self._set_covariate_fit(family, results, table)
+            return self
+        self.covariate_fit_ = None
         fit = fit_matrix(
             X,
             size_factors,
             family=self._make_family(),
-            n_components=validation.check_n_components(self.n_components, X.n_cells),
+            n_components=n_comp,
             settings=settings,
             store_resp=False,
         )
@@ -119,6 +140,33 @@ class _CountMixture(BaseEstimator):
         self.single_dispersions_ = fit.single.dispersion[:, 0]
         self.n_features_in_ = fit.weights.shape[0]
 
+    def _set_covariate_fit(self, family: Family, results, table: dict) -> None:
+        self.family_ = family
+        self.covariate_fit_ = results
+        self.means_, self.dispersions_ = table["mean"], table["dispersion"]
+        self.params_ = family.params_from_summary(table["mean"], table["dispersion"])
+        self.weights_ = results.weights
+        self.converged_, self.n_iter_ = results.converged, results.n_iter
+        self.lower_bound_ = results.loglik
+        self.single_means_ = table["single_mean"]
+        self.single_dispersions_ = table["single_dispersion"]
+        self.coef_ = results.gamma
+        self.single_coef_ = results.single_coef[:, 1:]
+        self.n_features_in_ = results.weights.shape[0]
+        self.single_lower_bound_ = table["loglik_1"]
+        self.delta_bic_, self.lrt_, self.bimodal_ = (
+            table["delta_bic"],
+            table["lrt"],
+            table["bimodal"],
+        )
+
+    @property
+    def n_covariates_(self) -> int:
+        """Covariate columns of the fit (0 without covariates)."""
+        self._check_fitted()
+        fit = getattr(self, "covariate_fit_", None)
+        return 0 if fit is None else fit.gamma.shape[1]
+
     def _check_data(self, X, size_factors):
         """X as :class:`GeneColumns` and the size factors, validated. A pandas Series of
         size factors is aligned on the index of a DataFrame ``X``."""
@@ -143,7 +191,7 @@ class _CountMixture(BaseEstimator):
             raise _NotFitted(f"This {type(self).__name__} is not fitted yet: call fit(X) first.")
 
     # -- evaluation ------------------------------------------------------------------
-    def _e_step(self, X, size_factors):
+    def _e_step(self, X, size_factors, covariates=None):
         """Responsibilities (n_genes, K, n_cells) and per-gene log-likelihoods, computed
         a chunk of genes at a time (sparse input is never densified whole)."""
         self._check_fitted()
@@ -152,6 +200,19 @@ class _CountMixture(BaseEstimator):
             raise InputError(
                 f"X has {X.n_genes} genes; the model was fitted on {self.n_features_in_}."
             )
+        if (covariates is None) != (self.n_covariates_ == 0):
+            raise InputError(
+                f"the model was fitted with {self.n_covariates_} covariate columns: pass "
+                "the same covariates= (and only then)."
+            )
+        if covariates is not None:
+            z = validation.check_covariates(covariates, X.n_cells)
+            if z.shape[1] != self.n_covariates_:
+                raise InputError(
+                    f"covariates have {z.shape[1]} columns; the model was fitted with "
+                    f"{self.n_covariates_}."
+                )
+            return covariate_predict(X, size_factors, z, self.covariate_fit_, self.family_)
         k = self.n_components
         resp = np.full((X.n_genes, k, X.n_cells), np.nan)
         loglik = np.full(X.n_genes, np.nan)
@@ -169,37 +230,37 @@ class _CountMixture(BaseEstimator):
             resp[genes] = buf
         return resp, loglik
 
-    def predict_proba(self, X, *, size_factors=None) -> np.ndarray:
+    def predict_proba(self, X, *, size_factors=None, covariates=None) -> np.ndarray:
         """Responsibilities r_ijk, shape (n_cells, n_genes, K); NaN for unfitted genes."""
-        resp, _ = self._e_step(X, size_factors)
+        resp, _ = self._e_step(X, size_factors, covariates)
         return resp.transpose(2, 0, 1)
 
-    def predict(self, X, *, size_factors=None) -> np.ndarray:
+    def predict(self, X, *, size_factors=None, covariates=None) -> np.ndarray:
         """Most probable component per cell and gene, shape (n_cells, n_genes); -1 if unfitted."""
-        proba = self.predict_proba(X, size_factors=size_factors)
+        proba = self.predict_proba(X, size_factors=size_factors, covariates=covariates)
         labels = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=2)
         labels[:, ~np.isfinite(self.means_).all(axis=1)] = -1
         return labels
 
-    def log_likelihood(self, X, *, size_factors=None) -> np.ndarray:
+    def log_likelihood(self, X, *, size_factors=None, covariates=None) -> np.ndarray:
         """Total log-likelihood per gene, shape (n_genes,); NaN for unfitted genes."""
-        return self._e_step(X, size_factors)[1]
+        return self._e_step(X, size_factors, covariates)[1]
 
-    def score(self, X, y=None, *, size_factors=None) -> float:
+    def score(self, X, y=None, *, size_factors=None, covariates=None) -> float:
         """Mean log-likelihood per cell, summed over the fitted genes (scikit-learn's
         ``score``: higher is better)."""
         _no_target(y)
-        loglik = self.log_likelihood(X, size_factors=size_factors)
+        loglik = self.log_likelihood(X, size_factors=size_factors, covariates=covariates)
         return float(np.nansum(loglik) / X.shape[0])
 
-    def bic(self, X, *, size_factors=None) -> np.ndarray:
-        """BIC per gene, ``-2 loglik + (K p + K - 1) log n``, shape (n_genes,)."""
+    def bic(self, X, *, size_factors=None, covariates=None) -> np.ndarray:
+        """BIC per gene, ``-2 loglik + (K p + K - 1 + n_covariates) log n``, shape
+        (n_genes,)."""
+        loglik = self.log_likelihood(X, size_factors=size_factors, covariates=covariates)
+        n_cells = X.shape[0]
         return selection.bic(
-            self.log_likelihood(X, size_factors=size_factors),
-            self.n_components,
-            self.family_.n_free_params,
-            X.shape[0],
-        )
+            loglik, self.n_components, self.family_.n_free_params, n_cells
+        ) + self.n_covariates_ * np.log(n_cells)
 
 
 class _NotFitted(NotFittedError, RuntimeError):
@@ -240,6 +301,10 @@ class NegativeBinomialMixture(_CountMixture):
     delta_bic_, lrt_, bimodal_ : ndarray of shape (n_genes,)
         BIC_1 - BIC_K, 2 (loglik_K - loglik_1) and the bimodality call (``bic_threshold``,
         ``min_weight``), as :func:`scmix.tl.fit_mixture` writes them.
+    coef_, single_coef_ : ndarray of shape (n_genes, n_covariates)
+        After ``fit(..., covariates=Z)``: each gene's covariate effects (log scale),
+        shared by its components, in the K- and the one-component fit; ``means_`` are
+        then the means where every covariate is zero.
     """
 
     def _make_family(self) -> Family:

@@ -198,3 +198,31 @@ def test_cli_fits_with_covariates(tmp_path):
     result = ad.read_h5ad(output)
     assert list(result.uns["scmix"]["params"]["covariates"]) == ["batch"]
     assert "scmix_coef_batch_b" in result.var
+
+
+def test_estimators_take_covariates_as_a_design_matrix():
+    from scmix.models import NegativeBinomialMixture
+
+    adata = batch_data(n_cells=400, n_shifted=2, n_bimodal=2, seed=13)
+    scmix.tl.fit_mixture(adata, covariates="batch", n_init=2)
+    s = adata.obs["size_factors"].to_numpy()
+    z = pd.get_dummies(adata.obs["batch"], drop_first=True, dtype=float).to_numpy()
+    model = NegativeBinomialMixture(2, n_init=2).fit(adata.X, size_factors=s, covariates=z)
+    var = adata.var
+    np.testing.assert_allclose(model.lower_bound_, var["scmix_loglik"], rtol=1e-9)
+    np.testing.assert_allclose(model.coef_[:, 1], var["scmix_coef_batch_c"], rtol=1e-6)
+    np.testing.assert_allclose(
+        model.single_coef_[:, 0], var["scmix_single_coef_batch_b"], rtol=1e-6
+    )
+    np.testing.assert_array_equal(model.bimodal_, var["scmix_bimodal"])
+    # evaluation at the fit: the fitted log-likelihood and the stored responsibilities
+    loglik = model.log_likelihood(adata.X, size_factors=s, covariates=z)
+    np.testing.assert_allclose(loglik, model.lower_bound_, rtol=1e-9)
+    proba = model.predict_proba(adata.X, size_factors=s, covariates=z)
+    np.testing.assert_allclose(proba[:, :, 1], adata.layers["scmix_responsibility_1"], atol=1e-6)
+    bic = model.bic(adata.X, size_factors=s, covariates=z)
+    np.testing.assert_allclose(bic, var["scmix_bic"], rtol=1e-9)
+    with pytest.raises(ValueError, match="fitted with 2 covariate columns"):
+        model.predict(adata.X, size_factors=s)
+    with pytest.raises(ValueError, match="full rank"):
+        NegativeBinomialMixture(2).fit(adata.X, size_factors=s, covariates=np.c_[z, z[:, :1]])
