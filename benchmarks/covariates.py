@@ -35,14 +35,18 @@ import pandas as pd
 
 import scmix
 
-GLMGAMPOI = r"""
-suppressPackageStartupMessages(library(glmGamPoi))
+#: What both R scripts start with: the counts, size factors and batches _run_r wrote.
+READ_DATA = r"""
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]; n_genes <- as.integer(args[2]); n_cells <- as.integer(args[3])
 Y <- matrix(readBin(file.path(dir, "counts.bin"), "double", n_genes * n_cells),
             nrow = n_genes, ncol = n_cells)
 s <- readBin(file.path(dir, "sf.bin"), "double", n_cells)
 batch <- factor(readBin(file.path(dir, "batch.bin"), "integer", n_cells))
+"""
+
+GLMGAMPOI = r"""
+suppressPackageStartupMessages(library(glmGamPoi))
 fit <- function(Y) glm_gp(Y, design = ~ batch, size_factors = s, on_disk = FALSE,
                           do_cox_reid_adjustment = FALSE, overdispersion_shrinkage = FALSE)
 invisible(fit(Y[1:10, ]))
@@ -54,12 +58,6 @@ writeBin(c(elapsed, ll), file.path(dir, "result.bin"))
 
 FLEXMIX = r"""
 suppressPackageStartupMessages(library(flexmix))
-args <- commandArgs(trailingOnly = TRUE)
-dir <- args[1]; n_genes <- as.integer(args[2]); n_cells <- as.integer(args[3])
-Y <- matrix(readBin(file.path(dir, "counts.bin"), "double", n_genes * n_cells),
-            nrow = n_genes, ncol = n_cells)
-s <- readBin(file.path(dir, "sf.bin"), "double", n_cells)
-batch <- factor(readBin(file.path(dir, "batch.bin"), "integer", n_cells))
 set.seed(1)
 ll <- numeric(n_genes)
 elapsed <- system.time(for (j in seq_len(n_genes)) {
@@ -108,7 +106,7 @@ def _run_r(script: str, adata: ad.AnnData, package: str) -> tuple[float, np.ndar
         np.asarray(adata.X, dtype=np.float64).T.ravel(order="F").tofile(path / "counts.bin")
         adata.obs["size_factors"].to_numpy(np.float64).tofile(path / "sf.bin")
         adata.obs["batch"].cat.codes.to_numpy(np.int32).tofile(path / "batch.bin")
-        (path / "script.R").write_text(script)
+        (path / "script.R").write_text(READ_DATA + script)
         run = subprocess.run(
             ["Rscript", str(path / "script.R"), folder, str(adata.n_vars), str(adata.n_obs)],
             capture_output=True,
