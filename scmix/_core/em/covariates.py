@@ -33,6 +33,7 @@ from ..families import Family
 from ..families.base import CountTable
 from .glm import (
     _LOG_THETA,
+    GlmFit,
     _ascent_direction,
     _bounded,
     _has_theta,
@@ -73,13 +74,16 @@ def fit_covariate_mixture(
     tol: float = 1e-8,
     keep_trace: bool = False,
     em_tol: float = 1e-5,
+    single: GlmFit | None = None,
 ) -> CovariateMixture:
     """The best of ``n_init`` fits of every row of ``x`` (genes, cells) by
     :func:`fit_from_split`, one from each split of :func:`split_levels` (deterministic:
-    a gene's fit depends on its counts only, not on the chunk it is fitted in)."""
+    a gene's fit depends on its counts only, not on the chunk it is fitted in).
+    ``single``: the one-component GLM of the same rows, when the caller has it."""
     counts = CountTable.of(x)
-    design = np.column_stack([np.ones(counts.x.shape[1]), covariates])
-    single = fit_glm(family, counts, log_offset, design)
+    if single is None:
+        design = np.column_stack([np.ones(counts.x.shape[1]), covariates])
+        single = fit_glm(family, counts, log_offset, design)
     best = None
     for levels in split_levels(n_components, n_init):
         fit = fit_from_split(

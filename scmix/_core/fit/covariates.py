@@ -76,6 +76,7 @@ def fit_covariate_matrix(
             max_iter=options.max_iter,
             tol=options.tol * 1e-2,
             em_tol=EM_TOL,
+            single=single,
         )
         results.put_single(genes, single)
         results.put_mixture(genes, mixture)
