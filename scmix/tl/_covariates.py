@@ -13,8 +13,7 @@ from .._core.fit.chunks import GeneColumns
 from .._core.fit.covariates import CovariateOptions, fit_covariate_matrix
 from .._core.stats.selection import covariate_summary
 from .._design import Design
-from .._schema import responsibility_layer
-from ._write import replace_results, var_frame
+from ._write import replace_results, responsibility_layers, var_frame
 
 
 def fit_with_covariates(
@@ -66,12 +65,7 @@ def _write(adata, selected, res, design, family, n_comp, options, params, key) -
     for c, name in enumerate(design.columns):
         columns[f"{key}_coef_{name}"] = res.gamma[:, c]
         columns[f"{key}_single_coef_{name}"] = res.single_coef[:, c + 1]
-    layers = {}
-    if res.resp is not None:
-        for k in range(1, n_comp):
-            layer = np.full((n_cells, adata.n_vars), np.nan, dtype=np.float32)
-            layer[:, selected] = res.resp[:, :, k]
-            layers[responsibility_layer(key, k)] = layer
+    layers = responsibility_layers(key, res.resp, selected, adata.n_vars)
     uns = {
         "params": {**params, **design.describe()},
         "var_names": np.asarray(adata.var_names[selected], dtype=object),

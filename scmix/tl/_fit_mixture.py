@@ -20,11 +20,11 @@ from .._design import covariate_design, covariate_names
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
 from .._scanpy import added, default_n_jobs, info
-from .._schema import responsibility_layer, size_factors_column
+from .._schema import size_factors_column
 from .._warnings import warn
 from ._covariates import fit_with_covariates
 from ._shared import fit_cell_level
-from ._write import component_columns, replace_results, var_frame
+from ._write import component_columns, replace_results, responsibility_layers, var_frame
 
 #: ``store_responsibilities="auto"`` stores them below this size (float32 bytes of the
 #: K - 1 layers, cells x all genes).
@@ -447,18 +447,6 @@ def _should_store(option, n_obs: int, n_vars: int, n_components: int) -> bool:
     return False
 
 
-def _responsibility_layers(key: str, resp, selected, n_vars: int) -> dict:
-    """``{key}_responsibility_{k}`` (k >= 1): (cells, n_vars) float32, NaN off the fit."""
-    if resp is None:
-        return {}
-    layers = {}
-    for k in range(1, resp.shape[2]):
-        layer = np.full((resp.shape[0], n_vars), np.nan, dtype=np.float32)
-        layer[:, selected] = resp[:, :, k]
-        layers[responsibility_layer(key, k)] = layer
-    return layers
-
-
 def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra, obs):
     """Write every output at once: build the columns first, then assign."""
     columns = component_columns(
@@ -488,6 +476,6 @@ def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weig
     if fit.trace is not None:
         uns["trace"] = fit.trace
 
-    layers = _responsibility_layers(key, fit.resp, selected, adata.n_vars)
+    layers = responsibility_layers(key, fit.resp, selected, adata.n_vars)
     fit.resp = None  # the layers hold them now: free the engine's copy
     replace_results(adata, key, new_var, uns, obs=obs, layers=layers)

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._schema import FIT_LAYER_SCHEMA, FIT_OBS_SCHEMA, FIT_SCHEMA, Schema, owned_columns
+from .._schema import (
+    FIT_LAYER_SCHEMA,
+    FIT_OBS_SCHEMA,
+    FIT_SCHEMA,
+    Schema,
+    owned_columns,
+    responsibility_layer,
+)
 
 
 def var_frame(var_names: pd.Index, rows: np.ndarray, columns: dict) -> pd.DataFrame:
@@ -37,6 +44,18 @@ def component_columns(key: str, means, dispersions, weights, single_means, singl
     columns[f"{key}_single_mean"] = single_means
     columns[f"{key}_single_dispersion"] = single_disp
     return columns
+
+
+def responsibility_layers(key: str, resp, selected, n_vars: int) -> dict:
+    """``{key}_responsibility_{k}`` (k >= 1): (cells, n_vars) float32, NaN off the fit."""
+    if resp is None:
+        return {}
+    layers = {}
+    for k in range(1, resp.shape[2]):
+        layer = np.full((resp.shape[0], n_vars), np.nan, dtype=np.float32)
+        layer[:, selected] = resp[:, :, k]
+        layers[responsibility_layer(key, k)] = layer
+    return layers
 
 
 def replace_results(

@@ -291,8 +291,13 @@ def covariate_e_step(family, x, log_offset, covariates, fit: CovariateMixture):
 
 def _e_step(family, x, log_offset, covariates, state):
     """Marginal log-likelihood (genes,) and responsibilities (genes, K, cells)."""
-    joint = _log_densities(family, x, log_offset, covariates, state)
-    joint += np.log(np.maximum(state.weights, 1e-300))[:, :, None]
+    return _posterior(_log_densities(family, x, log_offset, covariates, state), state.weights)
+
+
+def _posterior(log_densities: np.ndarray, weights: np.ndarray):
+    """Marginal log-likelihood (genes,) and responsibilities (genes, K, cells) from the
+    components' log-densities (genes, K, cells) and weights (genes, K)."""
+    joint = log_densities + np.log(np.maximum(weights, 1e-300))[:, :, None]
     total = _logsumexp(joint)
     return total.sum(axis=1), np.exp(joint - total[:, None, :])
 
@@ -420,7 +425,7 @@ def _marginal_derivatives(family, x, log_offset, covariates, state):
     :func:`_with_logits`: per cell, with s_ik the score of log(pi_k f_ik) and H_ik its
     Hessian, sum_k r_ik (H_ik + s_ik s_ik^T) - (sum_k r_ik s_ik)(...)^T (Louis 1982)."""
     terms = _log_densities(family, x, log_offset, covariates, state, terms=True)
-    _, resp = _e_step(family, x, log_offset, covariates, state)
+    _, resp = _posterior(np.stack([t.loglik for t in terms], axis=1), state.weights)
     n_genes, n_comp = state.log_mu.shape
     n_cells, p = covariates.shape
     has_theta = state.log_theta is not None

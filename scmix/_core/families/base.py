@@ -67,8 +67,6 @@ class CountTable(NamedTuple):
 
     @classmethod
     def of(cls, x: np.ndarray) -> CountTable:
-        from ..numerics.kernels import count_levels
-
         x = np.ascontiguousarray(x, dtype=np.float64)
         distinct, _, level = count_levels(x)
         values = np.column_stack([np.zeros(x.shape[0]), distinct])
@@ -79,10 +77,6 @@ class CountTable(NamedTuple):
         return CountTable(
             self.x[rows], self.values[rows], self.index[rows], self.log_factorial[rows]
         )
-
-    def per_count(self, function, shift: np.ndarray) -> np.ndarray:
-        """``function(x + shift)`` (shift (genes, 1)) evaluated per distinct count."""
-        return np.take_along_axis(function(self.values + shift), self.index, axis=1)
 
 
 class GlmTerms(NamedTuple):

@@ -37,14 +37,38 @@ def _chunk_genes(n_genes: int, n_cells: int, n_comp: int, n_cov: int) -> int:
     return max(1, min(n_genes, CHUNK_BYTES // max(per_gene, 1)))
 
 
-def _chunks(X: GeneColumns, n_cells: int, n_comp: int, n_cov: int):
-    """(genes with counts, their counts) of each chunk."""
-    for rows in iter_chunks(X.n_genes, _chunk_genes(X.n_genes, n_cells, n_comp, n_cov)):
+def _fits_by_chunk(X, size_factors, covariates, *, family, components, options):
+    """Per chunk of genes with counts: (genes, the one-component GLM, {K: mixture} for
+    each K > 1 in ``components``). The GLM is fitted once and starts every mixture."""
+    n_cells, n_cov = covariates.shape
+    design = np.column_stack([np.ones(n_cells), covariates])
+    log_sf = np.log(size_factors)
+    chunk = _chunk_genes(X.n_genes, n_cells, max(components, default=1), n_cov)
+    for rows in iter_chunks(X.n_genes, chunk):
         x = X.block(rows)
         has_counts = x.any(axis=1)
         genes = np.arange(X.n_genes)[rows][has_counts]
-        if genes.size:
-            yield genes, x[has_counts]
+        if genes.size == 0:
+            continue
+        x = x[has_counts]
+        single = fit_glm(family, x, log_sf, design, tol=options.tol * 1e-2)
+        mixtures = {
+            k: fit_covariate_mixture(
+                family,
+                x,
+                log_sf,
+                covariates,
+                k,
+                n_init=max(options.n_init, 1),
+                max_iter=options.max_iter,
+                tol=options.tol * 1e-2,
+                em_tol=EM_TOL,
+                single=single,
+            )
+            for k in components
+            if k > 1
+        }
+        yield genes, single, mixtures
 
 
 def fit_covariate_matrix(
@@ -57,29 +81,17 @@ def fit_covariate_matrix(
     options: CovariateOptions,
 ) -> CovariateResults:
     """Fit every column of ``X``; ``covariates`` (cells, p) without an intercept."""
+    # one memory layout, so that the arithmetic (and the result) does not depend on it
+    covariates = np.ascontiguousarray(covariates, dtype=np.float64)
     n_cells, n_cov = covariates.shape
-    design = np.column_stack([np.ones(n_cells), covariates])
-    log_sf = np.log(size_factors)
     results = CovariateResults.empty(X.n_genes, n_components, n_cov, n_cells, options.store_resp)
-    for genes, x in _chunks(X, n_cells, n_components, n_cov):
-        single = fit_glm(family, x, log_sf, design, tol=options.tol * 1e-2)
-        if n_components == 1:
-            results.put_single(genes, single, single_only=True)
-            continue
-        mixture = fit_covariate_mixture(
-            family,
-            x,
-            log_sf,
-            covariates,
-            n_components,
-            n_init=max(options.n_init, 1),
-            max_iter=options.max_iter,
-            tol=options.tol * 1e-2,
-            em_tol=EM_TOL,
-            single=single,
-        )
-        results.put_single(genes, single)
-        results.put_mixture(genes, mixture)
+    chunks = _fits_by_chunk(
+        X, size_factors, covariates, family=family, components=[n_components], options=options
+    )
+    for genes, single, mixtures in chunks:
+        results.put_single(genes, single, single_only=n_components == 1)
+        if n_components > 1:
+            results.put_mixture(genes, mixtures[n_components])
     return results
 
 
@@ -94,12 +106,14 @@ def covariate_logliks(
 ) -> dict[int, np.ndarray]:
     """Log-likelihood (genes,) of each K in ``candidates`` with the covariates (the GLM
     for K = 1), as :func:`fit_covariate_matrix` fits them; NaN for genes without counts."""
-    out = {}
-    for k in candidates:
-        fit = fit_covariate_matrix(
-            X, size_factors, covariates, family=family, n_components=k, options=options
-        )
-        out[k] = fit.loglik
+    covariates = np.ascontiguousarray(covariates, dtype=np.float64)
+    out = {k: np.full(X.n_genes, np.nan) for k in candidates}
+    chunks = _fits_by_chunk(
+        X, size_factors, covariates, family=family, components=candidates, options=options
+    )
+    for genes, single, mixtures in chunks:
+        for k in candidates:
+            out[k][genes] = single.loglik if k == 1 else mixtures[k].loglik
     return out
 
 
@@ -108,6 +122,7 @@ def covariate_predict(
 ):
     """Responsibilities (genes, K, cells) and log-likelihoods (genes,) of ``X`` under the
     fitted parameters (NaN for genes not fitted)."""
+    covariates = np.ascontiguousarray(covariates, dtype=np.float64)
     n_cells = covariates.shape[0]
     n_comp = fit.log_mu.shape[1]
     resp = np.full((X.n_genes, n_comp, n_cells), np.nan)
