@@ -32,13 +32,14 @@ def fit_with_covariates(
     """Fit the selected genes and write every output under ``key``.
 
     ``options``: ``n_init``, ``max_iter``, ``tol``, ``store``, ``bic_threshold``,
-    ``min_weight`` and ``obs`` (the ``.obs`` columns to write).
+    ``min_weight``, ``n_jobs`` and ``obs`` (the ``.obs`` columns to write).
     """
     settings = CovariateOptions(
         n_init=options["n_init"],
         max_iter=options["max_iter"],
         tol=options["tol"],
         store_resp=options["store"] and n_components > 1,
+        n_jobs=options["n_jobs"],
     )
     results = fit_covariate_matrix(
         X, sf, design.matrix, family=family, n_components=n_components, options=settings

@@ -295,6 +295,7 @@ def fit_mixture(
             store=_should_store(store_responsibilities, adata.n_obs, adata.n_vars, n_components),
             bic_threshold=bic_threshold,
             min_weight=min_weight,
+            n_jobs=n_jobs,
             obs=sf_obs,
         )
         fit_with_covariates(

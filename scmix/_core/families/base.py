@@ -79,19 +79,6 @@ class CountTable(NamedTuple):
         )
 
 
-class GlmTerms(NamedTuple):
-    """Per-cell log-likelihood of a count model with log mean ``eta`` and its
-    derivatives in ``eta`` and in ``alpha = log theta`` (``None`` for a family without
-    theta), each (genes, cells): what a Newton step of a GLM sums over cells."""
-
-    loglik: np.ndarray  # log f(x | e^eta, theta), with the -log x! term
-    d_eta: np.ndarray
-    d2_eta: np.ndarray
-    d_alpha: np.ndarray | None = None
-    d2_alpha: np.ndarray | None = None
-    d_eta_alpha: np.ndarray | None = None
-
-
 @dataclass
 class ChunkData:
     """The counts of a gene chunk with what the kernels derive from them once."""
@@ -155,6 +142,9 @@ class Family(ABC):
     name: str
     #: Names of the per-component parameter arrays; ``"mu"`` comes first.
     param_names: tuple[str, ...]
+    #: The family's code in the kernels of the fits with covariates
+    #: (:mod:`scmix._core.families._glm_cells`).
+    glm_kind: int
 
     @property
     def n_free_params(self) -> int:
@@ -238,14 +228,6 @@ class Family(ABC):
         laid out as in :func:`~scmix._core.numerics.kernels.add_cell_scores`; ``state`` as the
         last :meth:`e_step` left it (None: every cell). Used by the Newton finish of
         :mod:`scmix._core.em.newton`; a family without it is fitted by EM alone."""
-        raise NotImplementedError
-
-    def glm_terms(
-        self, counts: CountTable, eta: np.ndarray, log_theta=None, *, derivatives: bool = True
-    ) -> GlmTerms:
-        """The log-pmf of ``counts.x`` at mean ``exp(eta)`` and (with ``derivatives``)
-        its derivatives (see :class:`GlmTerms`; only ``loglik`` is set otherwise), for
-        the Newton steps of a fit with covariates (:mod:`scmix._core.em.glm`)."""
         raise NotImplementedError
 
     @abstractmethod

@@ -30,10 +30,10 @@ from scipy import stats
 
 from ..numerics.jit import over_rows
 from ..numerics.quadrature import CountQuadrature
-from ._nb_glm import nb_glm_terms
+from ._glm_cells import NB
 from ._nb_kernels import THETA_MAX, THETA_MIN, THETA_START, _nb_e_step, _nb_log_prob, _nb_moments
 from ._nb_mstep import _nb_m_step, _nb_marginal_derivatives
-from .base import ChunkData, EStepOutput, Family, GlmTerms
+from .base import ChunkData, EStepOutput, Family
 
 __all__ = ["THETA_MAX", "THETA_MIN", "NegativeBinomial"]
 
@@ -63,6 +63,7 @@ class NegativeBinomial(Family):
 
     name = "nb"
     param_names = ("mu", "theta")
+    glm_kind = NB
 
     def __init__(self, max_newton: int = 4, newton_tol: float = 1e-8):
         self.max_newton = max_newton
@@ -146,11 +147,6 @@ class NegativeBinomial(Family):
             )
 
         over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
-
-    def glm_terms(self, counts, eta, log_theta=None, *, derivatives=True) -> GlmTerms:
-        """The log-pmf and its derivatives in eta and alpha = log theta, computed by
-        the fused kernel of :mod:`._nb_glm` (formulas there)."""
-        return GlmTerms(*nb_glm_terms(counts, eta, log_theta, derivatives))
 
     def cdf(self, x, mean, params) -> np.ndarray:
         """NB cdf; at the Poisson bound (theta = THETA_MAX) the Poisson cdf, which the

@@ -17,7 +17,8 @@ from ..numerics.kernels import (
     weighted_rate,
 )
 from ..numerics.quadrature import UNUSED, compact_cells, estimated_error, unit_weights
-from .base import MU_MIN, ChunkData, EStepOutput, Family, GlmTerms
+from ._glm_cells import POISSON
+from .base import MU_MIN, ChunkData, EStepOutput, Family
 
 
 @inline_jit
@@ -211,6 +212,7 @@ class Poisson(Family):
 
     name = "poisson"
     param_names = ("mu",)
+    glm_kind = POISSON
 
     def log_prob(self, data: ChunkData, params, active, out) -> None:
         counts, mu = data.counts, params["mu"]
@@ -262,13 +264,6 @@ class Poisson(Family):
             _poisson_marginal_derivatives(counts, quad, on_nodes, mu, log_weights, rows, grad, hess)
 
         over_rows(kernel, active, work=active.size * data.n_cells * log_weights.shape[1])
-
-    def glm_terms(self, counts, eta, log_theta=None, *, derivatives=True) -> GlmTerms:
-        r""":math:`\ell = x\eta - e^\eta - \log x!`, :math:`\partial_\eta\ell = x - m`,
-        :math:`\partial^2_\eta\ell = -m` with :math:`m = e^\eta` (no theta)."""
-        x, m = counts.x, np.exp(eta)
-        loglik = x * eta - m - counts.log_factorial
-        return GlmTerms(loglik, x - m, -m) if derivatives else GlmTerms(loglik, None, None)
 
     def cdf(self, x, mean, params) -> np.ndarray:
         return stats.poisson.cdf(x, mean)

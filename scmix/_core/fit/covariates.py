@@ -12,6 +12,7 @@ import numpy as np
 from ..em.covariates import CovariateMixture, covariate_e_step, fit_covariate_mixture
 from ..em.glm import fit_glm
 from ..families import Family
+from ..numerics.jit import row_threads, worker_count
 from .chunks import GeneColumns, iter_chunks
 
 #: Bytes of working memory per chunk of genes (the Newton steps hold K x cells x P^2
@@ -30,6 +31,8 @@ class CovariateOptions:
     max_iter: int
     tol: float
     store_resp: bool = False
+    #: Threads the kernels split each chunk's genes over (None or -1: every core).
+    n_jobs: int | None = None
 
 
 def _chunk_genes(n_genes: int, n_cells: int, n_comp: int, n_cov: int) -> int:
@@ -88,10 +91,11 @@ def fit_covariate_matrix(
     chunks = _fits_by_chunk(
         X, size_factors, covariates, family=family, components=[n_components], options=options
     )
-    for genes, single, mixtures in chunks:
-        results.put_single(genes, single, single_only=n_components == 1)
-        if n_components > 1:
-            results.put_mixture(genes, mixtures[n_components])
+    with row_threads(worker_count(options.n_jobs)):
+        for genes, single, mixtures in chunks:
+            results.put_single(genes, single, single_only=n_components == 1)
+            if n_components > 1:
+                results.put_mixture(genes, mixtures[n_components])
     return results
 
 
@@ -111,14 +115,20 @@ def covariate_logliks(
     chunks = _fits_by_chunk(
         X, size_factors, covariates, family=family, components=candidates, options=options
     )
-    for genes, single, mixtures in chunks:
-        for k in candidates:
-            out[k][genes] = single.loglik if k == 1 else mixtures[k].loglik
+    with row_threads(worker_count(options.n_jobs)):
+        for genes, single, mixtures in chunks:
+            for k in candidates:
+                out[k][genes] = single.loglik if k == 1 else mixtures[k].loglik
     return out
 
 
 def covariate_predict(
-    X: GeneColumns, size_factors: np.ndarray, covariates: np.ndarray, fit: CovariateResults, family
+    X: GeneColumns,
+    size_factors: np.ndarray,
+    covariates: np.ndarray,
+    fit: CovariateResults,
+    family,
+    n_jobs: int | None = None,
 ):
     """Responsibilities (genes, K, cells) and log-likelihoods (genes,) of ``X`` under the
     fitted parameters (NaN for genes not fitted)."""
@@ -128,15 +138,16 @@ def covariate_predict(
     resp = np.full((X.n_genes, n_comp, n_cells), np.nan)
     loglik = np.full(X.n_genes, np.nan)
     log_sf = np.log(size_factors)
-    for rows in iter_chunks(X.n_genes, _chunk_genes(X.n_genes, n_cells, n_comp, 1)):
-        genes = np.arange(X.n_genes)[rows]
-        genes = genes[fit.fitted[genes]]
-        if genes.size == 0:
-            continue
-        x = X.block(rows)[genes - rows.start]
-        loglik[genes], resp[genes] = covariate_e_step(
-            family, x, log_sf, covariates, fit.mixture(genes)
-        )
+    with row_threads(worker_count(n_jobs)):
+        for rows in iter_chunks(X.n_genes, _chunk_genes(X.n_genes, n_cells, n_comp, 1)):
+            genes = np.arange(X.n_genes)[rows]
+            genes = genes[fit.fitted[genes]]
+            if genes.size == 0:
+                continue
+            x = X.block(rows)[genes - rows.start]
+            loglik[genes], resp[genes] = covariate_e_step(
+                family, x, log_sf, covariates, fit.mixture(genes)
+            )
     return resp, loglik
 
 
