@@ -15,11 +15,10 @@ from ..families import Family
 from ..numerics.jit import row_threads, worker_count
 from .chunks import GeneColumns, iter_chunks
 
-#: Bytes of working memory per chunk of genes (the Newton steps hold K x cells x P^2
-#: products per gene).
+#: Bytes of working memory per chunk of genes.
 CHUNK_BYTES = 64 * 2**20
 #: GEM runs until an iteration gains at most this (relative), then Newton finishes: a
-#: looser switch (1e-4) is a third faster but ends lower on some flat genes.
+#: looser switch (1e-4) is a fifth faster but ends lower on some flat genes.
 EM_TOL = 1e-5
 
 
@@ -36,7 +35,10 @@ class CovariateOptions:
 
 
 def _chunk_genes(n_genes: int, n_cells: int, n_comp: int, n_cov: int) -> int:
-    per_gene = 8 * n_cells * n_comp * (3 * n_comp + n_cov + 4) * 4
+    """Genes per chunk: per gene the counts with their levels and log factorials, the
+    responsibilities of the best start and of the start being fitted, and the design's
+    share (numba's scratch is per thread, not per gene)."""
+    per_gene = 8 * n_cells * (4 + 2 * n_comp) + 8 * n_cov
     return max(1, min(n_genes, CHUNK_BYTES // max(per_gene, 1)))
 
 
