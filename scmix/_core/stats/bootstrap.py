@@ -58,30 +58,61 @@ def simulate_replicates(family, params, size_factors, generators, n_replicates, 
     return counts, uniforms
 
 
-def bootstrap_pvalues(
-    fit_rows: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+def simulate_glm_replicates(
     family: Family,
-    single_params: dict[str, np.ndarray],
+    glm: dict[str, np.ndarray],
     size_factors: np.ndarray,
+    design: np.ndarray,
+    generators: list[np.random.Generator],
+    n_replicates: int,
+) -> np.ndarray:
+    r"""``n_replicates`` count vectors per gene from its one-component GLM, stacked gene
+    by gene (row ``j * m + b``), each gene's drawn from its own generator.
+
+    ``glm`` holds the rows of the genes in ``generators``: ``coef`` (genes, q),
+    :math:`\beta_j` with the intercept first, and ``log_theta`` (genes,) (NaN or absent
+    for a family without theta); ``design`` (cells, q) has rows :math:`d_i = (1, z_i)`.
+    Cell i of gene j is drawn with mean :math:`s_i \exp(d_i^\top\beta_j)` and
+    :math:`\theta_j = e^{\alpha_j}`.
+    """
+    n_cells = size_factors.size
+    counts = np.empty((len(generators) * n_replicates, n_cells))
+    log_mean = np.log(size_factors)[None, :] + glm["coef"] @ design.T  # (genes, cells)
+    theta = np.exp(glm["log_theta"]) if "theta" in family.param_names else None
+    for j, rng in enumerate(generators):
+        mean = np.broadcast_to(np.exp(log_mean[j]), (n_replicates, n_cells))
+        params = {} if theta is None else {"theta": theta[j]}
+        counts[j * n_replicates : (j + 1) * n_replicates] = family.sample(mean, params, rng)
+    return counts
+
+
+def bootstrap_pvalues(
+    simulate: Callable[[np.ndarray, list, int], tuple],
+    fit_rows: Callable[..., tuple[np.ndarray, np.ndarray]],
     names,
     observed_lrt: np.ndarray,
     *,
     n_bootstrap: int,
     random_state: int | None,
     rows_per_batch: int,
-    start_shape: tuple[int, int],
     stop_after: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap p-values of ``observed_lrt`` (genes,) and the number of replicates each
+    r"""Bootstrap p-values of ``observed_lrt`` (genes,) and the number of replicates each
     gene used.
 
-    ``fit_rows(counts, uniforms)`` fits the one- and the K-component model to every row
-    of ``counts`` (rows, cells), with the random starts driven by ``uniforms`` (rows,
-    *start_shape), and returns their log-likelihoods: the same fit as for the data. A
+    ``simulate(genes, generators, m)`` draws m replicates of each of ``genes`` (indices
+    into ``names``) from its null model, each gene's from its generator in
+    ``generators``, and returns what ``fit_rows`` takes: ``fit_rows(*simulate(...))``
+    fits the one- and the K-component model to every replicate (rows gene by gene,
+    ``j * m + b``), exactly as to the data, and returns their log-likelihoods. A
     replicate without any count has LRT 0. Everything a gene's replicates depend on
-    comes from its own generator, so its p-value does not depend on the other genes.
+    comes from its own generator (:func:`gene_rng` of its name), so its p-value does
+    not depend on the other genes.
 
+    A replicate's LRT counts as reaching the observed one when
+    :math:`\mathrm{LRT}^{(b)} \ge \mathrm{LRT} - \epsilon\max(1, \mathrm{LRT})`,
+    :math:`\epsilon` = ``TIE_TOLERANCE`` (a tie up to optimiser noise counts).
     With ``stop_after`` = h > 0, replicates are drawn in rounds of h and a gene stops as
     soon as h of its replicates reached its observed LRT (Besag and Clifford 1991): its
     p-value is then h / L after L replicates, a valid p-value (P(p <= a) <= a) that
@@ -104,13 +135,10 @@ def bootstrap_pvalues(
         per_batch = max(1, rows_per_batch // m)
         for start in range(0, active.size, per_batch):
             genes = active[start : start + per_batch]
-            params = {key: values[genes] for key, values in single_params.items()}
-            counts, uniforms = simulate_replicates(
-                family, params, size_factors, [generators[g] for g in genes], m, start_shape
-            )
+            replicates = simulate(genes, [generators[g] for g in genes], m)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # replicates without counts
-                loglik_1, loglik_k = fit_rows(counts, uniforms)
+                loglik_1, loglik_k = fit_rows(*replicates)
             lrt = np.nan_to_num(2.0 * (loglik_k - loglik_1), nan=0.0).reshape(-1, m)
             exceed[genes] += (lrt >= threshold[genes, None]).sum(axis=1)
             drawn[genes] += m
@@ -164,17 +192,21 @@ def lrt_pvalues(
         n_bootstrap,
         2 * chunk_size_for(size_factors.size, n_components, starts, settings.memory_bytes),
     )
+    single = {name: values[fitted] for name, values in fit.single.params.items()}
+    start_shape = (max(settings.n_init, 1), n_components)
+
+    def simulate(genes, generators, m):
+        params = {key: values[genes] for key, values in single.items()}
+        return simulate_replicates(fit.family, params, size_factors, generators, m, start_shape)
+
     pvalue[fitted], _ = bootstrap_pvalues(
+        simulate,
         fit_rows,
-        fit.family,
-        {name: values[fitted] for name, values in fit.single.params.items()},
-        size_factors,
         np.asarray(names)[fitted],
         lrt[fitted],
         n_bootstrap=n_bootstrap,
         random_state=settings.random_state,
         rows_per_batch=rows,
-        start_shape=(max(settings.n_init, 1), n_components),
         stop_after=early_stop,
         progress=progress,
     )
