@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -104,9 +105,10 @@ def fit_mixture(
         Newton M-steps and a Newton finish on the marginal likelihood, from ``n_init``
         deterministic splits (see :mod:`scmix._core.em.covariates`); the
         one-component fit is the count GLM (glmGamPoi's ``glm_gp`` without its
-        Cox-Reid adjustment). Both BICs count the covariate effects. Not yet
-        combined with ``shared``, ``n_bootstrap`` or ``init``; this path runs in
-        numpy, slower than the fits without covariates.
+        Cox-Reid adjustment). Both BICs count the covariate effects. With
+        ``n_bootstrap``, the replicates are drawn from the one-component GLM (see
+        ``n_bootstrap``). Not yet combined with ``shared`` or ``init``; this path runs
+        in numpy, slower than the fits without covariates.
     {inputs}
     {fit_options}
     bic_threshold, min_weight
@@ -139,14 +141,23 @@ def fit_mixture(
         Each gene's counts are simulated B times from its fitted one-component model
         with the cells' size factors, both models are refitted with the same
         settings, and :math:`p = (1 + \#\{\mathrm{LRT}^{(b)} \ge \mathrm{LRT}\})/(B + 1)`
-        (McLachlan 1987); the chi-square reference is not valid for mixtures. Costs
-        B more fits of the selected genes (vectorised: replicates are extra rows).
-        The smallest possible p-value is 1 / (B + 1).
+        (McLachlan 1987); the chi-square reference is not valid for mixtures. With
+        ``covariates`` the replicates come from the gene's one-component GLM,
+        :math:`x_{ij} \sim f(s_i \mu_j \exp(z_i^\top\beta_j), \theta_j)` (the
+        ``{key}_single_mean``, ``{key}_single_coef_*`` and ``{key}_single_dispersion``
+        written), and both refits (the GLM and the K-component mixture) take the
+        covariates. A replicate's LRT within 1e-6 (relative) of the observed one
+        counts as reaching it. Costs B more fits of the selected genes (vectorised:
+        replicates are extra rows). The smallest possible p-value is 1 / (B + 1);
+        each gene's replicates come from a random stream of its own (seeded by
+        ``random_state`` and its name), so its p-value does not depend on the other
+        genes fitted.
     bootstrap_early_stop
-        h > 0: a gene stops once h of its replicates reached its LRT and gets the
-        Besag-Clifford p-value h / L (L replicates drawn): valid, and far cheaper
-        when most genes are unremarkable, but with atoms instead of a uniform null
-        distribution. 0 (default): every gene uses all B replicates.
+        h > 0: replicates are drawn in rounds of h, a gene stops once h of them
+        reached its LRT and gets the Besag-Clifford p-value e / L (e >= h of the L
+        replicates drawn reached it): valid, and far cheaper when most genes are
+        unremarkable, but with atoms instead of a uniform null distribution. 0
+        (default): every gene uses all B replicates.
     shared
         Cell-level mixture: one latent class per cell shared by all the selected
         genes, :math:`p(x_{i\cdot}) = \sum_k \pi_k \prod_j f(x_{ij} \mid s_i\mu_{jk}, \theta_{jk})`
@@ -249,10 +260,9 @@ def fit_mixture(
             raise InputError("n_bootstrap is not available with shared=True.")
 
     design = covariate_design(adata, covariates)
-    if design is not None and (shared or n_bootstrap or init is not None):
+    if design is not None and (shared or init is not None):
         raise InputError(
-            "covariates cannot be combined with shared=True, n_bootstrap or init yet: "
-            "fit with covariates alone."
+            "covariates cannot be combined with shared=True or init yet: fit with covariates alone."
         )
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     start_resp = _start_responsibilities(adata, init, n_components)
@@ -297,6 +307,10 @@ def fit_mixture(
             min_weight=min_weight,
             n_jobs=n_jobs,
             obs=sf_obs,
+            n_bootstrap=n_bootstrap,
+            bootstrap_early_stop=bootstrap_early_stop,
+            random_state=settings.random_state,
+            progress=partial(_progress_bar, progress),
         )
         fit_with_covariates(
             target,

@@ -3,7 +3,8 @@ r"""Parametric bootstrap of the likelihood-ratio statistic of K against one comp
 The LRT of a mixture has no chi-square reference distribution (under the null the
 extra components sit on the boundary of the parameter space), so its null
 distribution is simulated (McLachlan 1987): for each gene, B data sets are drawn
-from the fitted one-component model with the cells' size factors, both models are
+from the fitted one-component model with the cells' size factors (with covariates:
+the gene's one-component GLM, :func:`covariate_lrt_pvalues`), both models are
 refitted to each exactly as to the data, and
 
 .. math::
@@ -21,15 +22,20 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from ..families import Family
-from ..fit.chunks import chunk_size_for
+from ..fit.chunks import GeneColumns, chunk_size_for
+from ..fit.covariates import CovariateOptions, CovariateResults, covariate_logliks
 from ..fit.matrix import MixtureFit, fit_matrix
 from ..settings import FitSettings
 from .selection import benjamini_hochberg
 
+#: Bytes of simulated counts per batch of replicates of a fit with covariates, at most
+#: (its refits work in chunks of their own).
+COVARIATE_BATCH_BYTES = 32 * 2**20
 #: LRT differences below this count as ties (optimiser noise), which keeps p-values honest.
 TIE_TOLERANCE = 1e-6
 
@@ -58,30 +64,63 @@ def simulate_replicates(family, params, size_factors, generators, n_replicates, 
     return counts, uniforms
 
 
-def bootstrap_pvalues(
-    fit_rows: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+def simulate_glm_replicates(
     family: Family,
-    single_params: dict[str, np.ndarray],
+    glm: dict[str, np.ndarray],
     size_factors: np.ndarray,
+    design: np.ndarray,
+    generators: list[np.random.Generator],
+    n_replicates: int,
+) -> np.ndarray:
+    r"""``n_replicates`` count vectors per gene from its one-component GLM, stacked gene
+    by gene (row ``j * m + b``), each gene's drawn from its own generator.
+
+    ``glm`` holds the rows of the genes in ``generators``: ``coef`` (genes, q),
+    :math:`\beta_j` with the intercept first, and ``log_theta`` (genes,),
+    :math:`\alpha_j` (not read for a family without theta); ``design`` (cells, q) has
+    rows :math:`d_i = (1, z_i)`. Cell i of gene j is drawn with mean
+    :math:`s_i \exp(d_i^\top\beta_j)` and :math:`\theta_j = e^{\alpha_j}`.
+    """
+    n_cells = size_factors.size
+    counts = np.empty((len(generators) * n_replicates, n_cells))
+    log_sf = np.log(size_factors)
+    theta = np.exp(glm["log_theta"]) if "theta" in family.param_names else None
+    for j, rng in enumerate(generators):
+        # gene by gene (not one product over the batch): the same arithmetic in any batch
+        mean = np.exp(log_sf + design @ glm["coef"][j])
+        mean = np.broadcast_to(mean, (n_replicates, n_cells))
+        params = {} if theta is None else {"theta": theta[j]}
+        counts[j * n_replicates : (j + 1) * n_replicates] = family.sample(mean, params, rng)
+    return counts
+
+
+def bootstrap_pvalues(
+    simulate: Callable[[np.ndarray, list, int], tuple],
+    fit_rows: Callable[..., tuple[np.ndarray, np.ndarray]],
     names,
     observed_lrt: np.ndarray,
     *,
     n_bootstrap: int,
     random_state: int | None,
     rows_per_batch: int,
-    start_shape: tuple[int, int],
     stop_after: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap p-values of ``observed_lrt`` (genes,) and the number of replicates each
+    r"""Bootstrap p-values of ``observed_lrt`` (genes,) and the number of replicates each
     gene used.
 
-    ``fit_rows(counts, uniforms)`` fits the one- and the K-component model to every row
-    of ``counts`` (rows, cells), with the random starts driven by ``uniforms`` (rows,
-    *start_shape), and returns their log-likelihoods: the same fit as for the data. A
+    ``simulate(genes, generators, m)`` draws m replicates of each of ``genes`` (indices
+    into ``names``) from its null model, each gene's from its generator in
+    ``generators``, and returns what ``fit_rows`` takes: ``fit_rows(*simulate(...))``
+    fits the one- and the K-component model to every replicate (rows gene by gene,
+    ``j * m + b``), exactly as to the data, and returns their log-likelihoods. A
     replicate without any count has LRT 0. Everything a gene's replicates depend on
-    comes from its own generator, so its p-value does not depend on the other genes.
+    comes from its own generator (:func:`gene_rng` of its name), so its p-value does
+    not depend on the other genes.
 
+    A replicate's LRT counts as reaching the observed one when
+    :math:`\mathrm{LRT}^{(b)} \ge \mathrm{LRT} - \epsilon\max(1, \mathrm{LRT})`,
+    :math:`\epsilon` = ``TIE_TOLERANCE`` (a tie up to optimiser noise counts).
     With ``stop_after`` = h > 0, replicates are drawn in rounds of h and a gene stops as
     soon as h of its replicates reached its observed LRT (Besag and Clifford 1991): its
     p-value is then h / L after L replicates, a valid p-value (P(p <= a) <= a) that
@@ -104,13 +143,10 @@ def bootstrap_pvalues(
         per_batch = max(1, rows_per_batch // m)
         for start in range(0, active.size, per_batch):
             genes = active[start : start + per_batch]
-            params = {key: values[genes] for key, values in single_params.items()}
-            counts, uniforms = simulate_replicates(
-                family, params, size_factors, [generators[g] for g in genes], m, start_shape
-            )
+            replicates = simulate(genes, [generators[g] for g in genes], m)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # replicates without counts
-                loglik_1, loglik_k = fit_rows(counts, uniforms)
+                loglik_1, loglik_k = fit_rows(*replicates)
             lrt = np.nan_to_num(2.0 * (loglik_k - loglik_1), nan=0.0).reshape(-1, m)
             exceed[genes] += (lrt >= threshold[genes, None]).sum(axis=1)
             drawn[genes] += m
@@ -164,17 +200,94 @@ def lrt_pvalues(
         n_bootstrap,
         2 * chunk_size_for(size_factors.size, n_components, starts, settings.memory_bytes),
     )
+    single = {name: values[fitted] for name, values in fit.single.params.items()}
+    start_shape = (max(settings.n_init, 1), n_components)
+
+    def simulate(genes, generators, m):
+        params = {key: values[genes] for key, values in single.items()}
+        return simulate_replicates(fit.family, params, size_factors, generators, m, start_shape)
+
     pvalue[fitted], _ = bootstrap_pvalues(
+        simulate,
         fit_rows,
-        fit.family,
-        {name: values[fitted] for name, values in fit.single.params.items()},
-        size_factors,
         np.asarray(names)[fitted],
         lrt[fitted],
         n_bootstrap=n_bootstrap,
         random_state=settings.random_state,
         rows_per_batch=rows,
-        start_shape=(max(settings.n_init, 1), n_components),
+        stop_after=early_stop,
+        progress=progress,
+    )
+    return {"lrt_pvalue": pvalue, "lrt_padj": benjamini_hochberg(pvalue)}
+
+
+def covariate_lrt_pvalues(
+    fit: CovariateResults,
+    size_factors: np.ndarray,
+    covariates: np.ndarray,
+    names,
+    *,
+    family: Family,
+    options: CovariateOptions,
+    n_bootstrap: int,
+    early_stop: int,
+    random_state: int | None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    r"""Bootstrap p-values of the LRT of a fit with covariates (``lrt_pvalue``) and their
+    Benjamini-Hochberg adjustment (``lrt_padj``), NaN for genes not fitted.
+
+    The null model of gene j is its one-component GLM
+    (:mod:`scmix._core.em.glm`): :math:`x_{ij} \sim f(s_i \exp(d_i^\top\beta_j),
+    \theta_j)` with :math:`d_i = (1, z_i)`, ``fit.single_coef`` and
+    ``fit.single_log_theta``. Each of its B replicates (:func:`simulate_glm_replicates`)
+    is refitted with K = 1 and K = ``fit.log_mu.shape[1]`` by
+    :func:`~scmix._core.fit.covariates.covariate_logliks` with the data's ``options``,
+    :math:`\mathrm{LRT}^{(b)} = 2(\ell^{(b)}_K - \ell^{(b)}_1)`, and
+
+    .. math::
+
+        p_j = \frac{1 + \#\{b : \mathrm{LRT}^{(b)}_j \ge \mathrm{LRT}_j\}}{B + 1}
+
+    (up to ``TIE_TOLERANCE``), or Besag-Clifford's with ``early_stop`` > 0, as
+    :func:`bootstrap_pvalues` computes them. The covariate fits start deterministically,
+    so no start uniforms are drawn; ``names`` (the genes') seed each gene's stream.
+    ``covariates``: (cells, p), without the intercept, as for the fit.
+    """
+    covariates = np.ascontiguousarray(covariates, dtype=np.float64)
+    n_cells = size_factors.size
+    n_components = fit.log_mu.shape[1]
+    design = np.column_stack([np.ones(n_cells), covariates])
+    fitted = np.flatnonzero(fit.fitted)
+    glm = {"coef": fit.single_coef[fitted], "log_theta": fit.single_log_theta[fitted]}
+    refit = replace(options, store_resp=False)
+
+    def simulate(genes, generators, m):
+        rows = {key: values[genes] for key, values in glm.items()}
+        return (simulate_glm_replicates(family, rows, size_factors, design, generators, m),)
+
+    def fit_rows(counts):
+        logliks = covariate_logliks(
+            GeneColumns(counts.T),
+            size_factors,
+            covariates,
+            family=family,
+            candidates=[1, n_components],
+            options=refit,
+        )
+        return logliks[1], logliks[n_components]
+
+    lrt = 2.0 * (fit.loglik - fit.loglik_1)
+    pvalue = np.full(fit.loglik.size, np.nan)
+    rows = max(n_bootstrap, COVARIATE_BATCH_BYTES // (8 * n_cells))
+    pvalue[fitted], _ = bootstrap_pvalues(
+        simulate,
+        fit_rows,
+        np.asarray(names)[fitted],
+        lrt[fitted],
+        n_bootstrap=n_bootstrap,
+        random_state=random_state,
+        rows_per_batch=rows,
         stop_after=early_stop,
         progress=progress,
     )

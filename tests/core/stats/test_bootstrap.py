@@ -104,3 +104,40 @@ def test_early_stop_is_valid_and_cheaper(null_fit):
         assert np.mean(p <= level) <= level + 2.5 * np.sqrt(level * (1 - level) / p.size)
     (drawn,) = calls
     assert drawn.mean() < 50  # measured 42 instead of 99 per gene
+
+
+@pytest.mark.parametrize("family", ["nb", "poisson"])
+def test_glm_replicates_have_the_glm_mean_and_variance(family):
+    """Replicates of a fit with covariates: mean s_i exp(d_i' beta_j) per cell, variance
+    m + m^2 / theta_j (NB) or m (Poisson), each gene's from its own generator."""
+    from scmix._core.families import get_family
+
+    fam = get_family(family)
+    rng = np.random.default_rng(0)
+    n_cells, m = 12, 20000
+    size_factors = rng.lognormal(0, 0.5, n_cells)
+    design = np.column_stack(
+        [np.ones(n_cells), np.arange(n_cells) % 3 == 1, rng.normal(size=n_cells)]
+    )
+    glm = {"coef": np.array([[1.0, 0.8, -0.3], [2.0, -1.0, 0.5]]), "log_theta": np.log([2.0, 8.0])}
+    counts = bootstrap.simulate_glm_replicates(
+        fam, glm, size_factors, design, [bootstrap.gene_rng(0, g, 1) for g in "ab"], m
+    )
+    assert counts.shape == (2 * m, n_cells)
+    for j in range(2):
+        block = counts[j * m : (j + 1) * m]
+        mean = size_factors * np.exp(design @ glm["coef"][j])
+        variance = mean + (mean**2 / np.exp(glm["log_theta"][j]) if family == "nb" else 0)
+        # 5 standard errors of the mean, 10% on the variance (20,000 draws)
+        np.testing.assert_array_less(np.abs(block.mean(axis=0) - mean), 5 * np.sqrt(variance / m))
+        np.testing.assert_allclose(block.var(axis=0), variance, rtol=0.1)
+    # gene b alone draws what it drew beside gene a
+    alone = bootstrap.simulate_glm_replicates(
+        fam,
+        {key: values[1:] for key, values in glm.items()},
+        size_factors,
+        design,
+        [bootstrap.gene_rng(0, "b", 1)],
+        m,
+    )
+    np.testing.assert_array_equal(alone, counts[m:])
