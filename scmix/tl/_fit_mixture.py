@@ -107,8 +107,8 @@ def fit_mixture(
         one-component fit is the count GLM (glmGamPoi's ``glm_gp`` without its
         Cox-Reid adjustment). Both BICs count the covariate effects. With
         ``n_bootstrap``, the replicates are drawn from the one-component GLM (see
-        ``n_bootstrap``). Not yet combined with ``shared`` or ``init``; this path runs
-        in numpy, slower than the fits without covariates.
+        ``n_bootstrap``). Not yet combined with ``shared`` or ``init``. About twice
+        the time of the fit without covariates (genes split over ``n_jobs`` threads).
     {inputs}
     {fit_options}
     bic_threshold, min_weight
