@@ -12,7 +12,12 @@ import numpy as np
 from ..em.covariates import CovariateMixture, covariate_e_step, fit_covariate_mixture
 from ..em.glm import fit_glm
 from ..families import Family
-from ..numerics.jit import row_threads, worker_count
+from ..numerics.jit import (
+    announce_covariate_compilation,
+    mark_covariate_kernels_cached,
+    row_threads,
+    worker_count,
+)
 from .chunks import GeneColumns, iter_chunks
 
 #: Bytes of working memory per chunk of genes.
@@ -48,6 +53,8 @@ def _fits_by_chunk(X, size_factors, covariates, *, family, components, options):
     n_cells, n_cov = covariates.shape
     design = np.column_stack([np.ones(n_cells), covariates])
     log_sf = np.log(size_factors)
+    with_mixture = max(components, default=1) > 1
+    announce_covariate_compilation()
     chunk = _chunk_genes(X.n_genes, n_cells, max(components, default=1), n_cov)
     for rows in iter_chunks(X.n_genes, chunk):
         x = X.block(rows)
@@ -74,6 +81,8 @@ def _fits_by_chunk(X, size_factors, covariates, *, family, components, options):
             if k > 1
         }
         yield genes, single, mixtures
+    if with_mixture:  # both kernels compiled (and cached) now
+        mark_covariate_kernels_cached()
 
 
 def fit_covariate_matrix(

@@ -68,6 +68,37 @@ def announce_compilation() -> None:
         logging.getLogger("scmix").info(COMPILING_MESSAGE)
 
 
+#: What the first fit with covariates says: their kernels are compiled apart.
+COVARIATE_MESSAGE = (
+    "compiling the kernels of the fits with covariates, once per installation (about 40 s)"
+)
+
+
+def covariate_kernels_cached() -> bool:
+    """Whether a fit with covariates ran to its end with these sources (a marker in
+    :data:`CACHE_DIR`, written by :func:`mark_covariate_kernels_cached`)."""
+    return os.path.exists(os.path.join(CACHE_DIR, "covariates.compiled"))
+
+
+def mark_covariate_kernels_cached() -> None:
+    """Leave the marker of :func:`covariate_kernels_cached` (ignored if it cannot)."""
+    try:
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        with open(os.path.join(CACHE_DIR, "covariates.compiled"), "w"):
+            pass
+    except OSError:
+        pass
+
+
+def announce_covariate_compilation() -> bool:
+    """Say (``scmix`` logger, INFO) that the covariate kernels are being compiled, when
+    no fit with covariates has run with these sources; returns whether it said so."""
+    if covariate_kernels_cached():
+        return False
+    logging.getLogger("scmix").info(COVARIATE_MESSAGE)
+    return True
+
+
 def _njit(**options):
     """``numba.njit(**options)``, caching in :data:`CACHE_DIR`. numba picks a function's
     cache folder when it is decorated, from its global setting: set only meanwhile, so

@@ -77,3 +77,30 @@ def test_first_fit_on_a_fresh_cache_says_once_that_kernels_compile(monkeypatch, 
     with caplog.at_level(logging.INFO, logger="scmix"):
         scmix.tl.fit_mixture(adata, n_init=1, max_iter=3)
     assert not caplog.records
+
+
+def test_first_fit_with_covariates_says_that_its_kernels_compile(monkeypatch, tmp_path, caplog):
+    """Until a fit with covariates and K > 1 ran with these sources (a marker in the
+    cache folder), a covariate fit says that it compiles; a K = 1 fit leaves no marker."""
+    import logging
+
+    import numpy as np
+    import pandas as pd
+
+    import scmix
+
+    monkeypatch.setattr(jit_module, "CACHE_DIR", str(tmp_path / "cache"))
+    adata = scmix.datasets.simulate(n_cells=60, n_genes=2, random_state=0)
+    adata.obs["batch"] = pd.Categorical(np.arange(60) % 2)
+
+    def said(n_components):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="scmix"):
+            scmix.tl.fit_mixture(adata, n_components, covariates="batch", max_iter=5)
+        return [r.getMessage() for r in caplog.records].count(jit_module.COVARIATE_MESSAGE)
+
+    assert said(1) == 1
+    assert said(2) == 1  # a K = 1 fit does not compile the mixture's kernel
+    assert jit_module.covariate_kernels_cached()
+    assert said(2) == 0
+    assert said(1) == 0
