@@ -230,19 +230,10 @@ def _kernel_params(state: _State) -> Components:
 def covariate_e_step(family, x, log_offset, covariates, fit: CovariateMixture):
     """Marginal log-likelihood (genes,) and responsibilities (genes, K, cells) of the
     counts ``x`` (genes, cells) under the parameters of ``fit``."""
-    theta = None if fit.log_theta is None else fit.log_theta.copy()
-    state = _State(fit.log_mu.copy(), theta, fit.gamma.copy(), fit.weights.copy())
+    state = _State(fit.log_mu, fit.log_theta, fit.gamma, fit.weights)
     exposure = exposure_of(log_offset, covariates)
-    return _e_step(family, CountTable.of(x), exposure, state)
-
-
-def _e_step(family, x, exposure, state, *, genes=None, with_resp=True):
-    """Marginal log-likelihood (rows,) and responsibilities (rows, K, cells; None
-    without ``with_resp``) of the genes ``genes`` of ``x`` (all by default) at the
-    rows of ``state``."""
     params = _kernel_params(state)
-    kind = family.glm_kind
-    return marginal_loglik(kind, x, exposure, params, genes=genes, with_resp=with_resp)
+    return marginal_loglik(family.glm_kind, CountTable.of(x), exposure, params, with_resp=True)
 
 
 def _trace_list(trace: np.ndarray) -> list[np.ndarray]:
