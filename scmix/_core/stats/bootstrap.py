@@ -194,7 +194,6 @@ def lrt_pvalues(
         return result.single.loglik, result.loglik
 
     lrt = 2.0 * (fit.loglik - fit.single.loglik)
-    pvalue = np.full(fit.loglik.size, np.nan)
     starts = 1 + settings.n_init
     rows = max(
         n_bootstrap,
@@ -207,18 +206,17 @@ def lrt_pvalues(
         params = {key: values[genes] for key, values in single.items()}
         return simulate_replicates(fit.family, params, size_factors, generators, m, start_shape)
 
-    pvalue[fitted], _ = bootstrap_pvalues(
-        simulate,
-        fit_rows,
-        np.asarray(names)[fitted],
-        lrt[fitted],
+    return _fitted_pvalues(
+        (simulate, fit_rows),
+        names,
+        lrt,
+        fitted,
         n_bootstrap=n_bootstrap,
         random_state=settings.random_state,
         rows_per_batch=rows,
         stop_after=early_stop,
         progress=progress,
     )
-    return {"lrt_pvalue": pvalue, "lrt_padj": benjamini_hochberg(pvalue)}
 
 
 def covariate_lrt_pvalues(
@@ -278,17 +276,23 @@ def covariate_lrt_pvalues(
         return logliks[1], logliks[n_components]
 
     lrt = 2.0 * (fit.loglik - fit.loglik_1)
-    pvalue = np.full(fit.loglik.size, np.nan)
     rows = max(n_bootstrap, COVARIATE_BATCH_BYTES // (8 * n_cells))
-    pvalue[fitted], _ = bootstrap_pvalues(
-        simulate,
-        fit_rows,
-        np.asarray(names)[fitted],
-        lrt[fitted],
+    return _fitted_pvalues(
+        (simulate, fit_rows),
+        names,
+        lrt,
+        fitted,
         n_bootstrap=n_bootstrap,
         random_state=random_state,
         rows_per_batch=rows,
         stop_after=early_stop,
         progress=progress,
     )
+
+
+def _fitted_pvalues(model, names, lrt, fitted, **options) -> dict[str, np.ndarray]:
+    """:func:`bootstrap_pvalues` of the genes ``fitted`` (``model`` is its ``(simulate,
+    fit_rows)``), as ``lrt_pvalue`` (NaN for the others) and ``lrt_padj``."""
+    pvalue = np.full(lrt.size, np.nan)
+    pvalue[fitted], _ = bootstrap_pvalues(*model, np.asarray(names)[fitted], lrt[fitted], **options)
     return {"lrt_pvalue": pvalue, "lrt_padj": benjamini_hochberg(pvalue)}

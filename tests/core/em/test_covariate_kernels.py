@@ -74,7 +74,7 @@ def _params_of(vector, like, g, has_theta, logits):
     return Components(*(np.atleast_2d(v) for v in (log_mu, log_theta, gamma, log_weights)))
 
 
-def _objective(family, x, log_offset, covariates, params, g, resp):
+def _objective(family, x, log_offset, covariates, params, resp):
     """Marginal log-likelihood (resp None) or Q without the weights' term, by scipy."""
     log_f = _log_pmfs(family, x, log_offset, covariates, params, 0)
     if resp is None:
@@ -129,7 +129,7 @@ def test_gradient_and_hessian_match_finite_differences(family_name, n_comp, n_co
 
         def value(v, g=g, gene_resp=gene_resp):
             p = _params_of(v, params, g, has_theta, marginal)
-            return _objective(family, x[g : g + 1], log_offset, covariates, p, 0, gene_resp)
+            return _objective(family, x[g : g + 1], log_offset, covariates, p, gene_resp)
 
         numeric = _numerical(value, start)
         scale = np.abs(numeric).max() + 1.0
