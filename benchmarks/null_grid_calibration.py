@@ -18,7 +18,7 @@ n_cells = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 B = int(sys.argv[3]) if len(sys.argv) > 3 else 49
 s = s_all[rng.choice(s_all.size, n_cells, replace=False)]
 s /= s.mean()
-G = 300
+G = int(sys.argv[4]) if len(sys.argv) > 4 else 300
 mu = np.exp(rng.uniform(np.log(0.05), np.log(50), G))
 phi = np.exp(rng.uniform(np.log(0.01), np.log(2), G))
 theta = 1 / phi
