@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Literal
@@ -16,7 +15,7 @@ from .._core import validation
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
 from .._core.fit.matrix import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_TOL, fit_matrix
-from .._core.stats import bootstrap, selection
+from .._core.stats import selection
 from .._design import covariate_design, covariate_names
 from .._docs import DOC_FIT_OPTIONS, DOC_INPUTS, doc_params
 from .._inputs import check_adata, describe_mask, describe_size_factors, fit_inputs, in_memory
@@ -24,6 +23,8 @@ from .._scanpy import added, default_n_jobs, info
 from .._schema import size_factors_column
 from .._warnings import warn
 from ._covariates import fit_with_covariates
+from ._progress import progress_bar
+from ._pvalues import check_pvalues, lrt_pvalues
 from ._shared import fit_cell_level
 from ._write import component_columns, replace_results, responsibility_layers, var_frame
 
@@ -54,6 +55,7 @@ def fit_mixture(
     chunk_size: int | None = None,
     memory_budget: int | None = None,
     n_jobs: int | None = None,
+    pvalues: Literal["bootstrap", "fast"] | None = None,
     n_bootstrap: int = 0,
     bootstrap_early_stop: int = 0,
     shared: bool = False,
@@ -136,8 +138,19 @@ def fit_mixture(
         use; ``None``: ``scanpy.settings.n_jobs`` when scanpy is imported and it was
         set to something other than its default 1, else one per core. Results do not
         depend on it.
+    pvalues
+        Calibrated p-values of the LRT of K against one component, written to
+        ``{key}_lrt_pvalue`` and ``{key}_lrt_padj`` (Benjamini-Hochberg); K > 1 only.
+        ``"bootstrap"``: the exact parametric bootstrap of each gene (below; B fits per
+        gene). ``"fast"``: the null distribution simulated once on a grid of means
+        and dispersions that the genes share, each gene's p-value mixed from the
+        nodes around its one-component fit (:mod:`scmix._core.stats.null_grid`;
+        ``n_bootstrap`` replicates per node, default 49; its cost is bounded by the
+        grid, not by the number of genes: a few seconds per thousand cells; not yet
+        with ``covariates``). None: no p-values, unless ``n_bootstrap`` is set.
     n_bootstrap
-        Replicates B of the parametric bootstrap of the LRT (0: none; K > 1 only).
+        Replicates B of the parametric bootstrap of the LRT (0: none, or the method's
+        default with ``pvalues``: 199 for the bootstrap; K > 1 only).
         Each gene's counts are simulated B times from its fitted one-component model
         with the cells' size factors, both models are refitted with the same
         settings, and :math:`p = (1 + \#\{\mathrm{LRT}^{(b)} \ge \mathrm{LRT}\})/(B + 1)`
@@ -253,16 +266,19 @@ def fit_mixture(
     bootstrap_early_stop = validation.check_int(
         bootstrap_early_stop, "bootstrap_early_stop", minimum=0
     )
-    if n_bootstrap != 0:
-        if n_components == 1:
-            raise InputError("n_bootstrap needs n_components > 1 (the LRT compares K with 1).")
-        if shared:
-            raise InputError("n_bootstrap is not available with shared=True.")
+    pvalues, n_bootstrap = check_pvalues(
+        pvalues,
+        n_bootstrap,
+        n_components=n_components,
+        shared=shared,
+        early_stop=bootstrap_early_stop,
+    )
 
     design = covariate_design(adata, covariates)
-    if design is not None and (shared or init is not None):
+    if design is not None and (shared or init is not None or pvalues == "fast"):
         raise InputError(
-            "covariates cannot be combined with shared=True or init yet: fit with covariates alone."
+            "covariates cannot be combined with shared=True, init or pvalues='fast' yet: "
+            "fit with covariates alone (pvalues='bootstrap' works with them)."
         )
     X, selected, sf, check = fit_inputs(adata, layer, mask_var, size_factors)
     start_resp = _start_responsibilities(adata, init, n_components)
@@ -285,6 +301,7 @@ def fit_mixture(
         chunk_size=chunk_size,
         memory_budget=memory_budget,
         n_jobs=n_jobs,
+        pvalues=pvalues,
         n_bootstrap=n_bootstrap,
         bootstrap_early_stop=bootstrap_early_stop,
         shared=shared,
@@ -310,7 +327,7 @@ def fit_mixture(
             n_bootstrap=n_bootstrap,
             bootstrap_early_stop=bootstrap_early_stop,
             random_state=settings.random_state,
-            progress=partial(_progress_bar, progress),
+            progress=partial(progress_bar, progress),
         )
         fit_with_covariates(
             target,
@@ -344,7 +361,7 @@ def fit_mixture(
 
     store = _should_store(store_responsibilities, adata.n_obs, adata.n_vars, n_components)
 
-    with _progress_bar(progress, selected.size) as advance:
+    with progress_bar(progress, selected.size) as advance:
         fit = fit_matrix(
             X,
             sf,
@@ -358,15 +375,16 @@ def fit_mixture(
         )
 
     extra = {}
-    if n_bootstrap:
-        with _progress_bar(progress, int(fit.fitted.sum()), "bootstrap") as advance:
-            extra = bootstrap.lrt_pvalues(
+    if pvalues is not None:
+        with progress_bar(progress, int(fit.fitted.sum()), pvalues) as advance:
+            extra = lrt_pvalues(
+                pvalues,
                 fit,
                 sf,
                 adata.var_names[selected],
-                n_bootstrap=n_bootstrap,
+                n_replicates=n_bootstrap,
                 early_stop=bootstrap_early_stop,
-                settings=replace(settings, keep_trace=False),
+                settings=settings,
                 progress=advance,
             )
 
@@ -427,22 +445,6 @@ def _start_responsibilities(adata, init, n_components):
         raise InputError(f"adata.obsm[{init!r}] must hold finite non-negative probabilities.")
     total = probabilities.sum(axis=1, keepdims=True)
     return np.ascontiguousarray((probabilities / np.where(total > 0, total, 1.0)).T)
-
-
-@contextmanager
-def _progress_bar(show: bool, n_genes: int, what: str = "fitting"):
-    """A callback for ``fit_matrix(progress=...)`` that moves a tqdm bar (or nothing)."""
-    if not show:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=n_genes, unit="gene", desc=what) as bar:
-
-        def advance(done: int) -> None:
-            bar.update(done - bar.n)
-
-        yield advance
 
 
 def _should_store(option, n_obs: int, n_vars: int, n_components: int) -> bool:
