@@ -38,10 +38,12 @@ def bimodality(
 
     ``score="delta_bic"``: :math:`\mathrm{BIC}_1 - \mathrm{BIC}_K` (symmetric-log axis,
     since it spans from negative values to thousands), the genes called bimodal
-    highlighted and the threshold dashed. ``score="pvalue"``: :math:`-\log_{10}` of the
-    bootstrap p-value of the LRT (``fit_mixture(..., n_bootstrap=B)``), the genes with a
-    Benjamini-Hochberg adjusted value below ``alpha`` highlighted and the lowest
-    possible value, :math:`-\log_{10}(1/(B+1))`, dashed.
+    highlighted and the threshold dashed (when the fit called genes by delta BIC; with
+    ``call="padj"`` the highlighted genes are its calls, without a line).
+    ``score="pvalue"``: :math:`-\log_{10}` of the p-value of the LRT
+    (``fit_mixture(..., pvalues="fast" | "bootstrap")``), the genes with a
+    Benjamini-Hochberg adjusted value below ``alpha`` highlighted; for the bootstrap the
+    lowest possible value, :math:`-\log_{10}(1/(B+1))`, is dashed.
 
     The ``n_labels`` highlighted genes with the strongest evidence are labelled, the
     strongest first, each at the nearest place (on rings of growing radius around its
@@ -58,7 +60,7 @@ def bimodality(
     key
         Key of the fit.
     score
-        ``"delta_bic"`` or ``"pvalue"`` (needs ``fit_mixture(..., n_bootstrap=B)``).
+        ``"delta_bic"`` or ``"pvalue"`` (needs ``fit_mixture(..., pvalues=...)``).
     alpha
         Level of the Benjamini-Hochberg adjusted p-values (``score="pvalue"``).
     n_labels
@@ -83,23 +85,28 @@ def bimodality(
     if score == "delta_bic":
         value = var[f"{key}_delta_bic"].to_numpy(dtype=float)[fitted]
         highlight = var[f"{key}_bimodal"].to_numpy(dtype=bool)[fitted]
-        labels, line = ("not bimodal", "bimodal"), params["bic_threshold"]
+        by_bic = params.get("call", "bic") == "bic"
+        labels, line = ("not bimodal", "bimodal"), params["bic_threshold"] if by_bic else None
         ylabel = "ΔBIC (1 vs K components)"
     else:
         if f"{key}_lrt_pvalue" not in var:
             raise InputKeyError(
-                f"no bootstrap p-values under key {key!r}: run scmix.tl.fit_mixture(adata, "
-                f"key_added={key!r}, n_bootstrap=99) first."
+                f"no LRT p-values under key {key!r}: run scmix.tl.fit_mixture(adata, "
+                f"key_added={key!r}, pvalues='fast') first."
             )
         value = -np.log10(var[f"{key}_lrt_pvalue"].to_numpy(dtype=float)[fitted])
         highlight = var[f"{key}_lrt_padj"].to_numpy(dtype=float)[fitted] < alpha
-        labels, line = ("not significant", "significant"), np.log10(params["n_bootstrap"] + 1)
-        ylabel = "-log10 bootstrap p-value of the LRT"
+        labels, line = ("not significant", "significant"), None
+        method = params.get("pvalues") or "bootstrap"
+        if method == "bootstrap":  # its floor, 1 / (B + 1)
+            line = np.log10(params["n_bootstrap"] + 1)
+        ylabel = f"-log10 p-value of the LRT ({method})"
 
     ax, created = new_axes(ax)
     ax.scatter(mean[~highlight], value[~highlight], s=12, color="0.55", label=labels[0])
     ax.scatter(mean[highlight], value[highlight], s=16, color=HIGHLIGHT_COLOUR, label=labels[1])
-    ax.axhline(line, color="0.3", ls="--", lw=0.8)
+    if line is not None:
+        ax.axhline(line, color="0.3", ls="--", lw=0.8)
     ax.set_xscale("log")
     nice_ticks(ax.xaxis)
     if score == "delta_bic":

@@ -15,7 +15,7 @@ from .._core.fit.covariates import CovariateOptions, fit_covariate_matrix
 from .._core.stats.bootstrap import covariate_lrt_pvalues
 from .._core.stats.selection import covariate_summary
 from .._design import Design
-from ._write import replace_results, responsibility_layers, var_frame
+from ._write import call_by_padj, replace_results, responsibility_layers, var_frame
 
 
 def fit_with_covariates(
@@ -78,6 +78,9 @@ def _write(adata, selected, res, design, family, options, params, key, extra) ->
         bic_threshold=options["bic_threshold"],
         min_weight=options["min_weight"],
     )
+    if params["call"] == "padj":
+        mixture = (res.weights, res.converged, table["mean"], table["dispersion"])
+        table["bimodal"] = call_by_padj(extra["lrt_padj"], mixture, params) & res.fitted
     columns = {}
     for k in range(n_comp):
         for what in ("mean", "dispersion", "weight"):

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .. import __version__
 from .._core import validation
 from .._core.errors import InputError, InputKeyError
 from .._core.families import get_family
@@ -24,9 +23,9 @@ from .._schema import size_factors_column
 from .._warnings import warn
 from ._covariates import fit_with_covariates
 from ._progress import progress_bar
-from ._pvalues import check_pvalues, lrt_pvalues
+from ._pvalues import check_call, check_pvalues, lrt_pvalues
 from ._shared import fit_cell_level
-from ._write import component_columns, replace_results, responsibility_layers, var_frame
+from ._write import write_fit
 
 #: ``store_responsibilities="auto"`` stores them below this size (float32 bytes of the
 #: K - 1 layers, cells x all genes).
@@ -49,6 +48,8 @@ def fit_mixture(
     random_state: int | None = 0,
     bic_threshold: float = selection.DEFAULT_BIC_THRESHOLD,
     min_weight: float = selection.DEFAULT_MIN_WEIGHT,
+    call: Literal["bic", "padj"] = "bic",
+    padj_threshold: float = selection.DEFAULT_PADJ_THRESHOLD,
     key_added: str = "scmix",
     store_responsibilities: bool | Literal["auto"] = "auto",
     keep_trace: bool = False,
@@ -116,6 +117,11 @@ def fit_mixture(
     bic_threshold, min_weight
         The bimodality call (defaults: 10, "very strong" evidence on the Kass and
         Raftery scale; 0.05).
+    call, padj_threshold
+        ``"bic"`` (default): a gene is bimodal when ``delta_bic > bic_threshold``;
+        ``"padj"`` (needs ``pvalues``): when ``{key}_lrt_padj <= padj_threshold``
+        (default 0.05, the false discovery rate of the calls). Both also need every
+        weight at least ``min_weight``, convergence and no degenerate component.
     key_added
         Prefix of the outputs.
     store_responsibilities
@@ -142,12 +148,16 @@ def fit_mixture(
         Calibrated p-values of the LRT of K against one component, written to
         ``{key}_lrt_pvalue`` and ``{key}_lrt_padj`` (Benjamini-Hochberg); K > 1 only.
         ``"bootstrap"``: the exact parametric bootstrap of each gene (below; B fits per
-        gene). ``"fast"``: the null distribution simulated once on a grid of means
-        and dispersions that the genes share, each gene's p-value mixed from the
-        nodes around its one-component fit (:mod:`scmix._core.stats.null_grid`;
-        ``n_bootstrap`` replicates per node, default 49; its cost is bounded by the
-        grid, not by the number of genes: a few seconds per thousand cells; not yet
-        with ``covariates``). None: no p-values, unless ``n_bootstrap`` is set.
+        gene). ``"fast"``: null replicates simulated once on a grid of means and
+        dispersions that the genes share (``n_bootstrap`` per node, default 49), each
+        gene compared with the replicates whose fitted one-component model is close to
+        its own, with an exponential tail beyond them
+        (:mod:`scmix._core.stats.null_grid`, where the method and its validation are
+        described). Its cost is bounded by the grid (about 100 nodes x B fits), not by
+        the number of genes: small against the fit of thousands of genes, larger than
+        the bootstrap for a few dozen. A gene's p-value depends on its own counts, the
+        size factors, the options and ``random_state``, not on the other genes. Not
+        yet with ``covariates``. None: no p-values, unless ``n_bootstrap`` is set.
     n_bootstrap
         Replicates B of the parametric bootstrap of the LRT (0: none, or the method's
         default with ``pvalues``: 199 for the bootstrap; K > 1 only).
@@ -208,7 +218,7 @@ def fit_mixture(
     ``{key}_delta_bic``, ``{key}_lrt``
         BIC_1 - BIC_K and 2 (loglik - loglik_1).
     ``{key}_lrt_pvalue``, ``{key}_lrt_padj``
-        With ``n_bootstrap``: the bootstrap p-value of the LRT and its
+        With ``pvalues`` (or ``n_bootstrap``): the p-value of the LRT and its
         Benjamini-Hochberg adjustment over the fitted genes.
     ``{key}_bimodal``, ``{key}_converged``, ``{key}_n_iter``
         The call and diagnostics (genes without any count: not converged, 0 iterations).
@@ -274,6 +284,7 @@ def fit_mixture(
         early_stop=bootstrap_early_stop,
     )
 
+    call, padj_threshold = check_call(call, padj_threshold, pvalues)
     design = covariate_design(adata, covariates)
     if design is not None and (shared or init is not None or pvalues == "fast"):
         raise InputError(
@@ -295,6 +306,8 @@ def fit_mixture(
         random_state=settings.random_state,
         bic_threshold=bic_threshold,
         min_weight=min_weight,
+        call=call,
+        padj_threshold=padj_threshold,
         key_added=key_added,
         store_responsibilities=store_responsibilities,
         keep_trace=keep_trace,
@@ -388,17 +401,7 @@ def fit_mixture(
                 progress=advance,
             )
 
-    _write_results(
-        target,
-        key_added,
-        selected,
-        fit,
-        params,
-        bic_threshold=bic_threshold,
-        min_weight=min_weight,
-        extra=extra,
-        obs=sf_obs,
-    )
+    write_fit(target, key_added, selected, fit, params, extra=extra, obs=sf_obs)
     _log_added(start, target, key_added)
     return target if copy else None
 
@@ -462,37 +465,3 @@ def _should_store(option, n_obs: int, n_vars: int, n_components: int) -> bool:
         "adata[:, genes].copy()."
     )
     return False
-
-
-def _write_results(adata, key, selected, fit, params, *, bic_threshold, min_weight, extra, obs):
-    """Write every output at once: build the columns first, then assign."""
-    columns = component_columns(
-        key,
-        fit.params["mu"],
-        fit.dispersion,
-        fit.weights,
-        fit.single.params["mu"][:, 0],
-        fit.single.dispersion[:, 0],
-    )
-    table = selection.model_selection_table(
-        fit, adata.n_obs, bic_threshold=bic_threshold, min_weight=min_weight
-    )
-    table.update(extra)
-    columns.update({f"{key}_{name}": values for name, values in table.items()})
-    columns[f"{key}_converged"] = fit.converged
-    columns[f"{key}_n_iter"] = fit.n_iter
-    new_var = var_frame(adata.var_names, selected, columns)
-    uns = {
-        "params": params,
-        "var_names": np.asarray(adata.var_names[selected], dtype=object),
-        "n_obs": adata.n_obs,
-        "n_components": fit.n_components,
-        "family": fit.family.name,
-        "version": __version__,
-    }
-    if fit.trace is not None:
-        uns["trace"] = fit.trace
-
-    layers = responsibility_layers(key, fit.resp, selected, adata.n_vars)
-    fit.resp = None  # the layers hold them now: free the engine's copy
-    replace_results(adata, key, new_var, uns, obs=obs, layers=layers)

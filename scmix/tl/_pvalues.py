@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .._core import validation
 from .._core.errors import InputError
 from .._core.fit.matrix import MixtureFit
 from .._core.settings import FitSettings
@@ -35,6 +36,18 @@ def check_pvalues(pvalues, n_bootstrap: int, *, n_components: int, shared: bool,
     if pvalues == "fast" and early_stop:
         raise InputError("bootstrap_early_stop applies to pvalues='bootstrap' only.")
     return pvalues, n_bootstrap or DEFAULT_REPLICATES[pvalues]
+
+
+def check_call(call, padj_threshold, pvalues) -> tuple[str, float]:
+    """``call`` ("bic" or "padj", which needs p-values) and its ``padj_threshold``."""
+    if call not in ("bic", "padj"):
+        raise InputError(f"call must be 'bic' or 'padj', got {call!r}.")
+    padj_threshold = validation.check_real(
+        padj_threshold, "padj_threshold", minimum=0.0, maximum=1.0
+    )
+    if call == "padj" and pvalues is None:
+        raise InputError("call='padj' needs p-values: pass pvalues='fast' or pvalues='bootstrap'.")
+    return call, padj_threshold
 
 
 def lrt_pvalues(

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .. import __version__
+from .._core.stats import selection
 from .._schema import (
     FIT_LAYER_SCHEMA,
     FIT_OBS_SCHEMA,
@@ -156,3 +158,52 @@ def _set_entries(mapping, entries: dict) -> None:
             mapping[name] = value
         elif name in mapping:
             del mapping[name]
+
+
+def write_fit(adata: AnnData, key: str, selected, fit, params: dict, *, extra: dict, obs) -> None:
+    """Write every output of a fit without covariates at once (the columns are built
+    first, then assigned); the call follows ``params["call"]``."""
+    columns = component_columns(
+        key,
+        fit.params["mu"],
+        fit.dispersion,
+        fit.weights,
+        fit.single.params["mu"][:, 0],
+        fit.single.dispersion[:, 0],
+    )
+    table = selection.model_selection_table(
+        fit, adata.n_obs, bic_threshold=params["bic_threshold"], min_weight=params["min_weight"]
+    )
+    table.update(extra)
+    if params["call"] == "padj":
+        mixture = (fit.weights, fit.converged, fit.params["mu"], fit.dispersion)
+        table["bimodal"] = call_by_padj(table["lrt_padj"], mixture, params) & fit.fitted
+    columns.update({f"{key}_{name}": values for name, values in table.items()})
+    columns[f"{key}_converged"] = fit.converged
+    columns[f"{key}_n_iter"] = fit.n_iter
+    new_var = var_frame(adata.var_names, selected, columns)
+    uns = {
+        "params": params,
+        "var_names": np.asarray(adata.var_names[selected], dtype=object),
+        "n_obs": adata.n_obs,
+        "n_components": fit.n_components,
+        "family": fit.family.name,
+        "version": __version__,
+    }
+    if fit.trace is not None:
+        uns["trace"] = fit.trace
+
+    layers = responsibility_layers(key, fit.resp, selected, adata.n_vars)
+    fit.resp = None  # the layers hold them now: free the engine's copy
+    replace_results(adata, key, new_var, uns, obs=obs, layers=layers)
+
+
+def call_by_padj(padj: np.ndarray, mixture: tuple, params: dict) -> np.ndarray:
+    """``call="padj"``: adjusted p-value at most ``params["padj_threshold"]``, and a proper
+    mixture (``mixture``: weights, converged, means and dispersions, as for the BIC call)."""
+    return selection.padj_call(
+        padj,
+        *mixture,
+        padj_threshold=params["padj_threshold"],
+        min_weight=params["min_weight"],
+    )

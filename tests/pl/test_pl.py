@@ -68,6 +68,29 @@ def test_bimodality_highlights_the_bimodal_genes(fitted):
     assert labelled == set(fitted.var_names[fitted.var["scmix_bimodal"]])
 
 
+@pytest.mark.parametrize("method", ["fast", "bootstrap"])
+def test_bimodality_of_pvalues_highlights_the_adjusted_calls(method):
+    adata = scmix.datasets.demo()
+    scmix.pp.size_factors(adata, method="spike_in")
+    two_component = [f"gene_{i}" for i in range(1, 9)]
+    adata = adata[:, list(adata.var_names[:16]) + two_component].copy()
+    options = {"n_bootstrap": 99} if method == "bootstrap" else {}
+    scmix.tl.fit_mixture(adata, n_init=1, pvalues=method, call="padj", **options)
+    ax = scmix.pl.bimodality(adata, score="pvalue", show=False)
+    significant = adata.var["scmix_lrt_padj"] < 0.05
+    collections = {c.get_label(): c for c in ax.collections}
+    assert len(collections["significant"].get_offsets()) == significant.sum() > 0
+    assert method in ax.get_ylabel()
+    floor = [line.get_ydata()[0] for line in ax.get_lines()]
+    # the bootstrap's floor -log10(1 / (B + 1)) is dashed; the fast p-values have none
+    assert floor == ([2.0] if method == "bootstrap" else [])
+    # called by padj: the delta-BIC view highlights those calls, without the BIC line
+    ax = scmix.pl.bimodality(adata, show=False)
+    collections = {c.get_label(): c for c in ax.collections}
+    assert len(collections["bimodal"].get_offsets()) == adata.var["scmix_bimodal"].sum()
+    assert ax.get_lines() == []
+
+
 def test_bimodality_labels_do_not_overlap(fitted):
     """Bimodal genes at almost the same place get labels that overlap neither each
     other nor the legend, all inside the Axes; the strongest is labelled first, at

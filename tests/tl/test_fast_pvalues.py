@@ -64,10 +64,11 @@ def test_fast_pvalues_find_two_components_three_fold_apart():
     mean = s[:, None] * 4.0 * np.where(upper, 3.0, 1.0)
     adata = ad.AnnData(counts_of(mean, np.full(n_genes, 0.05), rng))
     adata.obs["size_factors"] = s
-    scmix.tl.fit_mixture(adata, pvalues="fast")
-    # every gene's LRT lies far beyond the replicates of the nodes around it: at most the
-    # Monte Carlo floor 1 / 50 (the exponential tail takes it lower)
-    assert (adata.var["scmix_lrt_pvalue"] <= 1 / 50 + 1e-12).all()
+    scmix.tl.fit_mixture(adata, pvalues="fast", call="padj")
+    # every LRT lies far beyond the null replicates (the exponential tail takes the
+    # p-value below the Monte Carlo floor 1 / 50), and call="padj" calls every gene
+    assert (adata.var["scmix_lrt_pvalue"] < 1e-6).all()
+    assert adata.var["scmix_bimodal"].all()
 
 
 def test_fast_pvalues_agree_with_the_exact_bootstrap():
@@ -81,7 +82,7 @@ def test_fast_pvalues_agree_with_the_exact_bootstrap():
     adata = ad.AnnData(counts_of(mean, rng.uniform(0.02, 0.5, n_genes), rng))
     adata.obs["size_factors"] = s
     scmix.tl.fit_mixture(adata, pvalues="fast", key_added="fast")
-    scmix.tl.fit_mixture(adata, pvalues="bootstrap", n_bootstrap=99, key_added="exact")
+    scmix.tl.fit_mixture(adata, pvalues="bootstrap", n_bootstrap=199, key_added="exact")
     rho = stats.spearmanr(adata.var["fast_lrt_pvalue"], adata.var["exact_lrt_pvalue"]).statistic
     assert rho >= 0.9
 
@@ -108,6 +109,9 @@ def test_a_genes_fast_pvalue_depends_on_its_counts_and_the_seed_only():
         ({"pvalues": "fast", "bootstrap_early_stop": 5}, "bootstrap_early_stop"),
         ({"pvalues": "fast", "covariates": "batch"}, "pvalues='fast'"),
         ({"pvalues": "bootstrap", "shared": True}, "shared=True"),
+        ({"call": "padj"}, "call='padj' needs p-values"),
+        ({"call": "fdr", "pvalues": "fast"}, "call must be"),
+        ({"call": "padj", "pvalues": "fast", "padj_threshold": 1.5}, "padj_threshold"),
     ],
 )
 def test_bad_pvalue_options_are_refused_and_change_nothing(options, message):
@@ -118,3 +122,29 @@ def test_bad_pvalue_options_are_refused_and_change_nothing(options, message):
         scmix.tl.fit_mixture(adata, **options)
     assert list(adata.var.columns) == list(before.var.columns)
     assert set(adata.uns) == set(before.uns)
+
+
+def test_call_padj_calls_by_the_adjusted_pvalue_of_a_proper_mixture():
+    rng = np.random.default_rng(8)
+    n_cells, n_genes = 400, 30
+    s = bimodal_size_factors(n_cells, rng)
+    ratio = np.where(np.arange(n_genes) % 2 == 0, 1.0, 4.0)  # half of them bimodal
+    upper = rng.random((n_cells, n_genes)) < 0.4
+    mean = s[:, None] * rng.uniform(0.5, 10, n_genes) * np.where(upper, ratio, 1.0)
+    adata = ad.AnnData(counts_of(mean, np.full(n_genes, 0.1), rng))
+    adata.var_names = [f"g{j}" for j in range(n_genes)]
+    adata.obs["size_factors"] = s
+    scmix.tl.fit_mixture(adata, pvalues="fast", call="padj", padj_threshold=0.01)
+    var = adata.var
+    weights = var[["scmix_weight_0", "scmix_weight_1"]].min(axis=1)
+    expected = (var["scmix_lrt_padj"] <= 0.01) & (weights >= 0.05) & var["scmix_converged"]
+    pd.testing.assert_series_equal(var["scmix_bimodal"], expected, check_names=False)
+    assert var["scmix_bimodal"].iloc[1::2].mean() >= 0.8  # the bimodal half is found
+    assert not var["scmix_bimodal"].iloc[::2].any()
+    params = adata.uns["scmix"]["params"]
+    assert (params["call"], params["padj_threshold"]) == ("padj", 0.01)
+    # the default call is by delta BIC, with the p-values only written alongside
+    scmix.tl.fit_mixture(adata, pvalues="fast", key_added="bic")
+    var = adata.var
+    bic_call = (var["bic_delta_bic"] > 10) & (weights >= 0.05) & var["bic_converged"]
+    assert (adata.var["bic_bimodal"] == bic_call).all()

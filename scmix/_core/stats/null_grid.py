@@ -1,48 +1,75 @@
-r"""Fast p-values of the LRT of K against one component: its null distribution simulated
-once on a grid and shared by the genes.
+r"""Fast p-values of the LRT of K against one component: a null distribution simulated
+on a grid of one-component models that the genes share, matched on the fitted model.
 
-Under the one-component model the LRT of gene j has a null distribution that depends
-on the gene only through its fitted mean :math:`\mu_j` and dispersion
-:math:`\phi_j = 1/\theta_j` (and the size factors and the options, which all genes
-share). So instead of B replicates per gene (:mod:`.bootstrap`), B replicates are drawn
-per node of a fixed grid in :math:`(u, v) = (\log\mu, \log\phi)` (steps ``STEP_MEAN``
-and ``STEP_DISPERSION`` from the origin; Poisson: :math:`u` only), each refitted
-exactly as the data (both models, the same starts and stopping rule), giving the null
-statistics :math:`T_{c1}, \dots, T_{cB}` of node c. Gene j's p-value mixes the Monte
-Carlo p-values of the (four) nodes around it with bilinear weights :math:`w_{jc}`:
+Under the one-component model the LRT :math:`T_j = 2(\ell_{Kj} - \ell_{1j})` of gene j
+has a null distribution that depends on the gene through its mean :math:`\mu_j` and
+dispersion :math:`\phi_j = 1/\theta_j` (the size factors, the number of cells and the
+fitting options are the same for every gene). Instead of B replicates per gene (the
+exact bootstrap of :mod:`.bootstrap`), B replicates are simulated at each node of a grid
+in :math:`(u, v) = (\log\mu, \log\phi)` (``STEP`` apart; Poisson: u only) and refitted
+exactly as the data (both models, the same starts and stopping rule). Each replicate b
+of node c gives its statistic :math:`T_{cb}` and its own *fitted* one-component model
+:math:`(\hat u_{cb}, \hat v_{cb})`.
+
+**Reference.** Gene j, fitted at :math:`(\hat u_j, \hat v_j)`, is compared with the
+replicates whose fitted model is close to its own, with the weights
 
 .. math::
 
-    p_j = \sum_c w_{jc}\, \frac{1 + \#\{b : T_{cb} > \mathrm{LRT}_j\}
-          + U_j\, \#\{b : T_{cb} = \mathrm{LRT}_j\}}{B + 1},
+    w_{jb} = \Big(1 - \frac{|\hat u_{b} - \hat u_j|}{h}\Big)_+
+             \Big(1 - \frac{|\hat v_{b} - \hat v_j|}{h}\Big)_+, \qquad h = \mathrm{STEP},
 
-with equality up to ``TIE_TOLERANCE`` and :math:`U_j` a uniform of the gene's own random
-stream: at low counts many null statistics are exactly 0, and a gene with LRT 0 then
-gets a p-value spread over the atom instead of 1 (a randomised Monte Carlo p-value); a
-gene beyond every replicate gets :math:`1/(B+1)`.
+taken over the replicates of a fixed set of nodes around the gene (the two columns
+:math:`\lfloor\hat u_j\rfloor` and :math:`\lfloor\hat u_j\rfloor + 1`, whose replicates'
+fitted means stay close to the node's, and the rows from the lowest dispersion up to
+:math:`\lfloor\hat v_j\rfloor + 2`: at low counts the fitted dispersions scatter widely).
+Matching on the fitted rather than the true model is what keeps the p-values uniform at
+low counts: there the fitted dispersion scatters over orders of magnitude (often to the
+Poisson boundary, where the LRT is near 0 too), and plugging it in as if it were the
+truth (the parametric bootstrap) gives p-values piled near 1 (measured: KS p < 1e-10 for
+means below 0.3 per unit size factor). The reference is the null distribution of T given
+the fitted model, averaged over a flat prior on the nodes.
 
-Each node's p-value is exact for a gene at the node; between nodes the mixture follows
-the null distribution where it changes smoothly with the mean and the dispersion (its
-95% quantile rises from about 1 at means of 0.05-0.2 to 6-10 at means above 1, and its
-mass at 0 falls from a third to nothing). Each node draws from a random stream of its
-own (the seed and the node's grid position), and only the nodes next to some gene are
-simulated, so a gene's p-value depends on its own fit, the size factors, the options
-and the seed, not on the other genes: the grid costs (nodes used) x B fits, a bounded
-number (about 130-250 nodes for means 0.05-50 and dispersions 0.01-2) whatever the
-number of genes. So it is cheap for thousands of genes and dear for a few dozen, where
-the exact bootstrap costs less.
+**p-value.** With :math:`W_j = \sum_b w_{jb}`, :math:`w_{0j}` the mean positive weight
+(the "+1" of a Monte Carlo p-value) and a uniform :math:`U_j` of the gene's own stream
+that spreads ties (many null statistics are 0 at low counts),
 
-Validated (1000 bimodal size factors, B = 49): on 300-900 one-component genes with
-means 0.05-50 and dispersions 0.01-2, P(p < 0.05) = 0.03-0.06; the p-values are close
-to uniform but not exactly (KS p-values 0.001-0.4 at 900 genes), slightly conservative
-at means below 0.5 and low dispersions, where the null distribution changes fastest.
-Like the per-gene bootstrap it plugs in the fitted mean and dispersion.
+.. math::
+
+    p_j = \frac{w_{0j} + \sum_b w_{jb}\,[T_b > T_j] + U_j \sum_b w_{jb}\,[T_b = T_j]}
+               {w_{0j} + W_j}
+
+up to the threshold :math:`t_{kj}` above which only ``TAIL_FROM`` replicates' worth of
+weight lies. Beyond it the tail is exponential,
+:math:`p_j = S_j(t_{kj})\, e^{-(T_j - t_{kj})/\lambda_j}`, with :math:`\lambda_j` the
+weighted mean excess of the ``TAIL_FIT`` largest replicates' worth, but at least 2, the rate
+of the chi-square-like tail :math:`e^{-t/2}` of a likelihood ratio statistic: at
+moderate and high counts the mean excess is about 2 at every level (measured 1.5-3),
+while at means below 0.3 it rises from 0.3 to 2 with the level, so that a tail fitted
+to the upper replicates alone is up to 30x too light at p = 1e-3. The floor makes the
+far tail conservative there instead.
+
+**Properties.** Each node draws from a stream of its own (the seed and the node's
+position) and a gene's p-value depends on its own fit, its node set, the size factors,
+the options and the seed only: not on the other genes fitted alongside. The cost is
+(nodes used) x B fits, bounded whatever the number of genes (a column of about 10
+nodes per unit of log mean the genes span: about 100 nodes for means 0.02-100), so the
+method is cheap for thousands of genes and dearer than the exact bootstrap for a few
+dozen.
+
+**Validated** (1000 bimodal Svensson size factors, B = 49; the note of issue 20): on
+3000 one-component genes with means 0.05-50 and dispersions 0.01-2, P(p < 0.05) = 0.04,
+P(p < 0.01) = 0.004 (the conservative tail) and KS p = 0.57 (0.33, 0.29 and 0.15 for
+means below 0.3, 0.3-2 and above 2). Not calibrated for a handful of cells (the fitted
+model says little about the truth, and the flat prior then matters) or when the genes'
+size factors differ from the cells' (they are the same by construction here).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,47 +79,64 @@ from ..settings import FitSettings
 from .bootstrap import TIE_TOLERANCE, gene_rng
 from .selection import benjamini_hochberg
 
-#: Grid steps in log mean and log dispersion: a factor e^0.7 ~ 2 between nodes.
-STEP_MEAN = 0.5
-STEP_DISPERSION = 0.5
-#: Dispersions are clipped to this range before they are placed on the grid (below it
-#: the counts are Poisson-like, above it almost all zeros).
+#: Grid step in log mean and log dispersion (nodes a factor e apart), and the half-width
+#: of the triangular kernel that matches fitted models.
+STEP = 1.0
+#: Fitted dispersions are clipped to this range before they are placed (below it the
+#: counts are Poisson-like, above it almost all zeros); the lowest grid row holds it.
 DISPERSION_RANGE = (1e-3, 1e2)
-#: A node's p-value is its replicates' (Monte Carlo) while at least this many lie
-#: above the gene's statistic; beyond, the exponential tail fitted to its upper
-#: quarter extrapolates it (Monte Carlo p-values stop at 1 / (B + 1), far above what
-#: Benjamini-Hochberg needs over thousands of genes).
-TAIL_FROM = 10
-#: Counts simulated at once (replicates x cells), to bound memory.
+BOTTOM_ROW = int(np.floor(np.log(DISPERSION_RANGE[0]) / STEP))
+#: Replicates' worth of weight above the threshold where the exponential tail takes over,
+#: and above the (lower) threshold whose exceedances give its mean excess.
+TAIL_FROM = 5
+TAIL_FIT = 20
+#: The smallest mean excess of the tail: the chi-square-like rate e^{-t/2}.
+TAIL_SCALE_FLOOR = 2.0
+#: Below this many replicates in its kernel a gene's kernel widens (x2, then x4).
+MIN_REFERENCE = 20
+#: Counts simulated at once (replicates x cells), and kernel weights computed at once.
 BATCH_ENTRIES = 4_000_000
 #: The tag of the grid's random streams (the bootstrap's genes use others).
 _STREAM_TAG = 7
 
 
-def grid_coordinates(family: Family, params: dict[str, np.ndarray]) -> np.ndarray:
-    """(genes, 2): each gene's one-component fit in grid units, (log mu / STEP_MEAN,
-    log phi / STEP_DISPERSION); the second is 0 for a family without theta."""
-    mu = params["mu"][:, 0]
-    coords = np.zeros((mu.size, 2))
-    coords[:, 0] = np.log(mu) / STEP_MEAN
-    if "theta" in family.param_names:
-        phi = np.clip(family.dispersion(params)[:, 0], *DISPERSION_RANGE)
-        coords[:, 1] = np.log(phi) / STEP_DISPERSION
+@dataclass
+class NullReplicates:
+    """The grid's replicates: ``statistic`` (nodes, B), their fitted one-component
+    models ``coords`` (nodes, B, 2) in grid units (NaN for a replicate without counts,
+    which is not fitted, like a gene) and each node's row in them (``row_of``)."""
+
+    statistic: np.ndarray
+    coords: np.ndarray
+    row_of: dict[tuple[int, int], int]
+
+
+def fitted_coordinates(family: Family, params: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, 2): one-component fits ``params`` (each (n, 1)) in grid units, (log mu, log phi)
+    / STEP; the second is 0 for a family without theta."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = params["mu"][:, 0]
+        coords = np.zeros((mu.size, 2))
+        coords[:, 0] = np.where(mu > 0, np.log(mu), np.nan) / STEP
+        if "theta" in family.param_names:
+            phi = np.clip(family.dispersion(params)[:, 0], *DISPERSION_RANGE)
+            coords[:, 1] = np.log(phi) / STEP
     return coords
 
 
-def corners(coords: np.ndarray, has_theta: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The nodes around each gene, (genes, 4, 2) integer grid positions, and their
-    bilinear weights (genes, 4) (two nodes of weight 0 repeat along v without theta)."""
-    low = np.floor(coords)
-    frac = coords - low
-    if not has_theta:
-        frac[:, 1] = 0.0
-    offsets = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
-    nodes = low[:, None, :].astype(np.int64) + offsets[None]
-    fu, fv = frac[:, :1], frac[:, 1:]
-    weights = np.column_stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv])
-    return nodes, weights
+def node_sets(coords: np.ndarray, has_theta: bool) -> np.ndarray:
+    """(genes, 2) integers that name each gene's node set: its first column floor(u)
+    (two columns) and its top row floor(v) + 2 (rows from ``BOTTOM_ROW``)."""
+    first = np.floor(coords[:, 0]).astype(np.int64)
+    top = np.floor(coords[:, 1]).astype(np.int64) + 2 if has_theta else np.zeros_like(first)
+    return np.column_stack([first, top])
+
+
+def nodes_of(node_set, has_theta: bool) -> list[tuple[int, int]]:
+    """The grid positions (u, v) of one node set (see :func:`node_sets`)."""
+    first, top = (int(x) for x in node_set)
+    rows = range(BOTTOM_ROW, top + 1) if has_theta else range(0, 1)
+    return [(u, v) for u in range(first, first + 2) for v in rows]
 
 
 def node_rng(random_state: int | None, node) -> np.random.Generator:
@@ -104,13 +148,13 @@ def node_rng(random_state: int | None, node) -> np.random.Generator:
 
 def node_params(family: Family, nodes: np.ndarray) -> dict[str, np.ndarray]:
     """The one-component parameters (nodes, 1) at grid positions ``nodes`` (n, 2)."""
-    params = {"mu": np.exp(nodes[:, :1] * STEP_MEAN)}
+    params = {"mu": np.exp(nodes[:, :1] * STEP)}
     if "theta" in family.param_names:
-        params["theta"] = np.exp(-nodes[:, 1:] * STEP_DISPERSION)
+        params["theta"] = np.exp(-nodes[:, 1:] * STEP)
     return params
 
 
-def null_statistics(
+def simulate_nodes(
     family: Family,
     nodes: np.ndarray,
     size_factors: np.ndarray,
@@ -119,14 +163,16 @@ def null_statistics(
     n_replicates: int,
     settings: FitSettings,
     progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """(nodes, B): the LRT of B replicates drawn at each node (rows of ``nodes``) and
-    refitted with ``settings``; 0 for a replicate without any count."""
+) -> NullReplicates:
+    """B replicates drawn at each node (rows of ``nodes``) from its own stream and
+    refitted with ``settings``: their LRT (0 for a replicate without counts) and fitted
+    one-component models."""
     n_cells = size_factors.size
     params = node_params(family, nodes)
     start_shape = (max(settings.n_init, 1), n_components)
     per_batch = max(1, BATCH_ENTRIES // (n_replicates * n_cells))
-    out = np.empty((len(nodes), n_replicates))
+    statistic = np.empty((len(nodes), n_replicates))
+    coords = np.empty((len(nodes), n_replicates, 2))
     for first in range(0, len(nodes), per_batch):
         block = range(first, min(first + per_batch, len(nodes)))
         counts = np.empty((len(block) * n_replicates, n_cells))
@@ -149,25 +195,66 @@ def null_statistics(
                 store_resp=False,
                 uniforms=uniforms,
             )
-        lrt = np.nan_to_num(2.0 * (fit.loglik - fit.single.loglik), nan=0.0)
-        out[first : first + len(block)] = np.maximum(lrt, 0.0).reshape(len(block), -1)
+        lrt = np.maximum(np.nan_to_num(2.0 * (fit.loglik - fit.single.loglik), nan=0.0), 0.0)
+        where = slice(first, first + len(block))
+        statistic[where] = lrt.reshape(len(block), n_replicates)
+        fitted = fitted_coordinates(family, fit.single.params)
+        fitted[~fit.fitted] = np.nan
+        coords[where] = fitted.reshape(len(block), n_replicates, 2)
         if progress is not None:
             progress(first + len(block))
-    return out
+    row_of = {(int(u), int(v)): c for c, (u, v) in enumerate(nodes)}
+    return NullReplicates(statistic, coords, row_of)
 
 
-def exponential_tails(statistics: np.ndarray) -> np.ndarray:
-    r"""(nodes, 3): per node (rows of sorted ``statistics``, nodes x B) the start t0 of
-    its upper quarter (at least ``TAIL_FROM`` + 2 replicates), the mean excess
-    :math:`\lambda` over it and the share of the replicates above it, (n + 1)/(B + 1):
-    :math:`P(T \ge t) \approx \mathrm{share}\, e^{-(t - t_0)/\lambda}` for t > t0
-    (the tail of a chi-square-like statistic is close to exponential)."""
-    n_rep = statistics.shape[1]
-    n_tail = min(n_rep - 1, max(TAIL_FROM + 2, n_rep // 4))
-    start = statistics[:, n_rep - n_tail - 1]
-    scale = np.maximum((statistics[:, n_rep - n_tail :] - start[:, None]).mean(axis=1), 1e-6)
-    share = np.full(start.shape, (n_tail + 1.0) / (n_rep + 1.0))
-    return np.column_stack([start, scale, share])
+def kernel_weights(ref: np.ndarray, coords: np.ndarray, width: float) -> np.ndarray:
+    """(genes, refs) triangular weights of the replicates' fitted models ``ref``
+    (refs, 2) around the genes' ``coords`` (genes, 2); 0 for unfitted replicates."""
+    du = np.abs(ref[None, :, 0] - coords[:, None, 0]) / width
+    dv = np.abs(ref[None, :, 1] - coords[:, None, 1]) / width
+    weights = np.maximum(0.0, 1.0 - du) * np.maximum(0.0, 1.0 - dv)
+    return np.nan_to_num(weights, nan=0.0)
+
+
+def reference_pvalues(
+    null: np.ndarray, ref: np.ndarray, lrt: np.ndarray, coords: np.ndarray, tie_break: np.ndarray
+) -> np.ndarray:
+    """p-values of genes (statistics ``lrt``, fitted at ``coords``) that share one pool
+    of replicates (statistics ``null``, fitted at ``ref``), as the module docstring says."""
+    order = np.argsort(-null, kind="stable")
+    null, ref = null[order], ref[order]
+    weights = kernel_weights(ref, coords, STEP)
+    for wider in (2.0, 4.0):  # a gene far from every replicate: a wider kernel
+        thin = (weights > 0).sum(axis=1) < MIN_REFERENCE
+        if thin.any():
+            weights[thin] = kernel_weights(ref, coords[thin], wider * STEP)
+    total = weights.sum(axis=1)
+    w0 = total / np.maximum((weights > 0).sum(axis=1), 1)
+    tolerance = TIE_TOLERANCE * np.maximum(1.0, lrt)
+    above = (weights * (null[None] > (lrt + tolerance)[:, None])).sum(axis=1)
+    tied = (weights * (np.abs(null[None] - lrt[:, None]) <= tolerance[:, None])).sum(axis=1)
+    empirical = (w0 + above + tie_break * tied) / (w0 + total)
+    # the tail: beyond TAIL_FROM replicates' worth of weight, exponential with the mean
+    # excess of the TAIL_FIT largest (but at least the chi-square-like rate)
+    cumulative = np.cumsum(weights, axis=1)
+    threshold, upper_weight = upper_part(null, weights, cumulative, TAIL_FROM * w0)
+    fit_from, fit_weight = upper_part(null, weights, cumulative, TAIL_FIT * w0)
+    above_fit = weights * (null[None] > fit_from[:, None])
+    excess = (above_fit * (null[None] - fit_from[:, None])).sum(axis=1)
+    scale = np.maximum(excess / np.maximum(fit_weight, 1e-300), TAIL_SCALE_FLOOR)
+    share = (w0 + upper_weight) / (w0 + total)
+    tail = share * np.exp(-(lrt - threshold) / scale)
+    return np.where(lrt > threshold, tail, empirical)
+
+
+def upper_part(
+    null: np.ndarray, weights: np.ndarray, cumulative: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per gene, the largest threshold among the (descending) ``null`` with at least
+    ``weight`` above it, and the weight strictly above it."""
+    k = (cumulative <= weight[:, None] * (1 + 1e-9)).sum(axis=1)
+    threshold = null[np.minimum(k, null.size - 1)]
+    return threshold, (weights * (null[None] > threshold[:, None])).sum(axis=1)
 
 
 def grid_lrt_pvalues(
@@ -181,47 +268,43 @@ def grid_lrt_pvalues(
 ) -> dict[str, np.ndarray]:
     """Grid p-values of the LRT of ``fit`` (``lrt_pvalue``, NaN for genes not fitted),
     their Benjamini-Hochberg adjustment (``lrt_padj``) and the number of grid nodes
-    simulated (``n_nodes``, one value), as the module docstring describes; ``names``
-    (the genes') seed the uniform that breaks each gene's ties."""
+    simulated (``n_nodes``), as the module docstring describes; ``names`` (the genes')
+    seed the uniform that breaks each gene's ties."""
     family = fit.family
+    has_theta = "theta" in family.param_names
     fitted = np.flatnonzero(fit.fitted)
     pvalue = np.full(fit.loglik.size, np.nan)
     if fitted.size == 0:
         return {"lrt_pvalue": pvalue, "lrt_padj": pvalue.copy(), "n_nodes": 0}
     single = {name: values[fitted] for name, values in fit.single.params.items()}
-    has_theta = "theta" in family.param_names
-    nodes, weights = corners(grid_coordinates(family, single), has_theta)
-    used, index = np.unique(nodes.reshape(-1, 2), axis=0, return_inverse=True)
-    statistics = np.sort(
-        null_statistics(
-            family,
-            used,
-            size_factors,
-            n_components=fit.n_components,
-            n_replicates=n_replicates,
-            settings=settings,
-            progress=progress,
-        ),
-        axis=1,
+    coords = fitted_coordinates(family, single)
+    sets = node_sets(coords, has_theta)
+    unique_sets, set_index = np.unique(sets, axis=0, return_inverse=True)
+    set_index = set_index.ravel()
+    nodes = sorted({node for s in unique_sets for node in nodes_of(s, has_theta)})
+    replicates = simulate_nodes(
+        family,
+        np.array(nodes, dtype=np.int64),
+        size_factors,
+        n_components=fit.n_components,
+        n_replicates=n_replicates,
+        settings=settings,
+        progress=progress,
     )
     lrt = np.maximum(2.0 * (fit.loglik[fitted] - fit.single.loglik[fitted]), 0.0)
-    tolerance = TIE_TOLERANCE * np.maximum(1.0, lrt)
-    # ties (many null statistics are exactly 0 at low counts) broken at random, by a
-    # uniform of the gene's own stream: p is then uniform under the null, not piled at
-    # 1; a gene beyond every replicate keeps the smallest p, 1 / (B + 1)
     names = np.asarray(names)[fitted]
     tie_break = np.array([gene_rng(settings.random_state, n, 3).random() for n in names])
-    index = index.reshape(-1, 4)
-    tails = exponential_tails(statistics)
-    node_p = np.empty_like(weights)
-    for corner in range(4):
-        rows = index[:, corner]
-        null = statistics[rows]
-        above = (null > lrt[:, None] + tolerance[:, None]).sum(axis=1)
-        tied = (np.abs(null - lrt[:, None]) <= tolerance[:, None]).sum(axis=1)
-        empirical = (1.0 + above + tie_break * tied) / (n_replicates + 1.0)
-        start, scale, share = tails[rows].T
-        tail = share * np.exp(-np.maximum(lrt - start, 0.0) / scale)
-        node_p[:, corner] = np.where(above >= TAIL_FROM, empirical, np.minimum(tail, empirical))
-    pvalue[fitted] = (weights * node_p).sum(axis=1)
-    return {"lrt_pvalue": pvalue, "lrt_padj": benjamini_hochberg(pvalue), "n_nodes": len(used)}
+    values = np.empty(fitted.size)
+    for s, node_set in enumerate(unique_sets):
+        rows = [replicates.row_of[node] for node in nodes_of(node_set, has_theta)]
+        null = replicates.statistic[rows].ravel()
+        ref = replicates.coords[rows].reshape(-1, 2)
+        genes = np.flatnonzero(set_index == s)
+        per_batch = max(1, BATCH_ENTRIES // null.size)
+        for first in range(0, genes.size, per_batch):
+            batch = genes[first : first + per_batch]
+            values[batch] = reference_pvalues(
+                null, ref, lrt[batch], coords[batch], tie_break[batch]
+            )
+    pvalue[fitted] = values
+    return {"lrt_pvalue": pvalue, "lrt_padj": benjamini_hochberg(pvalue), "n_nodes": len(nodes)}

@@ -17,7 +17,9 @@ is at least ``min_weight`` (default 0.05: a mode, not a handful of outliers),
 the K-component fit converged and no component is degenerate (see
 :func:`degenerate_components`). The chi-square reference distribution is not
 valid for the LRT of a mixture (the null is on the boundary), so no p-value is
-derived from it here.
+derived from it here: calibrated p-values come from simulation
+(:mod:`.bootstrap`, :mod:`.null_grid`), and ``call="padj"`` calls a gene bimodal when
+its Benjamini-Hochberg adjusted p-value is at most ``padj_threshold`` instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:  # fit imports the engine, which this module serves
 
 DEFAULT_BIC_THRESHOLD = 10.0
 DEFAULT_MIN_WEIGHT = 0.05
+#: ``call="padj"``: the false discovery rate of the calls.
+DEFAULT_PADJ_THRESHOLD = 0.05
 
 
 def n_parameters(n_components: int, params_per_component: int) -> int:
@@ -88,12 +92,34 @@ def bimodal_call(
     """delta BIC above the threshold, every weight at least ``min_weight``, converged,
     and no degenerate component."""
     with np.errstate(invalid="ignore"):
-        return (
-            (delta_bic > bic_threshold)
-            & (np.min(weights, axis=1) >= min_weight)
-            & converged
-            & ~degenerate_components(means, dispersions)
-        )
+        evidence = delta_bic > bic_threshold
+    return evidence & a_proper_mixture(weights, converged, means, dispersions, min_weight)
+
+
+def padj_call(
+    padj: np.ndarray,
+    weights: np.ndarray,
+    converged: np.ndarray,
+    means: np.ndarray,
+    dispersions: np.ndarray,
+    *,
+    padj_threshold: float = DEFAULT_PADJ_THRESHOLD,
+    min_weight: float = DEFAULT_MIN_WEIGHT,
+) -> np.ndarray:
+    """The call by error rate: Benjamini-Hochberg adjusted LRT p-value at most
+    ``padj_threshold`` (the false discovery rate among the calls), with the same
+    conditions on the fit as :func:`bimodal_call`."""
+    with np.errstate(invalid="ignore"):
+        evidence = padj <= padj_threshold
+    return evidence & a_proper_mixture(weights, converged, means, dispersions, min_weight)
+
+
+def a_proper_mixture(weights, converged, means, dispersions, min_weight: float) -> np.ndarray:
+    """Every weight at least ``min_weight`` (a mode, not a handful of outliers), converged,
+    and no degenerate component."""
+    with np.errstate(invalid="ignore"):
+        large = np.min(weights, axis=1) >= min_weight
+    return large & converged & ~degenerate_components(means, dispersions)
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
