@@ -22,7 +22,8 @@ replicates whose fitted model is close to its own, with the weights
 taken over the replicates of a fixed set of nodes around the gene (the two columns
 :math:`\lfloor\hat u_j\rfloor` and :math:`\lfloor\hat u_j\rfloor + 1`, whose replicates'
 fitted means stay close to the node's, and the rows from the lowest dispersion up to
-:math:`\lfloor\hat v_j\rfloor + 2`: at low counts the fitted dispersions scatter widely).
+:math:`\max(\lfloor\hat v_j\rfloor + 2, 1)`: at low counts the fitted dispersions scatter
+widely, often down to the Poisson boundary).
 Matching on the fitted rather than the true model is what keeps the p-values uniform at
 low counts: there the fitted dispersion scatters over orders of magnitude (often to the
 Poisson boundary, where the LRT is near 0 too), and plugging it in as if it were the
@@ -86,6 +87,10 @@ STEP = 1.0
 #: counts are Poisson-like, above it almost all zeros); the lowest grid row holds it.
 DISPERSION_RANGE = (1e-3, 1e2)
 BOTTOM_ROW = int(np.floor(np.log(DISPERSION_RANGE[0]) / STEP))
+#: Every gene's rows reach at least this one (dispersion e^1 ~ 2.7): at low counts a
+#: replicate's fitted dispersion falls far below its node's, down to the Poisson boundary,
+#: so a gene fitted there is compared with replicates from every row above it.
+LOWEST_TOP_ROW = 1
 #: Replicates' worth of weight above the threshold where the exponential tail takes over,
 #: and above the (lower) threshold whose exceedances give its mean excess.
 TAIL_FROM = 5
@@ -126,9 +131,12 @@ def fitted_coordinates(family: Family, params: dict[str, np.ndarray]) -> np.ndar
 
 def node_sets(coords: np.ndarray, has_theta: bool) -> np.ndarray:
     """(genes, 2) integers that name each gene's node set: its first column floor(u)
-    (two columns) and its top row floor(v) + 2 (rows from ``BOTTOM_ROW``)."""
+    (two columns) and its top row, floor(v) + 2 but at least ``LOWEST_TOP_ROW`` (rows
+    from ``BOTTOM_ROW``)."""
     first = np.floor(coords[:, 0]).astype(np.int64)
-    top = np.floor(coords[:, 1]).astype(np.int64) + 2 if has_theta else np.zeros_like(first)
+    if not has_theta:
+        return np.column_stack([first, np.zeros_like(first)])
+    top = np.maximum(np.floor(coords[:, 1]).astype(np.int64) + 2, LOWEST_TOP_ROW)
     return np.column_stack([first, top])
 
 
