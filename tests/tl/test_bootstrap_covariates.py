@@ -143,9 +143,9 @@ def test_shared_init_and_one_component_are_still_refused_with_covariates():
     adata = batch_null_data(n_cells=60, n_genes=3)
     adata.obsm["modes"] = np.full((adata.n_obs, 2), 0.5)
     before = copy.deepcopy(adata)
-    with pytest.raises(ValueError, match="covariates cannot be combined with shared=True or init"):
+    with pytest.raises(ValueError, match="covariates cannot be combined with shared=True, init"):
         scmix.tl.fit_mixture(adata, covariates="batch", shared=True)
-    with pytest.raises(ValueError, match="covariates cannot be combined with shared=True or init"):
+    with pytest.raises(ValueError, match="covariates cannot be combined with shared=True, init"):
         scmix.tl.fit_mixture(adata, covariates="batch", init="modes", n_bootstrap=9)
     with pytest.raises(ValueError, match="n_components > 1"):
         scmix.tl.fit_mixture(adata, 1, covariates="batch", n_bootstrap=9)
