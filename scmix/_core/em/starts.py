@@ -147,8 +147,8 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
     only to time the plain loop), the Lloyd iterations give the same centres with less
     work: the cells at 0 (the zero counts, most cells of a sparse gene) are one group
     whose nearest centre is found once (adding 0.0 leaves a total as it is, and the
-    count of cells is an exact integer), and the iterations stop once no centre moved
-    (the next ones would repeat the same sums exactly)."""
+    count of cells is an exact integer) and labelled at once, and the iterations stop
+    once no centre moved (the next ones would repeat the same sums exactly)."""
     n_cells = y.shape[1]
     n_components = uniforms.shape[1]
     centres = np.empty(n_components)
@@ -160,12 +160,12 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
     for g in rows:
         row = y[g]
         centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
-        for i in range(n_cells):
-            dist2[i] = (row[i] - centres[0]) ** 2
         for k in range(1, n_components):
             # the first cell where the cumulative squared distance reaches the target
             running = 0.0
             for i in range(n_cells):
+                if k == 1:  # the distances to the first centre, in the same pass
+                    dist2[i] = (row[i] - centres[0]) ** 2
                 running += dist2[i]
                 cumulative[i] = running
             target = uniforms[g, k] * cumulative[n_cells - 1]
@@ -173,8 +173,9 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
             while pick < n_cells - 1 and cumulative[pick] < target:
                 pick += 1
             centres[k] = row[pick]
-            for i in range(n_cells):
-                dist2[i] = min(dist2[i], (row[i] - centres[k]) ** 2)
+            if k < n_components - 1:  # the last centre's distances are not used
+                for i in range(n_cells):
+                    dist2[i] = min(dist2[i], (row[i] - centres[k]) ** 2)
         n_others = 0
         for i in range(n_cells):
             if not shortcuts or row[i] != 0.0:
@@ -198,7 +199,11 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
             if not moved:
                 break
         _sort_small(centres)
+        at_zero = _nearest(0.0, centres)
         for i in range(n_cells):
+            labels[g, i] = at_zero
+        for t in range(n_others):
+            i = others[t]
             labels[g, i] = _nearest(row[i], centres)
 
 
@@ -227,15 +232,17 @@ def starting_labels(
 def _nested_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
     """The nested split of every gene, or its k-means++ labels where the nested split
     is the quantile split (``uniforms``: (n_genes, K))."""
-    median = np.median(y, axis=1, keepdims=True)
     same = np.ones(y.shape[0], dtype=bool)
-    # where at least half the cells are at 0 (the smallest y: genes with more than half
-    # zeros), |y - median| is y itself, and the nested split is the quantile split
-    # without comparing them (the sparse genes, most of a matrix)
-    split = ~(median[:, 0] == 0.0) if _SHORTCUTS else same
+    split = same.copy()
+    if _SHORTCUTS:
+        # where more than half the cells are at 0 (y >= 0), the median is 0, |y - 0| is
+        # y itself, and the nested split is the quantile split without comparing them
+        # (the sparse genes, most of a matrix)
+        split = (y == 0.0).sum(axis=1) <= y.shape[1] // 2
     nested = np.empty(y.shape, dtype=np.int64)
     if split.any():
-        nested[split] = quantile_labels(np.abs(y[split] - median[split]), n_components)
+        median = np.median(y[split], axis=1, keepdims=True)
+        nested[split] = quantile_labels(np.abs(y[split] - median), n_components)
         # where the median is the smallest value the nested split is the quantile
         # split again: a k-means++ start instead
         same[split] = (nested[split] == quantile_labels(y[split], n_components)).all(axis=1)
