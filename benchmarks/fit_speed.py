@@ -33,9 +33,10 @@ from iteration_cost import sparse_counts
 
 import scmix.models
 from scmix._core.em import starts
+from scmix._core.families import nb
 
 #: (module, attribute, value of the old behaviour) of every private switch.
-SWITCHES = [(starts, "_SHORTCUTS", False)]
+SWITCHES = [(starts, "_SHORTCUTS", False), (nb, "_SHARED_NODE_LOG1P", False)]
 
 
 @contextmanager
