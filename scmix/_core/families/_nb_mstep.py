@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..numerics.jit import inline_jit, jit
+from ..numerics.jit import jit
 from ..numerics.kernels import add_cell_scores, add_weight_curvature, normalise_cells, row_sum
 from ..numerics.quadrature import compact_cells, unit_weights
 from ..numerics.special import level_ratios, simd_log1p
@@ -23,21 +23,9 @@ _MAX_STEP = 3.0
 _MAX_HALVINGS = 30
 
 
-@inline_jit
-def _cell_terms(terms, i, ri, xi, log_s, m, l1, inv_t, th, inv_th, log_ratio):
-    """The six terms of :func:`_objective` of one (pseudo-)cell; ``p = theta / t``."""
-    p = th * inv_t
-    terms[0, i] = ri * (xi * (log_s + log_ratio - l1) - th * l1)
-    terms[1, i] = ri * (xi - m) * p
-    terms[2, i] = ri * ((m - xi) * inv_t - l1)
-    terms[3, i] = -ri * m * (xi + th) * p * inv_t
-    terms[4, i] = ri * (m * m * inv_th + xi) * inv_t * inv_t
-    terms[5, i] = ri * (xi - m) * m * inv_t * inv_t
-
-
 @jit
 def _objective(
-    x, size_factors, log_size_factors, r, values, level_weight, log_mu, log_theta, terms, nodes
+    x, size_factors, log_size_factors, r, values, level_weight, log_mu, log_theta, terms
 ):
     """Q = sum_i r_i log f(x_i) (without log x!), its gradient and Hessian in (log mu, log theta).
 
@@ -45,42 +33,26 @@ def _objective(
     ``values[u]``: the lgamma / digamma / trigamma terms are evaluated once per level.
     ``terms`` (6, n_cells) is work space: the cells' terms are written there by a loop
     LLVM vectorises (:func:`~scmix._core.numerics.special.simd_log1p`), then summed.
-    ``nodes = (n_single, work)``: the (pseudo-)cells after the first ``n_single`` are
-    blocks of the same ``work.shape[1]`` size factors (the quadrature nodes of each
-    pooled count, :func:`~scmix._core.numerics.quadrature.compact_cells`), whose
-    ``m``, ``log1p(m / theta)`` and ``1 / (theta + m)`` are computed once per node
-    into ``work`` (3, nodes) and shared by the blocks (the same values).
     """
     mu = math.exp(log_mu)
     th = math.exp(log_theta)
     inv_th = 1.0 / th
     log_ratio = log_mu - log_theta
     n_cells = x.shape[0]
-    n_single, work = nodes
-    n_nodes = work.shape[1]
-    if n_nodes == 0 or n_single == n_cells:
-        n_single = n_cells
-    # one division and one log1p per cell: t = theta + m
-    for i in range(n_single):
+    # one division and one log1p per cell: t = theta + m, p = theta / t
+    for i in range(n_cells):
+        ri = r[i]
         m = size_factors[i] * mu
         l1 = simd_log1p(m * inv_th)
         inv_t = 1.0 / (th + m)
-        _cell_terms(terms, i, r[i], x[i], log_size_factors[i], m, l1, inv_t, th, inv_th, log_ratio)
-    if n_single < n_cells:
-        for n in range(n_nodes):
-            m = size_factors[n_single + n] * mu
-            work[0, n] = m
-            work[1, n] = simd_log1p(m * inv_th)
-            work[2, n] = 1.0 / (th + m)
-        for first in range(n_single, n_cells, n_nodes):
-            for n in range(n_nodes):
-                i = first + n
-                m = work[0, n]
-                l1 = work[1, n]
-                inv_t = work[2, n]
-                _cell_terms(
-                    terms, i, r[i], x[i], log_size_factors[i], m, l1, inv_t, th, inv_th, log_ratio
-                )
+        p = th * inv_t
+        xi = x[i]
+        terms[0, i] = ri * (xi * (log_size_factors[i] + log_ratio - l1) - th * l1)
+        terms[1, i] = ri * (xi - m) * p
+        terms[2, i] = ri * ((m - xi) * inv_t - l1)
+        terms[3, i] = -ri * m * (xi + th) * p * inv_t
+        terms[4, i] = ri * (m * m * inv_th + xi) * inv_t * inv_t
+        terms[5, i] = ri * (xi - m) * m * inv_t * inv_t
     q = row_sum(terms[0, :n_cells])
     ga = row_sum(terms[1, :n_cells])
     gt = row_sum(terms[2, :n_cells])
@@ -115,13 +87,10 @@ def _objective(
 def _nb_m_step(counts, quad, resp, node_resp, on_nodes, mu, theta, active, newton):
     """Newton steps on ``Q(log mu, log theta)`` (:func:`_objective`) for every active
     gene and component, each kept only where Q does not decrease; ``newton =
-    (max_newton, tol, shared)``. Where the E-step summed a gene's pooled counts on the
-    quadrature nodes (``on_nodes``), so does the M-step, with the quantities of each
-    node computed once for all pooled counts if ``shared`` (False only to time the old
-    way: the same values)."""
-    max_newton, tol, shared = newton
+    (max_newton, tol)``. Where the E-step summed a gene's pooled counts on the
+    quadrature nodes (``on_nodes``), so does the M-step."""
+    max_newton, tol = newton
     n_comp = mu.shape[1]
-    node_work = np.empty((3, quad.size_factors.shape[0] if shared else 0))
     for pair in range(active.shape[0] * n_comp):
         g = active[pair // n_comp]
         k = pair % n_comp
@@ -140,8 +109,7 @@ def _nb_m_step(counts, quad, resp, node_resp, on_nodes, mu, theta, active, newto
         a = math.log(mu[g, k])
         b = math.log(theta[g, k])
         terms = np.empty((6, xg.shape[0]))
-        nodes = (quad.n_cells[g] if on_nodes[g] else xg.shape[0], node_work)
-        q, ga, gb, haa, hab, hbb = _objective(xg, sg, lg, r, vg, level_weight, a, b, terms, nodes)
+        q, ga, gb, haa, hab, hbb = _objective(xg, sg, lg, r, vg, level_weight, a, b, terms)
         for _ in range(max_newton):
             det = haa * hbb - hab * hab
             if haa < 0.0 and hbb < 0.0 and det > 0.0:
@@ -166,7 +134,7 @@ def _nb_m_step(counts, quad, resp, node_resp, on_nodes, mu, theta, active, newto
                 b_new = min(max(b + step * db, _LOG_THETA_MIN), _LOG_THETA_MAX)
                 if a_new == a and b_new == b:
                     break
-                res = _objective(xg, sg, lg, r, vg, level_weight, a_new, b_new, terms, nodes)
+                res = _objective(xg, sg, lg, r, vg, level_weight, a_new, b_new, terms)
                 if res[0] >= q:
                     accepted = True
                     break

@@ -37,10 +37,9 @@ from .base import ChunkData, EStepOutput, Family
 
 __all__ = ["THETA_MAX", "THETA_MIN", "NegativeBinomial"]
 
-#: Private switch: False computes ``log(1 + s mu / theta)`` (and in the M-step
-#: ``1 / (theta + s mu)``) at the quadrature nodes again for each pooled count in the
-#: E- and the M-step (the same values, slower), for the before/after timing of
-#: benchmarks/fit_speed.py.
+#: Private switch: False computes ``log(1 + s mu / theta)`` at the quadrature nodes
+#: again for each pooled count in the E-step (the same values, slower), for the
+#: before/after timing of benchmarks/fit_speed.py.
 _SHARED_NODE_LOG1P = True
 
 
@@ -133,7 +132,7 @@ class NegativeBinomial(Family):
     def m_step(self, data: ChunkData, resp, params, active, state=None) -> None:
         quad, (node_resp, on_nodes) = _pooling(data, state, resp.shape[1])
         counts, mu, theta = data.counts, params["mu"], params["theta"]
-        newton = (self.max_newton, self.newton_tol, _SHARED_NODE_LOG1P)
+        newton = (self.max_newton, self.newton_tol)
 
         def kernel(rows):
             _nb_m_step(counts, quad, resp, node_resp, on_nodes, mu, theta, rows, newton)
