@@ -142,6 +142,27 @@ def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> n
 
 
 @jit
+def _seed_from_zero(row, others, uniform):
+    """The cell of k-means++'s second seed where the first is 0 and ``others`` are the
+    cells not at 0: those at 0 add exact zeros to the cumulative squared distances, so
+    the first cell where the sum over every cell reaches its target is the first of the
+    others where their sum does (or cell 0, for a target of 0), as in
+    :func:`_kmeanspp_labels`."""
+    total = 0.0
+    for t in range(others.shape[0]):
+        total += (row[others[t]] - 0.0) ** 2
+    target = uniform * total
+    if not target > 0.0:
+        return 0
+    running = 0.0
+    for t in range(others.shape[0]):
+        running += (row[others[t]] - 0.0) ** 2
+        if running >= target:
+            return others[t]
+    return row.shape[0] - 1
+
+
+@jit
 def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
     """The kernel of :func:`kmeanspp_labels`. With ``shortcuts`` (the default; off
     only to time the plain loop), the Lloyd iterations give the same centres with less
@@ -159,8 +180,18 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
     others = np.empty(n_cells, dtype=np.int64)  # the cells not at 0
     for g in rows:
         row = y[g]
+        n_others = 0
+        for i in range(n_cells):
+            if not shortcuts or row[i] != 0.0:
+                others[n_others] = i
+                n_others += 1
         centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
-        for k in range(1, n_components):
+        # two centres, the first at 0 (most often, on a sparse gene): the second seed
+        # from the cells not at 0 alone
+        seeded = shortcuts and n_components == 2 and centres[0] == 0.0
+        if seeded:
+            centres[1] = row[_seed_from_zero(row, others[:n_others], uniforms[g, 1])]
+        for k in range(1, 1 if seeded else n_components):
             # the first cell where the cumulative squared distance reaches the target
             running = 0.0
             for i in range(n_cells):
@@ -176,11 +207,6 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
             if k < n_components - 1:  # the last centre's distances are not used
                 for i in range(n_cells):
                     dist2[i] = min(dist2[i], (row[i] - centres[k]) ** 2)
-        n_others = 0
-        for i in range(n_cells):
-            if not shortcuts or row[i] != 0.0:
-                others[n_others] = i
-                n_others += 1
         for _ in range(_LLOYD_ITERATIONS):
             totals[:] = 0.0
             counts[:] = 0.0

@@ -45,6 +45,10 @@ def test_kmeanspp_shortcuts_give_the_plain_labels(monkeypatch, n_components):
     gaussian[:, ::11] = -0.0
     for values in (y, gaussian, np.vstack([np.zeros((1, 300)), gaussian[:1]])):
         uniforms = rng.random((values.shape[0], n_components))
+        # the extremes of the second seed's draw, the first seed at a cell at 0 or not
+        m = min(4, values.shape[0])
+        uniforms[:m, 1] = [0.0, np.nextafter(1.0, 0.0), 1e-300, 0.5][:m]
+        uniforms[:m, 0] = [0.0, 0.999, 0.0, 0.999][:m]
         fast, plain = _both_ways(
             monkeypatch, lambda v=values, u=uniforms: starts.kmeanspp_labels(v, n_components, u)
         )
