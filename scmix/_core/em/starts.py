@@ -27,7 +27,8 @@ from ..numerics.jit import inline_jit, jit, over_rows
 
 _LLOYD_ITERATIONS = 10
 #: Private switch: False computes the starts the long way (the same labels, slower:
-#: Lloyd iterations over every cell, both splits of every gene for the nested start),
+#: k-means++ seeds and Lloyd iterations over every cell, both splits of every gene for
+#: the nested start),
 #: for the before/after timing of benchmarks/fit_speed.py.
 _SHORTCUTS = True
 
@@ -150,13 +151,13 @@ def _seed_from_zero(row, others, uniform):
     :func:`_kmeanspp_labels`."""
     total = 0.0
     for t in range(others.shape[0]):
-        total += (row[others[t]] - 0.0) ** 2
+        total += row[others[t]] ** 2
     target = uniform * total
     if not target > 0.0:
         return 0
     running = 0.0
     for t in range(others.shape[0]):
-        running += (row[others[t]] - 0.0) ** 2
+        running += row[others[t]] ** 2
         if running >= target:
             return others[t]
     return row.shape[0] - 1
@@ -169,7 +170,9 @@ def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
     work: the cells at 0 (the zero counts, most cells of a sparse gene) are one group
     whose nearest centre is found once (adding 0.0 leaves a total as it is, and the
     count of cells is an exact integer) and labelled at once, and the iterations stop
-    once no centre moved (the next ones would repeat the same sums exactly)."""
+    once no centre moved (the next ones would repeat the same sums exactly). Two
+    centres whose first seed is at 0 draw the second from the other cells alone
+    (:func:`_seed_from_zero`)."""
     n_cells = y.shape[1]
     n_components = uniforms.shape[1]
     centres = np.empty(n_components)
