@@ -26,6 +26,11 @@ import numpy as np
 from ..numerics.jit import inline_jit, jit, over_rows
 
 _LLOYD_ITERATIONS = 10
+#: Private switch: False computes the starts the long way (the same labels, slower:
+#: k-means++ seeds and Lloyd iterations over every cell, both splits of every gene for
+#: the nested start),
+#: for the before/after timing of benchmarks/fit_speed.py.
+_SHORTCUTS = True
 
 
 def normalised_expression(x: np.ndarray, size_factors: np.ndarray) -> np.ndarray:
@@ -128,8 +133,9 @@ def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> n
     y = np.ascontiguousarray(y, dtype=np.float64)
     uniforms = np.ascontiguousarray(uniforms[:, :n_components], dtype=np.float64)
     labels = np.empty(y.shape, dtype=np.int64)
+    shortcuts = _SHORTCUTS
     over_rows(
-        lambda rows: _kmeanspp_labels(y, uniforms, rows, labels),
+        lambda rows: _kmeanspp_labels(y, uniforms, rows, labels, shortcuts),
         np.arange(y.shape[0]),
         work=y.size * n_components * _LLOYD_ITERATIONS,
     )
@@ -137,7 +143,36 @@ def kmeanspp_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> n
 
 
 @jit
-def _kmeanspp_labels(y, uniforms, rows, labels):
+def _seed_from_zero(row, others, uniform):
+    """The cell of k-means++'s second seed where the first is 0 and ``others`` are the
+    cells not at 0: those at 0 add exact zeros to the cumulative squared distances, so
+    the first cell where the sum over every cell reaches its target is the first of the
+    others where their sum does (or cell 0, for a target of 0), as in
+    :func:`_kmeanspp_labels`."""
+    total = 0.0
+    for t in range(others.shape[0]):
+        total += row[others[t]] ** 2
+    target = uniform * total
+    if not target > 0.0:
+        return 0
+    running = 0.0
+    for t in range(others.shape[0]):
+        running += row[others[t]] ** 2
+        if running >= target:
+            return others[t]
+    return row.shape[0] - 1
+
+
+@jit
+def _kmeanspp_labels(y, uniforms, rows, labels, shortcuts):
+    """The kernel of :func:`kmeanspp_labels`. With ``shortcuts`` (the default; off
+    only to time the plain loop), the Lloyd iterations give the same centres with less
+    work: the cells at 0 (the zero counts, most cells of a sparse gene) are one group
+    whose nearest centre is found once (adding 0.0 leaves a total as it is, and the
+    count of cells is an exact integer) and labelled at once, and the iterations stop
+    once no centre moved (the next ones would repeat the same sums exactly). Two
+    centres whose first seed is at 0 draw the second from the other cells alone
+    (:func:`_seed_from_zero`)."""
     n_cells = y.shape[1]
     n_components = uniforms.shape[1]
     centres = np.empty(n_components)
@@ -145,15 +180,26 @@ def _kmeanspp_labels(y, uniforms, rows, labels):
     counts = np.empty(n_components)
     dist2 = np.empty(n_cells)
     cumulative = np.empty(n_cells)
+    others = np.empty(n_cells, dtype=np.int64)  # the cells not at 0
     for g in rows:
         row = y[g]
-        centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
+        n_others = 0
         for i in range(n_cells):
-            dist2[i] = (row[i] - centres[0]) ** 2
-        for k in range(1, n_components):
+            if not shortcuts or row[i] != 0.0:
+                others[n_others] = i
+                n_others += 1
+        centres[0] = row[min(int(uniforms[g, 0] * n_cells), n_cells - 1)]
+        # two centres, the first at 0 (most often, on a sparse gene): the second seed
+        # from the cells not at 0 alone
+        seeded = shortcuts and n_components == 2 and centres[0] == 0.0
+        if seeded:
+            centres[1] = row[_seed_from_zero(row, others[:n_others], uniforms[g, 1])]
+        for k in range(1, 1 if seeded else n_components):
             # the first cell where the cumulative squared distance reaches the target
             running = 0.0
             for i in range(n_cells):
+                if k == 1:  # the distances to the first centre, in the same pass
+                    dist2[i] = (row[i] - centres[0]) ** 2
                 running += dist2[i]
                 cumulative[i] = running
             target = uniforms[g, k] * cumulative[n_cells - 1]
@@ -161,42 +207,77 @@ def _kmeanspp_labels(y, uniforms, rows, labels):
             while pick < n_cells - 1 and cumulative[pick] < target:
                 pick += 1
             centres[k] = row[pick]
-            for i in range(n_cells):
-                dist2[i] = min(dist2[i], (row[i] - centres[k]) ** 2)
+            if k < n_components - 1:  # the last centre's distances are not used
+                for i in range(n_cells):
+                    dist2[i] = min(dist2[i], (row[i] - centres[k]) ** 2)
         for _ in range(_LLOYD_ITERATIONS):
             totals[:] = 0.0
             counts[:] = 0.0
-            for i in range(n_cells):
+            counts[_nearest(0.0, centres)] += n_cells - n_others
+            for t in range(n_others):
+                i = others[t]
                 k = _nearest(row[i], centres)
                 totals[k] += row[i]
                 counts[k] += 1.0
+            moved = not shortcuts
             for k in range(n_components):
                 if counts[k] > 0:
-                    centres[k] = totals[k] / counts[k]
+                    centre = totals[k] / counts[k]
+                    moved |= centre != centres[k]
+                    centres[k] = centre
+            if not moved:
+                break
         _sort_small(centres)
+        at_zero = _nearest(0.0, centres)
         for i in range(n_cells):
+            labels[g, i] = at_zero
+        for t in range(n_others):
+            i = others[t]
             labels[g, i] = _nearest(row[i], centres)
 
 
 def starting_labels(
-    x: np.ndarray, size_factors: np.ndarray, n_components: int, start: int, uniforms: np.ndarray
+    x: np.ndarray,
+    size_factors: np.ndarray,
+    n_components: int,
+    start: int,
+    uniforms: np.ndarray,
+    y: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Hard labels for start number ``start`` (``uniforms``: shape (n_genes, n_init, K))."""
+    """Hard labels for start number ``start`` (``uniforms``: shape (n_genes, n_init, K));
+    ``y``: :func:`normalised_expression` of ``x``, if the caller has it."""
     if n_components == 1:
         return np.zeros(x.shape, dtype=np.int64)
     if start == 0:
         # log1p is increasing: the ranks of x / s are those of y (one pass fewer)
         return quantile_labels(x / size_factors[None, :], n_components)
-    y = normalised_expression(x, size_factors)
+    if y is None:
+        y = normalised_expression(x, size_factors)
     if start == 1:
-        nested = quantile_labels(np.abs(y - np.median(y, axis=1, keepdims=True)), n_components)
-        # where the median is the smallest value (genes with more than half zeros) the
-        # nested split is the quantile split again: a k-means++ start instead
-        same = (nested == quantile_labels(y, n_components)).all(axis=1)
-        if same.any():
-            nested[same] = kmeanspp_labels(y[same], n_components, uniforms[same, start, :])
-        return nested
+        return _nested_labels(y, n_components, uniforms[:, start, :])
     return kmeanspp_labels(y, n_components, uniforms[:, start, :])
+
+
+def _nested_labels(y: np.ndarray, n_components: int, uniforms: np.ndarray) -> np.ndarray:
+    """The nested split of every gene, or its k-means++ labels where the nested split
+    is the quantile split (``uniforms``: (n_genes, K))."""
+    same = np.ones(y.shape[0], dtype=bool)
+    split = same.copy()
+    if _SHORTCUTS:
+        # where more than half the cells are at 0 (y >= 0), the median is 0, |y - 0| is
+        # y itself, and the nested split is the quantile split without comparing them
+        # (the sparse genes, most of a matrix)
+        split = (y == 0.0).sum(axis=1) <= y.shape[1] // 2
+    nested = np.empty(y.shape, dtype=np.int64)
+    if split.any():
+        median = np.median(y[split], axis=1, keepdims=True)
+        nested[split] = quantile_labels(np.abs(y[split] - median), n_components)
+        # where the median is the smallest value the nested split is the quantile
+        # split again: a k-means++ start instead
+        same[split] = (nested[split] == quantile_labels(y[split], n_components)).all(axis=1)
+    if same.any():
+        nested[same] = kmeanspp_labels(y[same], n_components, uniforms[same])
+    return nested
 
 
 def one_hot(labels: np.ndarray, n_components: int, out: np.ndarray) -> np.ndarray:
@@ -220,8 +301,11 @@ def starts(family, data, n_components, n_init, uniforms, resp, single, given=Non
         params = family.initial_params(data, resp)
         weights = np.maximum(resp.mean(axis=2), 1.0 / n_cells)
         yield params, weights / weights.sum(axis=1, keepdims=True)
+    y = None  # the normalised expression, computed once for the starts after the first
     for start in range(1 if n_components == 1 and given is None else n_init):
-        labels = starting_labels(data.x, data.size_factors, n_components, start, uniforms)
+        if start == 1 and n_components > 1:
+            y = normalised_expression(data.x, data.size_factors)
+        labels = starting_labels(data.x, data.size_factors, n_components, start, uniforms, y)
         one_hot(labels, n_components, resp)
         params = family.initial_params(data, resp)
         weights = resp.mean(axis=2)

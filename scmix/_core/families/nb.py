@@ -37,6 +37,11 @@ from .base import ChunkData, EStepOutput, Family
 
 __all__ = ["THETA_MAX", "THETA_MIN", "NegativeBinomial"]
 
+#: Private switch: False computes ``log(1 + s mu / theta)`` at the quadrature nodes
+#: again for each pooled count in the E-step (the same values, slower), for the
+#: before/after timing of benchmarks/fit_speed.py.
+_SHARED_NODE_LOG1P = True
+
 
 def _pooling(data: ChunkData, state, n_comp: int) -> tuple[CountQuadrature, tuple]:
     """The quadrature the kernels use and the ``(node_resp, on_nodes)`` of the state;
@@ -120,7 +125,7 @@ class NegativeBinomial(Family):
         counts, mu, theta = data.counts, params["mu"], params["theta"]
 
         def kernel(rows):
-            _nb_e_step(counts, quad, mu, theta, log_weights, rows, out)
+            _nb_e_step(counts, quad, mu, theta, log_weights, rows, out, _SHARED_NODE_LOG1P)
 
         over_rows(kernel, active, work=active.size * resp[0].size)
 
