@@ -1,5 +1,5 @@
 """The cost of the LRT p-values: a K = 2 NB fit (``scmix.tl.fit_mixture``, defaults)
-without p-values, with ``pvalues="fast"`` (the null grid, 49 replicates per node) and with
+without p-values, with ``pvalues="fast"`` (the null grid, 39 replicates per node) and with
 the exact per-gene bootstrap, on simulated genes with bimodal size factors (ratios in one
 run, each fit timed once).
 

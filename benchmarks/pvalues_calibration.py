@@ -6,7 +6,7 @@ with the real, bimodal size factors of Svensson et al. 2017's ERCC-only sample 2
 Run from the repository root::
 
     python benchmarks/pvalues_calibration.py [--genes 3000] [--cells 1000] [--seed 0]
-                                             [--replicates 49] [--random-state 0]
+                                             [--replicates 39] [--random-state 0]
 
 Prints the rejection rates at 0.05, 0.01 and 0.001, the KS test of uniformity over
 all genes and by mean and dispersion, and the cost against the fit (same run).
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=3000)
     parser.add_argument("--cells", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--replicates", type=int, default=0, help="per node (0: default 49)")
+    parser.add_argument("--replicates", type=int, default=0, help="per node (0: default 39)")
     parser.add_argument("--random-state", type=int, default=0, help="of the fits and the grid")
     args = parser.parse_args()
     adata = null_genes(args.genes, args.cells, args.seed)

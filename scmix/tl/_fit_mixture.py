@@ -149,7 +149,7 @@ def fit_mixture(
         ``{key}_lrt_pvalue`` and ``{key}_lrt_padj`` (Benjamini-Hochberg); K > 1 only.
         ``"bootstrap"``: the exact parametric bootstrap of each gene (below; B fits per
         gene). ``"fast"``: null replicates simulated once on a grid of means and
-        dispersions that the genes share (``n_bootstrap`` per node, default 49), each
+        dispersions that the genes share (``n_bootstrap`` per node, default 39), each
         gene compared with the replicates whose fitted one-component model is close to
         its own, with an exponential tail beyond them
         (:mod:`scmix._core.stats.null_grid`, where the method and its validation are

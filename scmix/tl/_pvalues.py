@@ -16,7 +16,7 @@ from .._core.stats import bootstrap, null_grid
 
 #: Replicates of each method when ``n_bootstrap`` is 0: per gene (the bootstrap) and
 #: per grid node (``"fast"``).
-DEFAULT_REPLICATES = {"bootstrap": 199, "fast": 49}
+DEFAULT_REPLICATES = {"bootstrap": 199, "fast": 39}
 METHODS = (None, "bootstrap", "fast")
 
 

@@ -53,7 +53,7 @@ def test_fast_pvalues_are_calibrated_under_the_null():
     padj = adata.var["scmix_lrt_padj"][fitted].to_numpy()
     assert (padj >= p - 1e-12).all()
     assert adata.uns["scmix"]["params"]["pvalues"] == "fast"
-    assert adata.uns["scmix"]["params"]["n_bootstrap"] == 49
+    assert adata.uns["scmix"]["params"]["n_bootstrap"] == 39
 
 
 def test_fast_pvalues_find_two_components_three_fold_apart():
