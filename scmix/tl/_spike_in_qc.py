@@ -152,10 +152,10 @@ def spike_in_qc(
         None if known is None else counts[:, known].sum(axis=1),
         None if known is None else float(expected[known].sum()),
     )
-    low_metric, metric_name = np.log(metrics.total), "log spike-in total"
-    if metrics.capture is not None:
-        low_metric, metric_name = np.log(metrics.capture), "log capture efficiency"
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore"):  # a cell without spike-in counts: log 0 = -inf
+        low_metric, metric_name = np.log(metrics.total), "log spike-in total"
+        if metrics.capture is not None:
+            low_metric, metric_name = np.log(metrics.capture), "log capture efficiency"
         low = spike_qc.mad_outliers(low_metric, nmads=nmads, tail="lower", metric=metric_name)
     high = spike_qc.mad_outliers(
         metrics.fraction, nmads=nmads, tail="higher", metric="spike-in fraction"
