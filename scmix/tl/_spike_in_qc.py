@@ -52,7 +52,10 @@ def spike_in_qc(
       expected molecules are given), and a *high fraction* when :math:`f_i >
       \operatorname{median}(f) + n\,\mathrm{MAD}(f)` (an empty or dying cell: little
       endogenous RNA). A cell with no spike-in count has :math:`\log t_i = -\infty` and
-      low capture. ``outlier`` is either;
+      low capture. ``outlier`` is either. The rule assumes one bulk of cells: when the
+      capture itself has two modes (e.g. the 10x ERCC controls of Svensson 2017, sample
+      20312, where it flags 359 of 2,000 cells) it flags the lower mode's cells; look
+      for such a mode with :func:`scmix.tl.size_factor_modes` before removing them;
     - detection limit: the input :math:`e_{50}` at which a spike-in is detected
       (:math:`x_{ij} > 0`) in half of the cells, from the logistic regression
       :math:`P(x_{ij} > 0) = \operatorname{expit}(a + b \log_{10} e_j)` fitted by
