@@ -47,3 +47,7 @@ def owned_columns(columns, key: str, schema: re.Pattern) -> list[str]:
         for c in columns
         if isinstance(c, str) and c.startswith(prefix) and schema.fullmatch(c[len(prefix) :])
     ]
+
+
+#: ``.var`` columns of :func:`scmix.tl.spike_in_qc` (per spike-in; NaN for other genes).
+SPIKE_QC_SCHEMA = re.compile(r"expected_molecules|mean_count|detection_rate")

@@ -7,5 +7,14 @@ from ._diagnostics import convergence, qq
 from ._mixture import mixture
 from ._responsibilities import responsibilities
 from ._size_factors import size_factors
+from ._spike_in_qc import spike_in_qc
 
-__all__ = ["bimodality", "convergence", "mixture", "qq", "responsibilities", "size_factors"]
+__all__ = [
+    "bimodality",
+    "convergence",
+    "mixture",
+    "qq",
+    "responsibilities",
+    "size_factors",
+    "spike_in_qc",
+]

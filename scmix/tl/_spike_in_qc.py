@@ -1,0 +1,283 @@
+"""Spike-in quality control per cell: totals, fractions, capture efficiency, outliers and
+the detection limit, written to ``.obs``, ``.var`` and ``.uns``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from .. import __version__
+from .._core import validation
+from .._core.errors import InputError, InputKeyError
+from .._core.stats import spike_qc
+from .._inputs import bool_column, check_adata, gene_columns
+from .._scanpy import added, info
+from .._schema import SPIKE_QC_SCHEMA
+from ._write import replace_results, var_frame
+
+#: The per-cell ``.obs`` columns, without the ``{key}_`` prefix.
+OBS_COLUMNS = ("total", "fraction", "capture_efficiency", "low_capture", "high_fraction", "outlier")
+
+
+def spike_in_qc(
+    adata: AnnData,
+    *,
+    spike_in: str = "spike_in",
+    layer: str | None = None,
+    expected_molecules: str | np.ndarray | pd.Series | None = None,
+    expected_scale: float = 1.0,
+    nmads: float = 3.0,
+    key_added: str = "spike_in_qc",
+    copy: bool = False,
+) -> AnnData | None:
+    r"""Spike-in quality control per cell, and the detection limit of the spike-ins.
+
+    With counts :math:`x_{ij}`, the spike-ins S (``.var[spike_in]``) and, for the
+    spike-ins E whose expected input is known, :math:`e_j` molecules put into each cell:
+
+    - spike-in total :math:`t_i = \sum_{j \in S} x_{ij}`;
+    - spike-in fraction :math:`f_i = t_i / \sum_j x_{ij}` (the sum over every gene,
+      spike-ins included; scanpy's ``pct_counts_{qc_var}`` is :math:`100 f_i`; NaN for a
+      cell without counts);
+    - capture efficiency :math:`c_i = \sum_{j \in E} x_{ij} / \sum_{j \in E} e_j`: the
+      fraction of the spike-in molecules put into the cell that were counted;
+    - outliers (scater's ``isOutlier`` rule, ``nmads`` = n): with
+      :math:`\mathrm{MAD}(v) = 1.4826\, \operatorname{median}_i |v_i -
+      \operatorname{median}(v)|`, a cell has *low capture* when
+      :math:`\log t_i < \operatorname{median}(\log t) - n\,\mathrm{MAD}(\log t)` (the
+      same cells as on :math:`\log c_i`, since :math:`c_i` and the total over E differ
+      by a constant factor when every spike-in is in E; on :math:`\log c_i` when
+      expected molecules are given), and a *high fraction* when :math:`f_i >
+      \operatorname{median}(f) + n\,\mathrm{MAD}(f)` (an empty or dying cell: little
+      endogenous RNA). A cell with no spike-in count has :math:`\log t_i = -\infty` and
+      low capture. ``outlier`` is either. The rule assumes one bulk of cells: when the
+      capture itself has two modes (e.g. the 10x ERCC controls of Svensson 2017, sample
+      20312, where it flags 359 of 2,000 cells) it flags the lower mode's cells; look
+      for such a mode with :func:`scmix.tl.size_factor_modes` before removing them;
+    - detection limit: the input :math:`e_{50}` at which a spike-in is detected
+      (:math:`x_{ij} > 0`) in half of the cells, from the logistic regression
+      :math:`P(x_{ij} > 0) = \operatorname{expit}(a + b \log_{10} e_j)` fitted by
+      maximum likelihood over all cells and the spike-ins of E (Svensson et al. 2017,
+      Nat Methods 14:381): :math:`e_{50} = 10^{-a/b}`, with the delta-method standard
+      error of :math:`\log_{10} e_{50}`.
+
+    Parameters
+    ----------
+    adata
+        Counts (cells x genes) in ``X`` or ``layer``: non-negative integers.
+    spike_in
+        A boolean ``.var`` column flagging the spike-ins: ``"spike_in"`` from
+        :func:`scmix.pp.flag_spike_ins`, or the column of scanpy's ``qc_vars``
+        convention (e.g. ``adata.var["ercc"]`` for
+        ``sc.pp.calculate_qc_metrics(adata, qc_vars=["ercc"])``).
+    layer
+        Layer holding the counts, or None for ``X``.
+    expected_molecules
+        The expected number of molecules of each spike-in put into each cell (the same
+        in every cell), multiplied by ``expected_scale``. Accepted forms:
+
+        - the name of a numeric ``.var`` column (e.g. ``"ercc_expected_molecules"`` of
+          :func:`scmix.datasets.zeisel2015`); its values for the genes that are not
+          spike-ins are ignored;
+        - a 1-D array with one value per gene (``n_vars``, in ``var_names`` order) or
+          one per spike-in (in the order of the flagged genes in ``.var``);
+        - a pandas Series indexed by gene names (reindexed on the spike-ins' names;
+          spike-ins it lacks count as unknown);
+        - None: no capture efficiency and no detection limit.
+
+        NaN marks a spike-in whose input is unknown: it is left out of E. Values must
+        be positive otherwise. At least one spike-in must have a known input.
+    expected_scale
+        Factor turning ``expected_molecules`` into molecules per cell, e.g. for ERCC
+        concentrations in attomoles/µl (``.var["ercc_mix1_attomoles_ul"]`` of the
+        loaders): µl of the diluted mix added per cell × dilution × 602,214.076
+        molecules per attomole.
+    nmads
+        n of the outlier rules.
+    key_added
+        Prefix of the columns and key of ``.uns``.
+    copy
+        Work on a copy and return it.
+
+    Returns
+    -------
+    ``None`` (or the copy), with
+
+    ``.obs``
+        ``{key}_total`` (:math:`t_i`), ``{key}_fraction`` (:math:`f_i`),
+        ``{key}_capture_efficiency`` (:math:`c_i`, with ``expected_molecules``),
+        ``{key}_low_capture``, ``{key}_high_fraction`` and ``{key}_outlier`` (booleans).
+    ``.var``
+        For the spike-ins (NaN for other genes): ``{key}_mean_count`` (mean count per
+        cell), ``{key}_detection_rate`` (fraction of cells with a count > 0) and, with
+        ``expected_molecules``, ``{key}_expected_molecules`` (:math:`e_j`, scaled).
+    ``.uns[key]``
+        ``outlier_rules`` (per rule: metric, tail, nmads, median, MAD, threshold,
+        n_outliers), ``detection`` (``detection_limit`` :math:`e_{50}`,
+        ``log10_detection_limit_se``, ``intercept`` a, ``slope`` b, ``converged``,
+        ``n_iter``; with ``expected_molecules``), ``expected_total``
+        :math:`\sum_{j \in E} e_j`, ``median_capture_efficiency``, ``n_spike_ins``,
+        ``n_with_expected``, ``spike_ins`` (names), ``n_outliers``, ``params`` and
+        ``version``.
+
+    Raises
+    ------
+    InputKeyError
+        ``spike_in``, ``layer`` or an ``expected_molecules`` column is missing.
+    InputError
+        No spike-in is flagged, a flag or input is malformed; ``adata`` is left as it was.
+    """
+    check_adata(adata)
+    validation.check_key(key_added)
+    validation.check_key(spike_in, "spike_in")
+    nmads = validation.check_real(nmads, "nmads", minimum=0.0)
+    expected_scale = validation.check_real(expected_scale, "expected_scale", minimum=0.0)
+    if expected_scale == 0:
+        raise InputError("expected_scale must be positive, got 0.")
+    flags = _spike_flags(adata, spike_in)
+    spikes = np.flatnonzero(flags)
+    expected = None
+    if expected_molecules is not None:
+        expected = _expected(adata, expected_molecules, spikes) * expected_scale
+    columns = gene_columns(adata, layer, np.arange(adata.n_vars))
+    block = columns.raw_block(spikes)
+    counts = block.toarray() if sparse.issparse(block) else np.asarray(block)
+    counts = counts.astype(np.float64)
+
+    start = info(f"spike-in QC of {adata.n_obs} cells on {spikes.size} spike-ins")
+    library = columns.cell_totals()
+    known = None if expected is None else np.isfinite(expected)
+    metrics = spike_qc.cell_metrics(
+        counts.sum(axis=1),
+        library,
+        None if known is None else counts[:, known].sum(axis=1),
+        None if known is None else float(expected[known].sum()),
+    )
+    with np.errstate(divide="ignore"):  # a cell without spike-in counts: log 0 = -inf
+        low_metric, metric_name = np.log(metrics.total), "log spike-in total"
+        if metrics.capture is not None:
+            low_metric, metric_name = np.log(metrics.capture), "log capture efficiency"
+        low = spike_qc.mad_outliers(low_metric, nmads=nmads, tail="lower", metric=metric_name)
+    high = spike_qc.mad_outliers(
+        metrics.fraction, nmads=nmads, tail="higher", metric="spike-in fraction"
+    )
+    outlier = low.outlier | high.outlier
+    n_detected = (counts > 0).sum(axis=0)
+    var_columns = {
+        f"{key_added}_mean_count": counts.mean(axis=0),
+        f"{key_added}_detection_rate": n_detected / adata.n_obs,
+    }
+    uns: dict = {
+        "outlier_rules": {"low_capture": low.summary(), "high_fraction": high.summary()},
+        "n_outliers": int(outlier.sum()),
+        "n_spike_ins": int(spikes.size),
+        "spike_ins": np.asarray(adata.var_names[spikes], dtype=object),
+        "median_spike_in_total": float(np.median(metrics.total)),
+    }
+    obs = {
+        f"{key_added}_total": metrics.total,
+        f"{key_added}_fraction": metrics.fraction,
+    }
+    if expected is not None:
+        var_columns[f"{key_added}_expected_molecules"] = expected
+        fit = spike_qc.detection_limit(expected[known], n_detected[known], adata.n_obs)
+        obs[f"{key_added}_capture_efficiency"] = metrics.capture
+        uns.update(
+            detection=fit.summary(),
+            expected_total=metrics.expected_total,
+            n_with_expected=int(known.sum()),
+            median_capture_efficiency=float(np.median(metrics.capture)),
+        )
+    obs[f"{key_added}_low_capture"] = low.outlier
+    obs[f"{key_added}_high_fraction"] = high.outlier
+    obs[f"{key_added}_outlier"] = outlier
+    uns["params"] = dict(
+        spike_in=spike_in,
+        layer=layer,
+        expected_molecules=_describe(expected_molecules),
+        expected_scale=expected_scale,
+        nmads=nmads,
+        key_added=key_added,
+    )
+    uns["version"] = __version__
+
+    target = adata.copy() if copy else adata
+    new_var = var_frame(target.var_names, spikes, var_columns)
+    new_obs = pd.DataFrame(obs, index=target.obs_names)
+    replace_results(target, key_added, new_var, uns, schema=SPIKE_QC_SCHEMA, obs=new_obs)
+    info("    finished", time=start)
+    added(
+        [
+            (f"'{key_added}_*' per-cell columns", "adata.obs"),
+            (f"'{key_added}_*' per-spike-in columns", "adata.var"),
+            (f"'{key_added}'", "adata.uns"),
+        ]
+    )
+    return target if copy else None
+
+
+def _spike_flags(adata: AnnData, spike_in: str) -> np.ndarray:
+    if spike_in not in adata.var.columns:
+        flags = [c for c in adata.var.columns if pd.api.types.is_bool_dtype(adata.var[c].dtype)]
+        raise InputKeyError(
+            f"spike_in {spike_in!r} is not a column of adata.var (boolean columns: {flags}): "
+            "flag the spike-ins with scmix.pp.flag_spike_ins(adata), or name the column "
+            "that flags them (e.g. the one of scanpy's qc_vars)."
+        )
+    flags = bool_column(adata.var, spike_in, f"adata.var[{spike_in!r}] (the spike-in flags)")
+    if not flags.any():
+        raise InputError(
+            f"adata.var[{spike_in!r}] flags no spike-in (all {adata.n_vars} genes are False)."
+        )
+    return flags
+
+
+def _expected(adata: AnnData, expected_molecules, spikes: np.ndarray) -> np.ndarray:
+    """Expected molecules per spike-in (NaN where unknown), validated."""
+    names = adata.var_names[spikes]
+    if isinstance(expected_molecules, str):
+        if expected_molecules not in adata.var.columns:
+            raise InputKeyError(
+                f"expected_molecules {expected_molecules!r} is not a column of adata.var "
+                f"(columns: {list(adata.var.columns)})."
+            )
+        what = f"adata.var[{expected_molecules!r}]"
+        values = validation.numeric_vector(
+            adata.var[expected_molecules].reset_index(drop=True), what
+        )[spikes]
+    elif isinstance(expected_molecules, pd.Series):
+        what = "expected_molecules"
+        if expected_molecules.index.has_duplicates:
+            raise InputError("expected_molecules is a pandas Series with duplicate labels.")
+        values = validation.numeric_vector(
+            expected_molecules.reindex(names).reset_index(drop=True), what
+        )
+    else:
+        what = "expected_molecules"
+        values = validation.numeric_vector(expected_molecules, what)
+        if values.size == adata.n_vars:
+            values = values[spikes]
+        elif values.size != spikes.size:
+            raise InputError(
+                f"expected_molecules has {values.size} values: give one per gene "
+                f"({adata.n_vars}) or one per spike-in ({spikes.size})."
+            )
+    bad = ~np.isnan(values) & ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        raise InputError(
+            f"{what} must be positive and finite (or NaN for unknown), but spike-ins "
+            f"{list(names[bad][:5])} have {list(values[bad][:5])}."
+        )
+    if np.isnan(values).all():
+        raise InputError(
+            f"{what} gives no expected molecules for any of the {spikes.size} spike-ins."
+        )
+    return values
+
+
+def _describe(expected_molecules):
+    if expected_molecules is None or isinstance(expected_molecules, str):
+        return expected_molecules
+    return "Series" if isinstance(expected_molecules, pd.Series) else "array"
