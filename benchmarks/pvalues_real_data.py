@@ -26,8 +26,7 @@ import scmix
 def dataset(name: str):
     if name.startswith("svensson"):
         adata = scmix.datasets.svensson2017(name.split()[1])
-        totals = np.asarray(adata.X.sum(axis=1)).ravel()
-        adata.obs["size_factors"] = totals / totals.mean()
+        scmix.pp.size_factors(adata, method="spike_in")  # ERCC totals, mean 1
     else:
         adata = scmix.datasets.tung2017()
         molecules = adata.obs["endogenous_molecules"]

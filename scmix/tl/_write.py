@@ -201,9 +201,6 @@ def write_fit(adata: AnnData, key: str, selected, fit, params: dict, *, extra: d
 def call_by_padj(padj: np.ndarray, mixture: tuple, params: dict) -> np.ndarray:
     """``call="padj"``: adjusted p-value at most ``params["padj_threshold"]``, and a proper
     mixture (``mixture``: weights, converged, means and dispersions, as for the BIC call)."""
-    return selection.padj_call(
-        padj,
-        *mixture,
-        padj_threshold=params["padj_threshold"],
-        min_weight=params["min_weight"],
-    )
+    with np.errstate(invalid="ignore"):
+        evidence = padj <= params["padj_threshold"]
+    return evidence & selection.a_proper_mixture(*mixture, params["min_weight"])

@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # fit imports the engine, which this module serves
 
 DEFAULT_BIC_THRESHOLD = 10.0
 DEFAULT_MIN_WEIGHT = 0.05
-#: ``call="padj"``: the false discovery rate of the calls.
+#: ``call="padj"``: the false discovery rate of the calls (adjusted p-value at most this,
+#: and :func:`a_proper_mixture`).
 DEFAULT_PADJ_THRESHOLD = 0.05
 
 
@@ -93,24 +94,6 @@ def bimodal_call(
     and no degenerate component."""
     with np.errstate(invalid="ignore"):
         evidence = delta_bic > bic_threshold
-    return evidence & a_proper_mixture(weights, converged, means, dispersions, min_weight)
-
-
-def padj_call(
-    padj: np.ndarray,
-    weights: np.ndarray,
-    converged: np.ndarray,
-    means: np.ndarray,
-    dispersions: np.ndarray,
-    *,
-    padj_threshold: float = DEFAULT_PADJ_THRESHOLD,
-    min_weight: float = DEFAULT_MIN_WEIGHT,
-) -> np.ndarray:
-    """The call by error rate: Benjamini-Hochberg adjusted LRT p-value at most
-    ``padj_threshold`` (the false discovery rate among the calls), with the same
-    conditions on the fit as :func:`bimodal_call`."""
-    with np.errstate(invalid="ignore"):
-        evidence = padj <= padj_threshold
     return evidence & a_proper_mixture(weights, converged, means, dispersions, min_weight)
 
 

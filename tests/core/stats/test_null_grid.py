@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scmix._core.families import get_family
+from scmix._core.settings import FitSettings
 from scmix._core.stats import null_grid
 
 
@@ -76,8 +77,6 @@ def test_a_genes_node_set_holds_its_kernel():
 @pytest.mark.parametrize("family", ["nb", "poisson"])
 def test_node_replicates_come_from_the_nodes_model_and_stream(family):
     fam = get_family(family)
-    from scmix._core.settings import FitSettings
-
     s = np.random.default_rng(2).lognormal(0, 0.5, 300)
     s /= s.mean()
     nodes = np.array([[1, -2], [2, -1]]) if family == "nb" else np.array([[1, 0], [2, 0]])
