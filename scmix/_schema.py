@@ -51,3 +51,7 @@ def owned_columns(columns, key: str, schema: re.Pattern) -> list[str]:
 
 #: ``.var`` columns of :func:`scmix.tl.spike_in_qc` (per spike-in; NaN for other genes).
 SPIKE_QC_SCHEMA = re.compile(r"expected_molecules|mean_count|detection_rate")
+#: ``.var`` columns of :func:`scmix.tl.technical_noise`; ``.obs``: the size factors used.
+TECHNICAL_NOISE_SCHEMA = re.compile(
+    r"mean|dispersion|technical_dispersion|statistic|pvalue|padj|variable|trend_spike_in"
+)
