@@ -64,8 +64,8 @@ def main():
             adata, spike_in_size_factors=None if args.totals else "size_factors"
         )
         times.append(time.perf_counter() - start)
-        p = adata.var["technical_pvalue"].to_numpy()
-        trend = adata.uns["technical"]["trend"]
+        p = adata.var["noise_pvalue"].to_numpy()
+        trend = adata.uns["noise"]["trend"]
         null = p[: args.genes]
         print(
             f"seed {seed}: a0 {trend['a0']:.4f} a1 {trend['a1']:.3f} "
@@ -74,7 +74,7 @@ def main():
         )
         pvals.append(null)
         means.append(null_mu)
-        var = adata.var["technical_variable"].to_numpy()
+        var = adata.var["noise_variable"].to_numpy()
         called.append(var[args.genes : args.genes + extra.size])
         extras.append(extra)
     p, mu = np.concatenate(pvals), np.concatenate(means)

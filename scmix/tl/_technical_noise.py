@@ -39,7 +39,7 @@ def technical_noise(
     max_iter: int = 1000,
     tol: float = 1e-6,
     n_jobs: int | None = None,
-    key_added: str = "technical",
+    key_added: str = "noise",
     copy: bool = False,
 ) -> AnnData | None:
     r"""Genes whose variation exceeds the technical noise measured by the spike-ins.

@@ -109,7 +109,7 @@ def test_pvalue_is_half_chi2_above_the_trend():
 
 
 def _null_rate(adata, genes):
-    return float((adata.var["technical_pvalue"].to_numpy()[genes] < 0.05).mean())
+    return float((adata.var["noise_pvalue"].to_numpy()[genes] < 0.05).mean())
 
 
 def test_calibrated_under_the_fitted_technical_trend():
@@ -119,7 +119,7 @@ def test_calibrated_under_the_fitted_technical_trend():
     spike_mu = _log_uniform(rng, 0.5, 2000, N_SPIKES)
     first = _adata(rng, s, spike_mu, np.array([5.0]), np.array([0.1]))
     scmix.tl.technical_noise(first, spike_in_size_factors="size_factors")
-    fitted = first.uns["technical"]["trend"]
+    fitted = first.uns["noise"]["trend"]
     gene_mu = _log_uniform(rng, 0.5, 500, 2000)
     adata = _adata(rng, s, spike_mu, gene_mu, fitted["a0"] + fitted["a1"] / gene_mu)
     scmix.tl.technical_noise(adata, spike_in_size_factors="size_factors")
@@ -136,7 +136,7 @@ def test_calibrated_with_the_trend_estimated_and_default_spike_in_factors():
     gene_mu = _log_uniform(rng, 0.5, 500, 2000)
     adata = _adata(rng, s, spike_mu, gene_mu, A0 + A1 / gene_mu)
     scmix.tl.technical_noise(adata)
-    trend = adata.uns["technical"]["trend"]
+    trend = adata.uns["noise"]["trend"]
     assert trend["a0"] == pytest.approx(A0, rel=0.3)
     assert trend["a1"] == pytest.approx(A1, rel=0.3)
     rate = _null_rate(adata, np.arange(gene_mu.size))
@@ -153,7 +153,7 @@ def test_power_grows_with_extra_dispersion():
     extra = np.repeat(extras, per)
     adata = _adata(rng, s, spike_mu, gene_mu, A0 + A1 / gene_mu + extra)
     scmix.tl.technical_noise(adata, spike_in_size_factors="size_factors")
-    called = adata.var["technical_variable"].to_numpy()[: gene_mu.size].reshape(len(extras), per)
+    called = adata.var["noise_variable"].to_numpy()[: gene_mu.size].reshape(len(extras), per)
     power = called.mean(axis=1)
     assert power[0] <= 0.05
     assert np.all(np.diff(power) >= 0), power
