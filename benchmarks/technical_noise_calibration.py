@@ -2,15 +2,18 @@
 
 Cells have bimodal size factors (two modes a factor 4 apart, log-normal jitter 0.2, mean
 1). 90 spike-ins (means 0.5-2000, log-uniform) follow the technical trend
-``phi = a0 + a1 / mu`` (a0 = 0.05, a1 = 0.5). Null genes (means 0.5-500) follow the same
-trend; alternative genes (means 2-200) have ``extra`` added to their dispersion.
+``phi = a0 + a1 / mu`` (a0 = 0.05, a1 = 0.5) with the scatter of real spike-ins:
+``log phi`` is the trend's plus a normal of SD ``--scatter`` (default 0.4, about what
+Zeisel's and Svensson's spike-ins show; 0 puts them on the trend). Null genes (means
+0.5-500) are drawn the same way; alternative genes (means 2-200) have ``extra`` added
+to their (scattered) technical dispersion.
 Both size factors are the true ones (``spike_in_size_factors="size_factors"``) unless
 ``--totals``: then the spike-ins use their totals (the default of the tool).
 
 Run from the repository root::
 
     python benchmarks/technical_noise_calibration.py [--cells 600] [--genes 2000]
-                                                     [--seeds 5] [--totals]
+                                                     [--seeds 5] [--totals] [--scatter 0.4]
 
 Prints, per seed, the fitted trend, the null rejection rate at 0.05 and 0.01, then the
 pooled rates by mean bin, the power (BH-adjusted, FDR 0.05) by extra dispersion and the
@@ -31,7 +34,7 @@ A0, A1 = 0.05, 0.5
 EXTRAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def simulate(rng, n_cells, n_null, n_alt):
+def simulate(rng, n_cells, n_null, n_alt, scatter):
     s = np.where(rng.random(n_cells) < 0.5, 0.5, 2.0) * np.exp(rng.normal(0, 0.2, n_cells))
     s /= s.mean()
     spike_mu = np.exp(rng.uniform(np.log(0.5), np.log(2000), 90))
@@ -39,7 +42,8 @@ def simulate(rng, n_cells, n_null, n_alt):
     alt_mu = np.tile(np.exp(rng.uniform(np.log(2), np.log(200), n_alt)), len(EXTRAS))
     extra = np.repeat(EXTRAS, n_alt)
     mu = np.r_[null_mu, alt_mu, spike_mu]
-    phi = A0 + A1 / mu + np.r_[np.zeros(n_null), extra, np.zeros(90)]
+    technical = (A0 + A1 / mu) * np.exp(rng.normal(0.0, scatter, mu.size))
+    phi = technical + np.r_[np.zeros(n_null), extra, np.zeros(90)]
     x = rng.negative_binomial(1 / phi, 1 / (1 + s[:, None] * mu * phi))
     adata = ad.AnnData(x.astype(np.float32))
     adata.var["spike_in"] = np.r_[np.zeros(n_null + extra.size, bool), np.ones(90, bool)]
@@ -54,11 +58,12 @@ def main():
     parser.add_argument("--alt", type=int, default=200, help="genes per extra dispersion")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--totals", action="store_true")
+    parser.add_argument("--scatter", type=float, default=0.4, help="SD of log phi")
     args = parser.parse_args()
     pvals, means, called, extras, times = [], [], [], [], []
     for seed in range(args.seeds):
         rng = np.random.default_rng(1000 + seed)
-        adata, null_mu, extra = simulate(rng, args.cells, args.genes, args.alt)
+        adata, null_mu, extra = simulate(rng, args.cells, args.genes, args.alt, args.scatter)
         start = time.perf_counter()
         scmix.tl.technical_noise(
             adata, spike_in_size_factors=None if args.totals else "size_factors"
@@ -68,7 +73,7 @@ def main():
         trend = adata.uns["noise"]["trend"]
         null = p[: args.genes]
         print(
-            f"seed {seed}: a0 {trend['a0']:.4f} a1 {trend['a1']:.3f} "
+            f"seed {seed}: a0 {trend['a0']:.4f} a1 {trend['a1']:.3f} tau {trend['scatter_sd']:.3f} "
             f"({trend['n_spike_ins_used']} spike-ins)  P(p<0.05) {np.mean(null < 0.05):.4f}"
             f"  P(p<0.01) {np.mean(null < 0.01):.4f}  {times[-1]:.1f} s"
         )

@@ -53,5 +53,5 @@ def owned_columns(columns, key: str, schema: re.Pattern) -> list[str]:
 SPIKE_QC_SCHEMA = re.compile(r"expected_molecules|mean_count|detection_rate")
 #: ``.var`` columns of :func:`scmix.tl.technical_noise`; ``.obs``: the size factors used.
 TECHNICAL_NOISE_SCHEMA = re.compile(
-    r"mean|dispersion|technical_dispersion|statistic|pvalue|padj|variable|trend_spike_in"
+    r"mean|dispersion|technical_dispersion|statistic|z|pvalue|padj|variable|trend_spike_in"
 )
