@@ -124,11 +124,18 @@ def strongest(results: NoiseResults, n: int) -> np.ndarray:
     return called[order][:n]
 
 
-def _floor(lowest_trend: float) -> float:
-    """The bottom of a dispersion axis: the power of ten at or below a tenth of the
-    lowest technical dispersion drawn (dispersions far below the spike-ins' noise are
-    indistinguishable from Poisson)."""
-    return 10.0 ** np.floor(np.log10(lowest_trend / 10.0))
+def _floor(trend: np.ndarray, values: np.ndarray) -> float | None:
+    """The bottom of a dispersion axis, when some ``values`` lie below it: the power of
+    ten at or below a tenth of the lowest technical dispersion drawn (dispersions far
+    below the spike-ins' noise are indistinguishable from Poisson, and 0 is one)."""
+    lowest = trend.min()
+    if not lowest > 0:  # no trend to measure by: below the smallest positive value
+        positive = values[values > 0]
+        if positive.size == 0:
+            return 1e-3
+        lowest = positive.min()
+    floor = 10.0 ** np.floor(np.log10(lowest / 10.0))
+    return floor if (values < floor).any() else None
 
 
 @doc_params(show_options=DOC_SHOW)
@@ -148,13 +155,13 @@ def technical_noise(
 
     Every gene's fitted mean :math:`\hat\mu_j` (counts in an average cell, size factor 1)
     against its variability, log-log: the genes not called (grey), the genes called
-    above technical noise (``{{key}}_variable``, highlighted), the spike-ins the trend
+    above technical noise (``{key}_variable``, highlighted), the spike-ins the trend
     was fitted on (filled diamonds) and those left out of it for a mean below
     ``min_mean`` (hollow), and the technical trend
-    :math:`\phi_{{\mathrm{{tech}}}}(\mu) = a_0 + a_1/\mu` over the range of means. When
+    :math:`\phi_{\mathrm{tech}}(\mu) = a_0 + a_1/\mu` over the range of means. When
     the results hold the spike-ins' scatter :math:`\tau` (the SD of
-    :math:`\log(\hat\phi_j / \phi_{{\mathrm{{tech}}}}(\hat\mu_j))` over the spike-ins
-    beyond NB sampling), the band :math:`\phi_{{\mathrm{{tech}}}}\,e^{{\pm 2\tau}}` is
+    :math:`\log(\hat\phi_j / \phi_{\mathrm{tech}}(\hat\mu_j))` over the spike-ins
+    beyond NB sampling), the band :math:`\phi_{\mathrm{tech}}\,e^{\pm 2\tau}` is
     shaded: where about 95% of spike-ins would fall.
 
     ``y="dispersion"``: the NB dispersion :math:`\hat\phi_j` (variance
@@ -162,19 +169,19 @@ def technical_noise(
     dispersions below the bottom of the axis, a power of ten at or below a tenth of
     the lowest trend value drawn (0 included), are drawn on it as downward triangles,
     named so in the legend. ``y="cv2"``: the squared coefficient of variation of the
-    normalised counts :math:`x_{{ij}}/s_i` under the fitted model,
+    normalised counts :math:`x_{ij}/s_i` under the fitted model,
 
-    .. math:: \mathrm{{CV}}^2_j = \hat\phi_j + \frac{{\overline{{1/s}}}}{{\hat\mu_j}},
-       \qquad \overline{{1/s}} = \frac1n \sum_i \frac{{1}}{{s_i}},
+    .. math:: \mathrm{CV}^2_j = \hat\phi_j + \frac{\overline{1/s}}{\hat\mu_j},
+       \qquad \overline{1/s} = \frac1n \sum_i \frac{1}{s_i},
 
-    with the gene size factors (``.obs["{{key}}_size_factors"]``) for genes and the
-    spike-in ones (``.obs["{{key}}_spike_in_size_factors"]``) for spike-ins; the trend
-    and band are those of the genes, :math:`\phi_{{\mathrm{{tech}}}}(\mu) +
-    \overline{{1/s}}/\mu`, and the spike-ins' own curve is dotted when their
-    :math:`\overline{{1/s}}` differs by more than 5%.
+    with the gene size factors (``.obs["{key}_size_factors"]``) for genes and the
+    spike-in ones (``.obs["{key}_spike_in_size_factors"]``) for spike-ins; the trend
+    and band are those of the genes, :math:`\phi_{\mathrm{tech}}(\mu) +
+    \overline{1/s}/\mu`, and the spike-ins' own curve is dotted when their
+    :math:`\overline{1/s}` differs by more than 5%.
 
     The ``n_labels`` strongest called genes (smallest adjusted p-value, ties broken
-    by the larger ratio :math:`\hat\phi_j / \phi_{{\mathrm{{tech}}}}(\hat\mu_j)`) are
+    by the larger ratio :math:`\hat\phi_j / \phi_{\mathrm{tech}}(\hat\mu_j)`) are
     labelled with their names, placed as in :func:`scmix.pl.bimodality` (no label over
     another, leader lines for labels moved away).
 
@@ -221,9 +228,7 @@ def technical_noise(
     if y == "cv2":
         value = value + r.poisson(np.where(shown, r.mean, 1.0), r.spike_in)
     grid = np.geomspace(r.mean[shown].min() / 1.2, r.mean[shown].max() * 1.2, 200)
-    floor = None
-    if y == "dispersion" and (value[shown] < _floor(r.trend(grid).min())).any():
-        floor = _floor(r.trend(grid).min())
+    floor = _floor(r.trend(grid), value[shown]) if y == "dispersion" else None
 
     width, height = PANEL_SIZE
     if legend_loc == "right margin":  # a figure made here is wider for the legend
