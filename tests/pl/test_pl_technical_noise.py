@@ -246,3 +246,30 @@ def test_missing_results_named(noise):
 def test_bad_options_refused(noise, options, message):
     with pytest.raises(InputError, match=message):
         scmix.pl.technical_noise(noise, **options)
+
+
+@pytest.fixture(scope="module")
+def zeisel(data_dir):
+    """Zeisel 2015 (1,000 genes, 57 ERCC), library size factors: 745 genes called, 56 of
+    them with an adjusted p-value of 0 (the labels' ties)."""
+    adata = scmix.datasets.zeisel2015(data_dir=data_dir)
+    scmix.pp.size_factors(adata, method="library")
+    scmix.tl.technical_noise(adata)
+    return adata
+
+
+@pytest.mark.parametrize("y", ["dispersion", "cv2"])
+def test_zeisel_labels_the_strongest_calls_clear_of_each_other(zeisel, y):
+    ax = scmix.pl.technical_noise(zeisel, y=y, show=False)
+    fig = ax.figure
+    fig.canvas.draw()
+    assert (zeisel.var["noise_padj"] == 0).sum() > 10  # ties, broken by the ratio
+    texts = [t for t in ax.texts if t.get_visible()]
+    assert [t.get_text() for t in texts] == _expected_top(zeisel, 10)
+    boxes = [Text.get_window_extent(t) for t in texts]
+    for b1, b2 in itertools.combinations(boxes, 2):
+        assert not _overlap(b1, b2)
+    legend = ax.get_legend().get_window_extent()
+    assert not _overlap(legend, ax.get_window_extent())
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1
+    assert ax.title.get_window_extent().x0 >= fig.bbox.x0  # the title fits the figure
