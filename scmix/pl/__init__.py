@@ -8,6 +8,7 @@ from ._mixture import mixture
 from ._responsibilities import responsibilities
 from ._size_factors import size_factors
 from ._spike_in_qc import spike_in_qc
+from ._technical_noise import technical_noise
 
 __all__ = [
     "bimodality",
@@ -17,4 +18,5 @@ __all__ = [
     "responsibilities",
     "size_factors",
     "spike_in_qc",
+    "technical_noise",
 ]

@@ -15,7 +15,9 @@ from ._utils import (
     COMPONENT_COLOURS,
     DOC_SHOW,
     HIGHLIGHT_COLOUR,
+    PANEL_SIZE,
     finish,
+    legend_below,
     new_panels,
     nice_ticks,
 )
@@ -82,7 +84,10 @@ def spike_in_qc(
         panels = ["cells"]
     if ax is not None and len(panels) > 1:
         raise InputError("ax= holds one panel: pass panel='cells' or panel='spike_ins'.")
-    axes, created = new_panels(ax, len(panels), ncols=2)
+    # the spike-ins' panel has its legend below: a taller figure keeps the plots' height
+    width, height = PANEL_SIZE
+    tall = (width, height + 1.0) if "spike_ins" in panels else PANEL_SIZE
+    axes, created = new_panels(ax, len(panels), ncols=2, panel_size=tall)
     for name, axis in zip(panels, axes, strict=True):
         (_cells if name == "cells" else _spike_ins)(adata, key, axis)
     return finish(
@@ -140,7 +145,15 @@ def _cells(adata: AnnData, key: str, ax) -> None:
     ax.set_ylabel("capture efficiency (observed / expected)" if capture else "spike-in total")
     nmads = rules["low_capture"]["nmads"]
     ax.set_title(f"spike-in QC per cell (outliers: {nmads:g} MADs)")
-    ax.legend(frameon=False, fontsize="small", loc="best", markerscale=2)
+    # outside, on the right: any corner inside would cover cells of a full panel
+    ax.legend(
+        frameon=False,
+        fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        markerscale=2,
+    )
 
 
 def _spike_ins(adata: AnnData, key: str, ax) -> None:
@@ -192,6 +205,5 @@ def _spike_ins(adata: AnnData, key: str, ax) -> None:
     ax.set_title("spike-ins: observed vs expected")
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = right.get_legend_handles_labels()
-    ax.legend(
-        handles + more, labels + more_labels, frameon=False, fontsize="small", loc="lower right"
-    )
+    # under the Axes: the points and the curve fill every corner of the panel
+    legend_below(ax, handles + more, labels + more_labels, ncols=2)

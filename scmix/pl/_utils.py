@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from math import ceil
 from pathlib import Path
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
+from matplotlib.font_manager import FontProperties
+from matplotlib.transforms import ScaledTranslation
 
 from .._core.errors import InputError
 from ._labels import label_points
@@ -20,6 +23,7 @@ __all__ = [
     "finish",
     "gene_names",
     "label_points",
+    "legend_below",
     "new_axes",
     "new_panels",
     "nice_ticks",
@@ -75,6 +79,34 @@ def new_axes(ax, *, panel_size=PANEL_SIZE):
     """One Axes to draw into (``ax`` or a new figure's) and whether the plot made it."""
     axes, created = new_panels(ax, 1, panel_size=panel_size)
     return axes[0], created
+
+
+def legend_below(ax, handles: list, labels: list[str], *, ncols: int = 2, fontsize="small"):
+    """A legend centred under the Axes, below its x tick labels and x label, in
+    ``ncols`` columns: it covers no point, and a layout engine (constrained layout)
+    makes room for it. Returns the Legend."""
+    rc = mpl.rcParams
+    # height of the x tick labels and the x label, in points, from rcParams
+    below = (
+        rc["xtick.major.size"]
+        + rc["xtick.major.pad"]
+        + 1.3 * FontProperties(size=rc["xtick.labelsize"]).get_size_in_points()
+        + rc["axes.labelpad"]
+        + 1.3 * FontProperties(size=rc["axes.labelsize"]).get_size_in_points()
+        + 1.0
+    )
+    anchor = ax.transAxes + ScaledTranslation(0.0, -below / 72.0, ax.figure.dpi_scale_trans)
+    return ax.legend(
+        handles,
+        labels,
+        frameon=False,
+        fontsize=fontsize,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        bbox_transform=anchor,
+        borderaxespad=0.0,
+        ncols=ncols,
+    )
 
 
 def _scanpy_settings():

@@ -62,3 +62,16 @@ def test_without_expected_molecules_only_the_cells_panel():
 def test_missing_results_named():
     with pytest.raises(InputKeyError, match="no spike-in QC under key 'qc'"):
         scmix.pl.spike_in_qc(scmix.datasets.demo(), key="qc")
+
+
+def test_legends_cover_no_point(checked):
+    """Both legends stand outside their Axes (the gallery's used to cover cells), inside
+    the figure."""
+    axes = scmix.pl.spike_in_qc(checked, show=False)
+    fig = axes[0].figure
+    fig.canvas.draw()
+    for ax in axes:
+        legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert not legend.overlaps(frame)
+        assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1
+        assert fig.bbox.y0 <= legend.y0 and legend.y1 <= fig.bbox.y1

@@ -21,6 +21,7 @@ def fitted():
     scmix.pp.size_factors(adata, method="spike_in")
     scmix.tl.fit_mixture(adata, n_init=1, keep_trace=True)
     scmix.tl.goodness_of_fit(adata)
+    scmix.tl.technical_noise(adata)
     return adata
 
 
@@ -44,6 +45,7 @@ PLOTS = {
     "qq": lambda adata, **kw: scmix.pl.qq(adata, "gene_1", **kw),
     "bimodality": lambda adata, **kw: scmix.pl.bimodality(adata, **kw),
     "convergence": lambda adata, **kw: scmix.pl.convergence(adata, **kw),
+    "technical_noise": lambda adata, **kw: scmix.pl.technical_noise(adata, **kw),
 }
 
 
@@ -89,8 +91,10 @@ def test_scanpy_autoshow_off_is_honoured(fitted, shown, scanpy_settings):
 def test_save_writes_where_scanpy_would(fitted, shown, tmp_path, scanpy_settings):
     scanpy_settings.figdir = tmp_path
     scmix.pl.bimodality(fitted, save="_demo.png")
+    scmix.pl.technical_noise(fitted, save="_demo.pdf")
     scmix.pl.mixture(fitted, ["gene_1", "gene_2"], save=True, show=False)
     assert (tmp_path / "bimodality_demo.png").stat().st_size > 0
+    assert (tmp_path / "technical_noise_demo.pdf").stat().st_size > 0
     assert (tmp_path / f"mixture.{scanpy_settings.file_format_figs}").stat().st_size > 0
 
 
