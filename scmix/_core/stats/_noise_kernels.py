@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from ..numerics.jit import inline_jit, jit
+from ..numerics.jit import inline_jit, jit, sum_jit
 from ..numerics.special import digamma_ratio, lgamma_ratio, simd_log1p
 
 #: Trend coefficients are passed as ``[a0, a1, floor]``: phi_tech(mu) = max(a0 + a1/mu, floor).
@@ -38,6 +38,29 @@ def _dispersion(coef, mu: float) -> float:
     return max(coef[A0] + coef[A1] / mu, coef[FLOOR])
 
 
+@sum_jit
+def _zero_counts(s, mu: float, theta: float) -> tuple[float, float]:
+    """The score's sums over every cell as if its count were 0 (a loop LLVM vectorises:
+    ``reassoc`` lets it add in vector registers)."""
+    mean_part = 0.0
+    theta_part = 0.0
+    for i in range(s.shape[0]):
+        m = s[i] * mu
+        share = m / (theta + m)
+        mean_part -= theta * share
+        theta_part += share - simd_log1p(m / theta)
+    return mean_part, theta_part
+
+
+@sum_jit
+def _zero_loglik(s, mu: float, theta: float) -> float:
+    """The log-likelihood's sum over every cell as if its count were 0."""
+    total = 0.0
+    for i in range(s.shape[0]):
+        total -= theta * simd_log1p(s[i] * mu / theta)
+    return total
+
+
 @jit
 def _score(indptr, indices, data, s, g: int, t: float, coef) -> float:
     r""":math:`d\ell/dt` along :math:`\phi = \phi_{\mathrm{tech}}(e^t)` for gene ``g``:
@@ -46,13 +69,7 @@ def _score(indptr, indices, data, s, g: int, t: float, coef) -> float:
     mu = math.exp(t)
     phi = _dispersion(coef, mu)
     theta = 1.0 / phi
-    mean_part = 0.0
-    theta_part = 0.0
-    for i in range(s.shape[0]):  # every cell as if its count were 0
-        m = s[i] * mu
-        inverse = 1.0 / (theta + m)
-        mean_part -= theta * m * inverse
-        theta_part += m * inverse - simd_log1p(m / theta)
+    mean_part, theta_part = _zero_counts(s, mu, theta)
     for p in range(indptr[g], indptr[g + 1]):  # the non-zero counts
         x = data[p]
         inverse = 1.0 / (theta + s[indices[p]] * mu)
@@ -67,9 +84,7 @@ def _score(indptr, indices, data, s, g: int, t: float, coef) -> float:
 def _loglik(indptr, indices, data, s, g: int, mu: float, phi: float) -> float:
     """The NB log-likelihood of gene ``g`` at mean ``mu``, dispersion ``phi`` > 0."""
     theta = 1.0 / phi
-    total = 0.0
-    for i in range(s.shape[0]):
-        total -= theta * simd_log1p(s[i] * mu / theta)
+    total = _zero_loglik(s, mu, theta)
     for p in range(indptr[g], indptr[g + 1]):
         x = data[p]
         m = s[indices[p]] * mu
