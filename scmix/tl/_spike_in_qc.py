@@ -90,10 +90,17 @@ def spike_in_qc(
         NaN marks a spike-in whose input is unknown: it is left out of E. Values must
         be positive otherwise. At least one spike-in must have a known input.
     expected_scale
-        Factor turning ``expected_molecules`` into molecules per cell, e.g. for ERCC
-        concentrations in attomoles/µl (``.var["ercc_mix1_attomoles_ul"]`` of the
-        loaders): µl of the diluted mix added per cell × dilution × 602,214.076
-        molecules per attomole.
+        Factor turning ``expected_molecules`` into molecules per cell. For ERCC
+        concentrations :math:`C_j` in attomoles/µl of the stock mix
+        (``.var["ercc_mix1_attomoles_ul"]`` of the loaders), with V µl of the mix
+        diluted by D (a fraction: 5e-5 for 1:20,000) added to each cell,
+        :math:`e_j = C_j \cdot 10^{-18} \cdot 6.02214076 \times 10^{23} \cdot V D`
+        molecules, so ``expected_scale = 602214.076 * V * D`` (602,214.076 molecules per
+        attomole). The expected molecules shipped with Zeisel et al. 2015
+        (``"ercc_expected_molecules"``) are Mix 1 with :math:`V D = 4.5 \times 10^{-7}`
+        µl: ``expected_molecules="ercc_mix1_attomoles_ul",
+        expected_scale=602214.076 * 4.5e-7`` reproduces them to a relative 2e-8 (the
+        Avogadro constant they used, 6.0221409e23, is the older CODATA value).
     nmads
         n of the outlier rules.
     key_added

@@ -26,6 +26,8 @@ from scipy.special import expit
 
 #: The constant that makes the MAD a consistent estimator of a normal standard deviation.
 MAD_CONSTANT = 1.4826
+#: Molecules in one attomole: 1e-18 mol x 6.02214076e23 / mol (the SI Avogadro constant).
+MOLECULES_PER_ATTOMOLE = 602_214.076
 
 
 @dataclass
