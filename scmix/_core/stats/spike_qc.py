@@ -15,7 +15,11 @@ Notation: counts :math:`x_{ij}` of cell i and spike-in j in the set S of spike-i
   :math:`P(x_{ij} > 0) = \operatorname{expit}(a + b \log_{10} e_j)` fitted by maximum
   likelihood over every cell and spike-in of E (Svensson et al. 2017, Nat Methods
   14:381): :math:`e_{50} = 10^{-a/b}`, with a standard error that treats the spike-in,
-  not the cell, as the unit of replication (see :func:`detection_limit`).
+  not the cell, as the unit of replication (see :func:`detection_limit`);
+- modes of the log capture (of the log total when no :math:`e_j` is known): the modes of
+  a variational Gaussian mixture of its finite values (:func:`capture_modes`), and
+  scater's lower MAD rule applied within each mode (:func:`mode_mad_outliers`), so that a
+  coherent low-capture mode is reported as a mode, not as outliers.
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import t as student_t
 
+from ..vi import cavi
+from .modes import Modes, find_modes
+
 #: The constant that makes the MAD a consistent estimator of a normal standard deviation.
 MAD_CONSTANT = 1.4826
+#: Fewest cells a mode of the capture must hold (whatever ``min_weight``), so that its
+#: median and MAD mean something.
+MIN_MODE_CELLS = 10
+#: CAVI settings of the capture modes (those of ``scmix.tl.size_factor_modes``).
+CAVI_OPTIONS = {"model": "full", "n_init": 3, "max_iter": 1000, "tol": 1e-8}
 #: Molecules in one attomole: 1e-18 mol x 6.02214076e23 / mol (the SI Avogadro constant).
 MOLECULES_PER_ATTOMOLE = 602_214.076
 
@@ -43,10 +55,11 @@ class MadRule:
     mad: float
     threshold: float
     outlier: np.ndarray
+    mode: int | None = None  # the mode whose median and MAD give the threshold
 
     def summary(self) -> dict:
         """The rule without the per-cell flags, for ``.uns``."""
-        return {
+        out = {
             "metric": self.metric,
             "tail": self.tail,
             "nmads": self.nmads,
@@ -55,6 +68,9 @@ class MadRule:
             "threshold": self.threshold,
             "n_outliers": int(self.outlier.sum()),
         }
+        if self.mode is not None:
+            out["mode"] = self.mode
+        return out
 
 
 def mad_outliers(values: np.ndarray, *, nmads: float, tail: str, metric: str) -> MadRule:
@@ -82,6 +98,124 @@ def mad_outliers(values: np.ndarray, *, nmads: float, tail: str, metric: str) ->
             threshold = median + nmads * mad
             outlier = values > threshold
     return MadRule(metric, tail, nmads, median, mad, threshold, outlier)
+
+
+@dataclass
+class CaptureModes:
+    """The modes of a per-cell log metric (:func:`capture_modes`)."""
+
+    modes: Modes
+    labels: np.ndarray  # (n_cells,) the mode of each cell
+    min_count: int  # fewest finite values a mode holds
+    fit: cavi.CAVIFit | None  # the mixture kept (None: too few distinct values to fit)
+    elbo_by_k: dict[int, float]
+
+    def summary(self) -> dict:
+        """Modes, their sizes and the mixture, for ``.uns`` (locations on the log scale)."""
+        counts = self.modes.counts
+        out = {
+            "n_modes": self.modes.n_modes,
+            "main": self.modes.main,
+            "log_centres": self.modes.centres,
+            "log_boundaries": self.modes.antimodes,
+            "n_cells": counts,
+            "weights": counts / max(int(counts.sum()), 1),
+            "min_cells": self.min_count,
+        }
+        if self.fit is not None:
+            out["mixture"] = {
+                "n_components": int(self.fit.resp.shape[1]),
+                **cavi.normal_components(self.fit),
+                "elbo": self.fit.elbo,
+                "elbo_by_k": {str(k): v for k, v in self.elbo_by_k.items()},
+                "converged": self.fit.converged,
+                "n_iter": self.fit.n_iter,
+            }
+        return out
+
+
+def capture_modes(
+    values: np.ndarray,
+    candidates,
+    *,
+    min_weight: float,
+    random_state=0,
+    min_cells: int = MIN_MODE_CELLS,
+) -> CaptureModes:
+    r"""The modes of a per-cell log metric (log capture efficiency or log spike-in total).
+
+    Bishop's variational Gaussian mixture (the CAVI ``"full"`` model of
+    :func:`scmix.tl.size_factor_modes`, same priors and settings) is fitted to the n
+    finite values for each K of ``candidates``, and the K with the largest ELBO is kept;
+    the modes are the maxima of its density, each cell in the mode between the
+    neighbouring antimodes (:mod:`.modes`), and a mode must hold at least
+    :math:`\max(\texttt{min\_cells}, \lceil \texttt{min\_weight}\, n \rceil)` cells.
+    K above n over that count is not tried (there is no room for that many modes). With
+    fewer than two distinct finite values there is one mode and no fit. A cell whose value
+    is :math:`-\infty` (no spike-in count) is in the lowest mode.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    min_count = max(int(min_cells), int(np.ceil(min_weight * finite.size)))
+    distinct = np.unique(finite).size
+    ks = sorted(
+        {int(k) for k in candidates if k == 1 or k <= min(finite.size // min_count, distinct)}
+    )
+    if distinct < 2:
+        centre = np.array([np.median(finite)]) if finite.size else np.array([np.nan])
+        modes = Modes(centre, np.array([np.inf]), np.empty(0), np.array([finite.size]), 0)
+        return CaptureModes(modes, np.zeros(values.size, dtype=np.int64), min_count, None, {})
+    fit, fits = cavi.fit_cavi_best(finite, ks or [1], random_state=random_state, **CAVI_OPTIONS)
+    components = cavi.normal_components(fit)
+    modes = find_modes(
+        finite, components["means"], components["sds"], components["weights"], min_count=min_count
+    )
+    return CaptureModes(
+        modes, modes.labels(values), min_count, fit, {k: f.elbo for k, f in fits.items()}
+    )
+
+
+@dataclass
+class ModeRules:
+    """scater's lower rule within the modes (:func:`mode_mad_outliers`)."""
+
+    low: MadRule  # below the main mode and every lower mode: outliers
+    per_mode: list[MadRule]  # the rule of each mode, on its own cells
+    low_mode: np.ndarray  # (n_cells,) below the main mode's threshold, not below ``low``'s
+    main_threshold: float
+
+
+def mode_mad_outliers(
+    values: np.ndarray, labels: np.ndarray, n_modes: int, main: int, *, nmads: float, metric: str
+) -> ModeRules:
+    r"""scater's lower rule within each mode: outliers and the low-capture mode.
+
+    Rule k is :func:`mad_outliers` on the finite values of mode k (``labels == k``),
+    threshold :math:`T_k = \operatorname{median}_k - n\,\mathrm{MAD}_k`. With the main
+    mode ``main`` and :math:`T_{\mathrm{low}} = \min_{k \le \mathrm{main}} T_k`, a value
+    below :math:`T_{\mathrm{low}}` is below the main mode and every mode under it: an
+    outlier (``low``, which carries that mode's median and MAD); a value in
+    :math:`[T_{\mathrm{low}}, T_{\mathrm{main}})` is low for the main mode but within a
+    lower one: ``low_mode``. Modes above the main one (doublets, say) neither flag nor
+    excuse a low value. With one mode, ``low`` is exactly :func:`mad_outliers` on all
+    values and ``low_mode`` is empty. A NaN threshold (a mode without finite values)
+    flags nothing.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    per_mode = [
+        mad_outliers(
+            np.where(labels == k, values, np.nan), nmads=nmads, tail="lower", metric=metric
+        )
+        for k in range(n_modes)
+    ]
+    thresholds = np.array([rule.threshold for rule in per_mode[: main + 1]])
+    j = int(np.nanargmin(thresholds)) if np.isfinite(thresholds).any() else main
+    with np.errstate(invalid="ignore"):
+        outlier = values < thresholds[j]
+        low_mode = ~outlier & (values < per_mode[main].threshold)
+    rule = per_mode[j]
+    low = MadRule(metric, "lower", nmads, rule.median, rule.mad, rule.threshold, outlier, j)
+    return ModeRules(low, per_mode, low_mode, per_mode[main].threshold)
 
 
 @dataclass
