@@ -96,27 +96,23 @@ def size_factor_modes(
         )
 
     start = info(f"finding K = {candidates} modes of the log size factors (CAVI)")
-    fits = {
-        k: cavi.fit_cavi(
-            log_sf,
-            k,
-            model="full",
-            n_init=n_init,
-            max_iter=max_iter,
-            tol=tol,
-            random_state=random_state,
-        )
-        for k in candidates
-    }
-    best_k = max(fits, key=lambda k: fits[k].elbo)
-    fit = fits[best_k]
-    alpha, m, a, b = (fit.params[name] for name in ("alpha", "m", "a", "b"))
+    fit, fits = cavi.fit_cavi_best(
+        log_sf,
+        candidates,
+        model="full",
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+    )
+    best_k = fit.resp.shape[1]
+    components = cavi.normal_components(fit)
     labels = fit.resp.argmax(axis=1)
     uns = {
-        "means": m,
-        "sds": np.sqrt(b / a),
-        "size_factors": np.exp(m),
-        "weights": alpha / alpha.sum(),
+        "means": components["means"],
+        "sds": components["sds"],
+        "size_factors": np.exp(components["means"]),
+        "weights": components["weights"],
         "elbo": fit.elbo,
         "elbo_trace": fit.trace,
         "converged": fit.converged,

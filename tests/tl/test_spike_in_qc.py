@@ -182,3 +182,35 @@ def test_zeisel_capture_efficiency_against_the_published_expected_molecules(data
     flagged = adata.obs["spike_in_qc_outlier"].to_numpy()
     assert 0.01 < flagged.mean() < 0.1
     assert capture[flagged].max() < capture[~flagged].min()
+
+
+def test_expected_scale_from_ercc_concentrations_reproduces_zeisel_expected_molecules(data_dir):
+    """attomoles/ul x 1e-18 mol x 6.02214076e23 / mol x (ul added per cell x dilution):
+    the molecules per cell shipped with Zeisel 2015 are Mix 1 with 4.5e-7 ul of stock per
+    cell, to within the rounding of the Avogadro constant they used (6.0221409e23)."""
+    from scmix._core.stats.spike_qc import MOLECULES_PER_ATTOMOLE
+
+    assert MOLECULES_PER_ATTOMOLE == pytest.approx(1e-18 * 6.02214076e23, rel=1e-15)
+    adata = scmix.datasets.zeisel2015(data_dir=data_dir)
+    spikes = adata.var["spike_in"].to_numpy()
+    shipped = adata.var["ercc_expected_molecules"].to_numpy()[spikes]
+    mix1 = adata.var["ercc_mix1_attomoles_ul"].to_numpy()[spikes]
+    scale = MOLECULES_PER_ATTOMOLE * 4.5e-7  # ul of undiluted Mix 1 per cell
+    np.testing.assert_allclose(mix1 * scale, shipped, rtol=1e-7)
+    # not Mix 2: its ratios to the shipped values spread over a factor 8
+    ratio = adata.var["ercc_mix2_attomoles_ul"].to_numpy()[spikes] * scale / shipped
+    assert ratio.max() / ratio.min() == pytest.approx(8.0)
+    by_scale = scmix.tl.spike_in_qc(
+        adata, expected_molecules="ercc_mix1_attomoles_ul", expected_scale=scale, copy=True
+    )
+    scmix.tl.spike_in_qc(adata, expected_molecules="ercc_expected_molecules")
+    np.testing.assert_allclose(
+        by_scale.obs["spike_in_qc_capture_efficiency"],
+        adata.obs["spike_in_qc_capture_efficiency"],
+        rtol=1e-7,
+    )
+    np.testing.assert_allclose(
+        by_scale.uns["spike_in_qc"]["detection"]["detection_limit"],
+        adata.uns["spike_in_qc"]["detection"]["detection_limit"],
+        rtol=1e-6,
+    )

@@ -91,7 +91,16 @@ from ..errors import InputError
 from .gaussian import MODELS as MODEL_FORMULAS
 from .gaussian import PARAM_NAMES, PRIOR_NAMES
 
-__all__ = ["MODELS", "PARAM_NAMES", "PRIOR_NAMES", "CAVIFit", "fit_cavi", "run_cavi"]
+__all__ = [
+    "MODELS",
+    "PARAM_NAMES",
+    "PRIOR_NAMES",
+    "CAVIFit",
+    "fit_cavi",
+    "fit_cavi_best",
+    "normal_components",
+    "run_cavi",
+]
 
 MODELS = ("textbook", "full")
 
@@ -350,3 +359,21 @@ def fit_cavi(
         converged=converged,
         n_iter=n_iter,
     )
+
+
+def fit_cavi_best(x, candidates, **options) -> tuple[CAVIFit, dict[int, CAVIFit]]:
+    """:func:`fit_cavi` for each K of ``candidates`` with the same ``options``: the fit with
+    the largest ELBO (the first such K on a tie), and every fit by K."""
+    fits = {k: fit_cavi(x, k, **options) for k in candidates}
+    return fits[max(fits, key=lambda k: fits[k].elbo)], fits
+
+
+def normal_components(fit: CAVIFit) -> dict[str, np.ndarray]:
+    r"""The components of a ``"full"`` fit as normals, each (K,): ``means`` :math:`m_k`,
+    ``sds`` :math:`\sqrt{b_k / a_k}` (one over the root of the expected precision;
+    scikit-learn's ``covariances_`` are their squares) and ``weights``
+    :math:`\alpha_k / \sum_j \alpha_j` (the posterior mean weights)."""
+    if fit.model != "full":
+        raise InputError(f"normal_components needs a 'full' fit, got {fit.model!r}.")
+    alpha, m, a, b = (fit.params[name] for name in ("alpha", "m", "a", "b"))
+    return {"means": m, "sds": np.sqrt(b / a), "weights": alpha / alpha.sum()}
