@@ -211,6 +211,23 @@ def compare_one(adata) -> tuple[pd.DataFrame, dict]:
     table["scran_shifted_call"] = (
         stats.false_discovery_control(table["scran_shifted_pvalue"].fillna(1.0)) <= FDR
     )
+    if "cell_type" in adata.obs:
+        # where each gene is highest (normalised by the gene factors), and the factors'
+        # median per cell type
+        types = adata.obs["cell_type"].astype(str).to_numpy()
+        names = np.unique(types)
+        by_type = np.stack(
+            [(X[types == t][:, genes] / sf[types == t, None]).mean(0) for t in names]
+        )
+        table["highest_in"] = names[by_type.argmax(axis=0)]
+        with np.errstate(divide="ignore"):
+            table["highest_over_lowest"] = by_type.max(axis=0) / by_type.min(axis=0)
+        sf_by_type = {
+            f"{t} ({int((types == t).sum())} cells)": float(np.median(sf[types == t]))
+            for t in names
+        }
+    else:
+        sf_by_type = {}
     spike_var = var.loc[spikes]
     in_trend = spike_var[spike_var["noise_trend_spike_in"].astype(bool)]
     with np.errstate(divide="ignore"):  # spike-ins fitted as Poisson (dispersion 0)
@@ -233,6 +250,7 @@ def compare_one(adata) -> tuple[pd.DataFrame, dict]:
         "largest_spike_in_share": float(np.max(X[:, spikes].sum(axis=0)) / X[:, spikes].sum()),
         "scmix_spike_log_phi_ratio_robust_sd": robust_sd(log_phi_ratio),
         "scmix_spike_poisson": int(np.sum(~np.isfinite(log_phi_ratio))),
+        "size_factor_median_by_cell_type": sf_by_type,
         "seconds_scmix": round(seconds_scmix, 1),
         "seconds_scran": round(seconds_scran, 1),
     }
@@ -278,6 +296,13 @@ def _jaccard(a, b) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     union = int((a | b).sum())
     return float((a & b).sum() / union) if union else float("nan")
+
+
+def _highest_in(rows: pd.DataFrame) -> dict:
+    """How many of ``rows`` are highest in each cell type (when cell types are known)."""
+    if "highest_in" not in rows:
+        return {}
+    return {"highest_in": {k: int(v) for k, v in rows["highest_in"].value_counts().items()}}
 
 
 def robust_sd(values) -> float:
@@ -341,6 +366,21 @@ def summarise(name: str, table: pd.DataFrame, runs: list[dict]) -> dict:
             "calls": int(table["scran_shifted_call"].sum()),
             "both_with_scmix": int((table["scran_shifted_call"] & table["scmix_call"]).sum()),
             "jaccard_with_scmix": _jaccard(table["scran_shifted_call"], table["scmix_call"]),
+            "disagreements": {
+                key: {
+                    "n": int(mask.sum()),
+                    "median_mean": _median(table.loc[mask, "mean"]),
+                    "median_scmix_ratio": _median(table.loc[mask, "scmix_ratio"]),
+                    "median_scmix_cv2_ratio": _median(table.loc[mask, "scmix_cv2_ratio"]),
+                    "median_scran_shifted_ratio": _median(table.loc[mask, "scran_shifted_ratio"]),
+                    "median_moment_over_nb": _median(table.loc[mask, "moment_over_nb"]),
+                    **_highest_in(table.loc[mask]),
+                }
+                for key, mask in (
+                    ("scmix only", a & ~table["scran_shifted_call"].to_numpy()),
+                    ("what-if only", ~a & table["scran_shifted_call"].to_numpy()),
+                )
+            },
         },
         "spearman_scran_ratio_scmix_cv2_ratio": spearman(
             table["scmix_cv2_ratio"], table["scran_ratio"]
@@ -362,6 +402,7 @@ def summarise(name: str, table: pd.DataFrame, runs: list[dict]) -> dict:
         },
     }
     summary["largest_spike_in_share"] = [run["largest_spike_in_share"] for run in runs]
+    summary["size_factor_median_by_cell_type"] = runs[0]["size_factor_median_by_cell_type"]
     # the same spike-in as a trend spike-in (normalised by totals it is part of) and as
     # a tested gene (Tung folds): its dispersion both ways, spike-ins with mean >= 10
     as_spike = pd.concat([run["scmix_spike_dispersion"] for run in runs])
@@ -390,6 +431,7 @@ def summarise(name: str, table: pd.DataFrame, runs: list[dict]) -> dict:
             "median_scran_ratio": _median(rows["scran_ratio"]),
             "median_scmix_cv2_ratio": _median(rows["scmix_cv2_ratio"]),
             "median_moment_over_nb": _median(rows["moment_over_nb"]),
+            **_highest_in(rows),
         }
         if key in ("scmix only", "scran only"):
             by = ["scmix_pvalue", "scmix_ratio"] if key == "scmix only" else ["scran_pvalue"]
@@ -404,11 +446,26 @@ def summarise(name: str, table: pd.DataFrame, runs: list[dict]) -> dict:
                     "scmix_padj": float(row["scmix_padj"]),
                     "scran_ratio": float(row["scran_ratio"]),
                     "scran_fdr": float(row["scran_fdr"]),
+                    "moment_over_nb": float(row["moment_over_nb"]),
+                    **(
+                        {
+                            "highest_in": row["highest_in"],
+                            "highest_over_lowest": float(row["highest_over_lowest"]),
+                        }
+                        if "highest_in" in row
+                        else {}
+                    ),
                 }
                 for gene, row in top.iterrows()
             ]
         summary["groups"][key] = entry
     return summary
+
+
+def _types(group: dict) -> str:
+    if "highest_in" not in group:
+        return ""
+    return "  highest in: " + ", ".join(f"{t} {n}" for t, n in group["highest_in"].items())
 
 
 def report(s: dict) -> None:
@@ -469,6 +526,14 @@ def report(s: dict) -> None:
         f"(B + mean(1/s_genes) - mean(1/s_spikes)): {w['calls']} calls, {w['both_with_scmix']} "
         f"shared with scmix, Jaccard {w['jaccard_with_scmix']:.3f}"
     )
+    for key, g in w["disagreements"].items():
+        print(
+            f"    {key}: {g['n']} genes, medians: mean {g['median_mean']:.3g}, scmix "
+            f"phi/trend {g['median_scmix_ratio']:.3g}, scmix CV2 ratio "
+            f"{g['median_scmix_cv2_ratio']:.3g}, what-if scran ratio "
+            f"{g['median_scran_shifted_ratio']:.3g}, moment/NB {g['median_moment_over_nb']:.3g}"
+            + _types(g)
+        )
     print(
         "  largest spike-in's share of the spike-in total: "
         + "/".join(f"{v:.2f}" for v in s["largest_spike_in_share"])
@@ -478,6 +543,11 @@ def report(s: dict) -> None:
         print(
             f"  the {d['n']} ERCC with mean >= 10, scmix dispersion (median) as a trend "
             f"spike-in {d['median_in_trend']:.2g}, held out as a gene {d['median_tested']:.2g}"
+        )
+    if s["size_factor_median_by_cell_type"]:
+        print(
+            "  gene size factors, median by cell type: "
+            + ", ".join(f"{t} {v:.2f}" for t, v in s["size_factor_median_by_cell_type"].items())
         )
     low = s["smallest_ratio_called"]
     print(
@@ -496,7 +566,7 @@ def report(s: dict) -> None:
         print(
             f"  {key:<11} {g['n']:>5} {g['median_mean']:>9.3g} {g['median_detection']:>7.3f} "
             f"{g['median_scmix_ratio']:>16.3g} {g['median_scmix_cv2_ratio']:>16.3g} "
-            f"{g['median_scran_ratio']:>12.3g} {g['median_moment_over_nb']:>10.3g}"
+            f"{g['median_scran_ratio']:>12.3g} {g['median_moment_over_nb']:>10.3g}" + _types(g)
         )
     for key in ("scmix only", "scran only"):
         top = s["groups"][key].get("top", [])
@@ -504,10 +574,16 @@ def report(s: dict) -> None:
             continue
         print(f"  top {key} (by its p-value):")
         for t in top:
+            where = (
+                f"  highest in {t['highest_in']} ({t['highest_over_lowest']:.3g}x the lowest type)"
+                if "highest_in" in t
+                else ""
+            )
             print(
-                f"    {t['gene']:<12} mean {t['mean']:8.3g}  detect {t['detection']:.3f}  "
+                f"    {t['gene']:<13} mean {t['mean']:7.3g}  detect {t['detection']:.3f}  "
                 f"scmix phi/trend {t['scmix_ratio']:6.3g} padj {t['scmix_padj']:8.2e}  "
-                f"scran ratio {t['scran_ratio']:6.3g} FDR {t['scran_fdr']:8.2e}"
+                f"scran ratio {t['scran_ratio']:6.3g} FDR {t['scran_fdr']:8.2e}  "
+                f"moment/NB {t['moment_over_nb']:.3g}{where}"
             )
     sp = s["scran_formula_on_spike_ins"]
     print(
