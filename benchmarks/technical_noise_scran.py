@@ -48,64 +48,61 @@ mean 1 (``.compute_var_stats_with_spikes``, lines 144-179). scmix tests the NB d
 against its trend by a likelihood-ratio test that treats the trend as known, so its null
 has only NB sampling error.
 
-Reading the result (measured on commit 60bdbc9, i.e. with the first technical_noise,
-now being reworked: its p-values will change; scran 1.26.2, R 4.2.2):
+Reading the result (technical_noise with the spike-ins' scatter, branch i21-noise of
+2026-12-07; scran 1.26.2, R 4.2.2):
 
-Zeisel, library-size gene factors: scmix calls 745 of 1,000 genes at FDR 0.05, scran
-977; 744 shared, 1 scmix only, 233 scran only (Jaccard 0.761; Spearman 0.787 for the
-p-values, 0.832 for the ratios). All 16 genes with mean >= 10 and 351 of the 379 with
-mean 1-10 are called by both (these 1,000 genes are the DESCEND subset of three cell
-types); the disagreement is at mean < 1. Three causes (the first by far the largest):
+Zeisel, the same factors for genes and spike-ins (``--gene-factors spike_in``): scmix
+calls 865 of 1,000 genes at FDR 0.05, scran 982; every scmix call is a scran call (865
+shared, 117 scran only, Jaccard 0.881); Spearman 0.950 for the p-values, 0.955 for
+scran's ratio against scmix's dispersion / trend. All genes with mean >= 1 are called by
+both (these 1,000 genes are the DESCEND subset of three cell types); the 117 are at
+mean < 1.
+
+Zeisel, library-size factors for the genes (the default run): scmix 549, scran 977; 549
+shared, 0 scmix only, 428 scran only (Jaccard 0.562; Spearman 0.824 for the p-values).
+Three causes:
 
 1. The Poisson part of the CV2. For counts / s, CV2 = phi + mean(1/s) / mu. The genes'
    library-size factors vary far more than the spike-in totals (mean(1/s) 1.659 against
    1.160; endothelial-mural cells have a median factor of 0.22), so a gene exactly at
    the technical dispersion has a CV2 above scran's spike-in trend by up to 1.659 / 1.160
    = 1.43 at low means: at the genes, scran's trend is a median 0.73 of the technical CV2
-   in the genes' own normalisation. With SD 0.084 that is a z of 4-5. The 233 scran-only
-   genes sit on scmix's trend (median dispersion / trend 0.883, NB CV2 ratio 0.988) but
-   at a scran ratio of 1.39 (median mean 0.48). Giving scran's trend the genes' Poisson
-   part (the "what-if" line) takes its calls from 977 to 721, Jaccard with scmix 0.819;
-   with the spike-in totals for the genes as well (``--gene-factors spike_in``, equal
-   Poisson parts) scmix calls 964, scran 982, 959 shared, Jaccard 0.972, Spearman of
-   the p-values 0.922. scran centres both sets of factors to mean 1, not mean(1/s), so
-   its CV2 trend transfers from spike-ins to genes only when the two sets of factors
-   vary alike; scmix's NB puts each cell's factor in the likelihood, so a trend in the
-   dispersion transfers (its stated assumption).
-2. Moments against likelihood. scran's CV2 is a moment of counts / s and weights a cell
-   by 1 / s^2; the NB likelihood gives a cell with a small factor little weight. Of the
-   61 genes called by the what-if scran only, 56 are highest in the endothelial-mural
-   cells (235 cells, median factor 0.22), and their moment CV2 is a median 1.24 times
-   the CV2 of the NB fit (e.g. Dnm2: 7.8 times higher in endothelial-mural cells than in
-   the lowest type, scran ratio 2.82, scmix dispersion / trend 1.31, padj 0.21). These
-   look like real cell-type differences that a single NB with offsets hardly sees
-   because they sit in the cells with the fewest counts.
-3. The null. scran's SD (0.084) comes mostly from the low-mean spike-ins, whose CV2 is
-   mostly Poisson and scatters little; it calls any ratio above about 1.14. Applied in
-   sample to its own 57 spike-ins it gives p < 0.05 for 13, 10 of them among the 19 with
-   mean >= 10: like scmix (``technical_noise_spike_in_loo.py``: 24% of the Zeisel
-   spike-ins rejected), scran is anti-conservative where the spike-ins scatter beyond
-   sampling. scmix's null has only NB sampling error, which shrinks with cells and
-   counts: the 85 genes it calls and the what-if scran does not (median mean 0.83,
-   mostly pyramidal / interneuron genes) have a dispersion 2.04 times the trend but a CV2
-   only 1.12 times the technical one (scran's what-if ratio 1.06), within the scatter of
-   the real spike-ins around the trend (robust SD of log(dispersion / trend) 0.495).
+   in the genes' own normalisation. With SD 0.084 that is a z of 4-5. Giving scran's
+   trend the genes' Poisson part (the "what-if" line) takes its calls from 977 to 721
+   (Jaccard with scmix 0.723, 533 shared). scran centres both sets of factors to mean
+   1, not mean(1/s), so its CV2 trend transfers from spike-ins to genes only when the two
+   sets of factors vary alike; scmix's NB puts each cell's factor in the likelihood, so
+   a trend in the dispersion transfers (its stated assumption).
+2. The null. scran's SD (0.084) comes mostly from the low-mean spike-ins, whose CV2 is
+   mostly Poisson and scatters little, and it is the same at every mean: it calls any
+   ratio above about 1.14. Applied in sample to its own 57 spike-ins it gives p < 0.05
+   for 13, 10 of them among the 19 with mean >= 10. scmix refers each gene to the
+   spike-ins' scatter around the trend beyond sampling (tau 0.50 on the log dispersion
+   here; ``technical_noise_spike_in_loo.py``: 0 of 41 Zeisel spike-ins called when left
+   out, against 24% with the trend as exact), so a gene needs a dispersion well above
+   the trend: the smallest called has 2.7 times the trend. Of the 188 genes the what-if
+   scran calls and scmix does not, the median has a dispersion 1.94 times the trend,
+   inside the spike-ins' own spread (exp(1.645 x 0.50) = 2.3).
+3. Moments against likelihood. scran's CV2 is a moment of counts / s and weights a cell
+   by 1 / s^2; the NB likelihood gives a cell with a small factor little weight. 120 of
+   those 188 genes are highest in the endothelial-mural cells (235 cells, median factor
+   0.22), with a moment CV2 a median 1.23 times that of the NB fit. These look like
+   real cell-type differences concentrated in the cells with the fewest counts, which a
+   single NB with offsets weighs little.
 
-Tung (null: held-out ERCC against the other half's trend, the same factors for both,
-so no Poisson-part difference): scmix 8 and scran 8 false calls of 86 at FDR 0.05 (6
-shared; p < 0.05: 11 and 14). All of scmix's and 6 of scran's are among the 11 ERCC
-with mean >= 10, and come from the spike-in totals, the default factors of both tools:
-the largest ERCC makes 48% / 41% of its half's total, so the totals absorb the dominant
-spike-ins' own variation and the trend has no floor (scran's A about 1e-12); the same
-11 ERCC have a median dispersion of 0.0014 in the trend half and 0.0051 held out. The
-other 2 scran calls are ERCC seen in 1 and 2 of 564 cells (mean 0.002-0.004), whose
-moment CV2 is decided by the factors of those cells.
+Tung (null: held-out ERCC against the other half's trend, the same factors for both):
+scmix 6 and scran 8 false calls of 86 at FDR 0.05 (4 shared). All of scmix's are among
+the 11 ERCC with mean >= 10 and come from the spike-in totals, the default factors of
+both tools: the largest ERCC makes 48% / 41% of its half's total, so the totals absorb
+the dominant spike-ins' own variation and the trend has no floor (scran's A about
+1e-12; scmix's a0 about 3e-4); the same 11 ERCC have a median dispersion of 0.0014 in
+the trend half and 0.0051 held out. Two of scran's calls are ERCC seen in 1 and 2 of 564
+cells (mean 0.002-0.004), whose moment CV2 is decided by the factors of those cells.
 
-In short: on Zeisel the headline difference (977 against 745 calls) is mostly scran's
-CV2 trend not transferring between differently varying size factors; after that, scran
-catches variation concentrated in low-depth cells that scmix's single NB misses, and
-scmix's trend-as-known test calls small excesses that scran's spike-in SD absorbs.
-Neither null is calibrated on real spike-ins at high means.
+In short: with the same size factors the two agree closely (Jaccard 0.88, scmix's calls
+a subset of scran's); with different factors for genes and spike-ins scran's CV2 trend
+does not transfer and it calls 428 more genes, most of them within the spike-ins' own
+scatter around the trend.
 """
 
 from __future__ import annotations
