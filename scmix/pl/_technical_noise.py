@@ -336,7 +336,7 @@ def _trend(ax, r: NoiseResults, grid: np.ndarray, y: str) -> None:
             zorder=3.2,
             label="the same with the\nspike-ins' size factors",
         )
-    if r.scatter_sd is not None:
+    if r.scatter_sd:  # None (not stored) or 0: no band
         low, high = (r.trend(grid) * np.exp(sign * 2.0 * r.scatter_sd) for sign in (-1.0, 1.0))
         ax.fill_between(
             grid,

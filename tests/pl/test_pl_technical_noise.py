@@ -169,11 +169,15 @@ def test_no_zero_dispersion_no_floor(noise):
     assert not any("Poisson" in t.get_text() for t in ax.get_legend().get_texts())
 
 
-def test_scatter_band_only_when_stored(noise):
-    ax = scmix.pl.technical_noise(noise, show=False)
-    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
+def test_scatter_band_only_when_tau_is_positive(noise):
     adata = noise.copy()
     trend = adata.uns["noise"]["trend"]
+    for stored in (None, 0.0):  # not stored (older results), or no scatter
+        trend.pop("scatter_sd", None)
+        if stored is not None:
+            trend["scatter_sd"] = stored
+        ax = scmix.pl.technical_noise(adata, show=False)
+        assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
     trend["scatter_sd"] = 0.4
     ax = scmix.pl.technical_noise(adata, show=False)
     (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
@@ -263,7 +267,6 @@ def test_zeisel_labels_the_strongest_calls_clear_of_each_other(zeisel, y):
     ax = scmix.pl.technical_noise(zeisel, y=y, show=False)
     fig = ax.figure
     fig.canvas.draw()
-    assert (zeisel.var["noise_padj"] == 0).sum() > 10  # ties, broken by the ratio
     texts = [t for t in ax.texts if t.get_visible()]
     assert [t.get_text() for t in texts] == _expected_top(zeisel, 10)
     boxes = [Text.get_window_extent(t) for t in texts]
