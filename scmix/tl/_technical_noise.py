@@ -54,7 +54,7 @@ def technical_noise(
        terms) is fitted to the spike-ins with mean :math:`\hat\mu_j \ge` ``min_mean`` by
        a gamma GLM with identity link (:mod:`scmix._core.stats.technical_noise`).
     3. Real spike-ins scatter around the trend more than NB sampling explains
-       (by a factor of about 1.5 in the dispersion on Zeisel, Svensson and Tung). Their
+       (by a factor of 1.4-1.65 in the dispersion on Svensson and Zeisel). Their
        scatter :math:`\tau`, the SD of :math:`\log\phi` around the trend beyond
        sampling, is estimated from each spike-in compared with the trend of the others
        (``scatter=True``; a robust median equation).
