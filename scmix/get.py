@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ._core.errors import InputKeyError
 from ._fitted import fit_params, fitted_positions, is_shared, stored_responsibilities
-from ._schema import FIT_SCHEMA, owned_columns
+from ._schema import FIT_SCHEMA, TECHNICAL_NOISE_SCHEMA, owned_columns
 from .tl._goodness_of_fit import quantile_residuals
 
-__all__ = ["mixture_df", "quantile_residuals", "responsibilities"]
+__all__ = ["mixture_df", "quantile_residuals", "responsibilities", "technical_noise_df"]
 
 
 def mixture_df(adata: AnnData, *, key: str = "scmix") -> pd.DataFrame:
@@ -39,6 +40,30 @@ def mixture_df(adata: AnnData, *, key: str = "scmix") -> pd.DataFrame:
     first = ["bimodal", "delta_bic", "lrt"]
     table = table[first + [c for c in table.columns if c not in first]]
     return _sorted(table, "delta_bic")
+
+
+def technical_noise_df(adata: AnnData, *, key: str = "noise") -> pd.DataFrame:
+    """One row per gene tested by :func:`scmix.tl.technical_noise` under ``key``, the
+    strongest first (largest ``z``).
+
+    Columns are the ``.var`` columns ``{key}_*`` without the prefix (``mean``,
+    ``dispersion``, ``technical_dispersion``, ``statistic``, ``z``, ``pvalue``, ``padj``,
+    ``variable``), with ``ratio`` = dispersion / technical dispersion after
+    ``technical_dispersion``. Spike-ins and genes without counts (not tested) are left
+    out. The index (named ``gene``) holds the gene names.
+    """
+    if key not in adata.uns or f"{key}_pvalue" not in adata.var:
+        raise InputKeyError(
+            f"no technical-noise results under key {key!r}: run "
+            f"scmix.tl.technical_noise(adata, key_added={key!r}) first."
+        )
+    owned = owned_columns(adata.var.columns, key, TECHNICAL_NOISE_SCHEMA)
+    columns = {c: c[len(key) + 1 :] for c in owned if c != f"{key}_trend_spike_in"}
+    tested = adata.var[f"{key}_pvalue"].notna().to_numpy()
+    table = adata.var.loc[tested, list(columns)].rename(columns=columns)
+    at = list(table.columns).index("technical_dispersion") + 1
+    table.insert(at, "ratio", table["dispersion"] / table["technical_dispersion"])
+    return _sorted(table, "z")
 
 
 def responsibilities(

@@ -321,3 +321,18 @@ def test_real_spike_ins_left_out_of_the_trend_are_not_called(data_dir):
     assert keep.size >= 30
     assert np.mean(p < 0.05) <= 0.1
     assert np.mean(p_exact < 0.05) >= 0.15
+
+
+def test_get_technical_noise_df(small):
+    scmix.tl.technical_noise(small)
+    table = scmix.get.technical_noise_df(small)
+    genes = small.var_names[~small.var["spike_in"].to_numpy()]
+    assert sorted(table.index) == sorted(genes)  # the tested genes, no spike-in
+    assert table.index.name == "gene"
+    assert (np.diff(table["z"].to_numpy()) <= 0).all()
+    np.testing.assert_allclose(table["ratio"], table["dispersion"] / table["technical_dispersion"])
+    np.testing.assert_array_equal(
+        table["padj"], small.var.loc[table.index, "noise_padj"].to_numpy()
+    )
+    with pytest.raises(InputKeyError, match="technical_noise"):
+        scmix.get.technical_noise_df(small, key="other")
