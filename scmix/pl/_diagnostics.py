@@ -8,7 +8,6 @@ import matplotlib as mpl
 import numpy as np
 from anndata import AnnData
 from matplotlib.font_manager import FontProperties
-from matplotlib.transforms import ScaledTranslation
 from scipy import stats
 
 from .._core.errors import InputKeyError
@@ -23,6 +22,7 @@ from ._utils import (
     PANEL_SIZE,
     finish,
     gene_names,
+    legend_below,
     new_axes,
     new_panels,
 )
@@ -121,26 +121,7 @@ def _outside_legend(ax, fontsize: str = "x-small") -> None:
     longest = max(len(line.get_label()) for line in lines)
     entry = size * (0.6 * longest + mpl.rcParams["legend.handlelength"] + 1.5)
     ncols = max(1, min(len(lines), int(width // entry)))
-    # below the x tick labels and the x label: their height in points, from rcParams
-    rc = mpl.rcParams
-    below = (
-        rc["xtick.major.size"]
-        + rc["xtick.major.pad"]
-        + 1.3 * FontProperties(size=rc["xtick.labelsize"]).get_size_in_points()
-        + rc["axes.labelpad"]
-        + 1.3 * FontProperties(size=rc["axes.labelsize"]).get_size_in_points()
-        + 1.0
-    )
-    anchor = ax.transAxes + ScaledTranslation(0.0, -below / 72.0, ax.figure.dpi_scale_trans)
-    ax.legend(
-        frameon=False,
-        fontsize=fontsize,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        bbox_transform=anchor,
-        borderaxespad=0.0,
-        ncols=ncols,
-    )
+    legend_below(ax, *ax.get_legend_handles_labels(), ncols=ncols, fontsize=fontsize)
 
 
 def _draw_gaps(trace, names, key, what, ax, show, save, return_fig):
