@@ -49,8 +49,10 @@ def left_out_tests(x, s, free):
     z, p, p_exact, tau = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for k in range(n):
         others = np.flatnonzero(np.arange(n) != k)
-        trend, _, _ = engine.spike_in_scatter(
-            engine.Columns.from_matrix(x[:, others]), s, mean[others], disp[others], loglik[others]
+        trend = engine.spike_in_scatter(
+            engine.Columns.from_matrix(x[:, others]),
+            s,
+            (mean[others], disp[others], loglik[others]),
         )
         one = engine.Columns.from_matrix(x[:, [k]])
         result = engine.noise_test(one, s, (mean[[k]], disp[[k]], loglik[[k]]), trend)
@@ -66,7 +68,7 @@ def main():
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     x, s, free = spike_ins(getattr(scmix.datasets, args.dataset)())
-    trend, _, _ = engine.spike_in_scatter(engine.Columns.from_matrix(x), s, *free)
+    trend = engine.spike_in_scatter(engine.Columns.from_matrix(x), s, free)
     z, p, p_exact, tau = left_out_tests(x, s, free)
     print(f"{args.dataset}: {x.shape[0]} cells, {free[0].size} spike-ins in the trend (mean >= 1)")
     print(

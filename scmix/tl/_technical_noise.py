@@ -193,12 +193,10 @@ def technical_noise(
         )
     rows = np.flatnonzero(used)
     if scatter:
-        trend, _, _ = engine.spike_in_scatter(
+        trend = engine.spike_in_scatter(
             engine.Columns.from_matrix(spike_cols.raw_block(rows)),
             spike_sf,
-            spike_mean[rows],
-            spike_disp[rows],
-            spike_fit.loglik[rows],
+            (spike_mean[rows], spike_disp[rows], spike_fit.loglik[rows]),
         )
     else:
         trend = engine.fit_trend(spike_mean[rows], spike_disp[rows])

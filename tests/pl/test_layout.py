@@ -21,12 +21,6 @@ import scmix
 SIZES = [(4.0, 3.0), (8.0, 6.0)]
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture(scope="module")
 def svensson(data_dir):
     """Svensson 20312, size factors the ERCC totals per cell (mean 1); fitted without

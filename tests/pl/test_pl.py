@@ -24,12 +24,6 @@ def fitted():
     return adata
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_mixture_draws_k_components_and_the_marginal(fitted):
     ax = scmix.pl.mixture(fitted, "gene_1", show=False)
     labels = [line.get_label() for line in ax.get_lines()]

@@ -30,12 +30,6 @@ def checked():
     return adata
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _groups(adata, key="spike_in_qc"):
     """The kept, low-capture-mode and flagged cells of .obs (disjoint: flagged first)."""
     flagged = adata.obs[f"{key}_outlier"].to_numpy()

@@ -43,12 +43,6 @@ def noise():
     return adata
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _points(ax) -> list[np.ndarray]:
     """Offsets of the four groups: other genes, called genes, trend and other spike-ins."""
     groups = [c for c in ax.collections if c.get_gid() != "clipped" and c.get_label()[0] != "_"]

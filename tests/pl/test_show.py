@@ -25,12 +25,6 @@ def fitted():
     return adata
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture
 def shown(monkeypatch):
     """Counts the calls of plt.show (a no-op under Agg: nothing to see, only to count)."""
