@@ -99,22 +99,21 @@ def test_cv2_is_dispersion_plus_mean_inverse_size_factor_over_mean(noise):
     var, obs = noise.var, noise.obs
     ax = scmix.pl.technical_noise(noise, y="cv2", show=False)
     _, called, in_trend, _ = _points(ax)
-    genes = var[var["noise_variable"]]
-    inverse = np.mean(1.0 / obs["noise_size_factors"])
-    expected = genes["noise_dispersion"] + inverse / genes["noise_mean"]
-    order = np.argsort(called[:, 0])
-    np.testing.assert_allclose(
-        called[order, 1], expected.to_numpy()[np.argsort(genes["noise_mean"])]
-    )
-    spikes = var[var["noise_trend_spike_in"]]
-    spike_inverse = np.mean(1.0 / obs["noise_spike_in_size_factors"])
-    expected = spikes["noise_dispersion"] + spike_inverse / spikes["noise_mean"]
-    order = np.argsort(in_trend[:, 0])
-    np.testing.assert_allclose(
-        in_trend[order, 1], expected.to_numpy()[np.argsort(spikes["noise_mean"])]
-    )
+    # called genes with the genes' size factors, trend spike-ins with their own
+    for points, rows, factors in (
+        (called, "noise_variable", "noise_size_factors"),
+        (in_trend, "noise_trend_spike_in", "noise_spike_in_size_factors"),
+    ):
+        drawn = var[var[rows]]
+        inverse = np.mean(1.0 / obs[factors])
+        expected = drawn["noise_dispersion"] + inverse / drawn["noise_mean"]
+        np.testing.assert_allclose(
+            points[np.argsort(points[:, 0]), 1],
+            expected.to_numpy()[np.argsort(drawn["noise_mean"])],
+        )
     trend = noise.uns["noise"]["trend"]
     x, y = ax.get_lines()[0].get_data()
+    inverse = np.mean(1.0 / obs["noise_size_factors"])  # the trend is drawn for the genes
     np.testing.assert_allclose(y, trend["a0"] + trend["a1"] / x + inverse / x)
     assert ax.get_ylabel() == "CV² of normalised counts"
 
